@@ -1,0 +1,89 @@
+"""The deterministic block rule and the chunk writer that runs on Dask workers.
+
+Importable on a worker: no Flask, no app state. Credentials come from the worker's own
+environment (botocore reads AWS_*), never from the task's arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from zarr.core.array import AsyncArray
+from zarr.core.sync import sync
+from zarr.storage import StorePath
+
+from gateway_dask_zarr.store import zarr_store
+
+BlockIndex = tuple[int, ...]
+
+
+def block_shape(shape: Sequence[int], chunks: Sequence[int], index: BlockIndex) -> tuple[int, ...]:
+    """The shape of block `index`: the chunk shape clipped at the array's edge."""
+    return tuple(min(c, s - i * c) for s, c, i in zip(shape, chunks, index, strict=True))
+
+
+def block_data(seed: int, index: BlockIndex, shape: Sequence[int], dtype: str) -> np.ndarray:
+    """The values of one block: a pure function of (seed, block index, block shape, dtype)."""
+    return np.random.default_rng([seed, *index]).random(tuple(shape), dtype=np.dtype(dtype))
+
+
+def grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
+    """The number of chunks along each dimension."""
+    return tuple(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
+
+
+def all_blocks(shape: Sequence[int], chunks: Sequence[int]) -> Iterable[BlockIndex]:
+    """Every block index of an array, in C order."""
+    return itertools.product(*(range(n) for n in grid(shape, chunks)))
+
+
+@dataclass(frozen=True)
+class ArrayTarget:
+    """Where and what a task writes: the store root, the job's array and its metadata."""
+
+    root_url: str
+    storage_options: dict[str, Any]
+    job_id: str
+    metadata: dict[str, Any]
+    seed: int
+    concurrency: int = 8
+
+
+def write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> dict[str, Any]:
+    """Generate and write whole chunks; return only small facts (counts and stats)."""
+    return sync(_write_blocks(target, indices))
+
+
+async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> dict[str, Any]:
+    store = zarr_store(target.root_url, target.storage_options)
+    array = AsyncArray(
+        metadata=target.metadata,
+        store_path=StorePath(store, f"{target.job_id}.zarr"),
+        config={"write_empty_chunks": True},
+    )
+    shape = array.metadata.shape
+    chunks = array.metadata.chunks
+    dtype = str(array.metadata.dtype.to_native_dtype())
+    limit = asyncio.Semaphore(target.concurrency)
+    facts = {"chunks": 0, "bytes": 0, "min": math.inf, "max": -math.inf, "sum": 0.0, "count": 0}
+
+    async def one(index: BlockIndex) -> None:
+        async with limit:
+            data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
+            selection = tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, data.shape, strict=True))
+            await array.setitem(selection, data)
+            facts["chunks"] += 1
+            facts["bytes"] += data.nbytes
+            facts["min"] = min(facts["min"], float(data.min()))
+            facts["max"] = max(facts["max"], float(data.max()))
+            facts["sum"] += float(data.sum(dtype=np.float64))
+            facts["count"] += data.size
+
+    await asyncio.gather(*(one(tuple(i)) for i in indices))
+    return facts

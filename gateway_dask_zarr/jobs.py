@@ -1,0 +1,411 @@
+"""Jobs: validate a request, plan its chunk tasks, submit them in one batch, track them, publish or clean up."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+from distributed import wait
+
+from gateway_dask_zarr import __version__
+from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
+from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
+
+log = logging.getLogger(__name__)
+
+PARAMETERS = ("shape", "chunks", "dtype", "seed")
+DTYPES = ("float32", "float64")
+MAX_NDIM = 4
+DEFAULT_SHAPE = (1000, 1000)
+SEED_LIMIT = 2**63
+JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+# A task's chunks in flight at once: enough concurrency to hide S3 latency, few enough
+# bytes that a worker holds only a handful of chunks.
+TASK_BYTES_IN_FLIGHT = 32 * 2**20
+MAX_TASK_CONCURRENCY = 16
+FINISHED_JOBS_KEPT = 1000
+
+
+class JobError(Exception):
+    """A request the service refuses: carries the HTTP status, a short code and the field at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+
+
+def _bad(field_name: str, message: str) -> JobError:
+    return JobError(400, "invalid_parameter", message, field_name)
+
+
+def _ints(value: Any, field_name: str) -> tuple[int, ...]:
+    """Parse '1000,1000' (query) or [1000, 1000] (JSON) into a tuple of positive ints."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if not all(re.fullmatch(r"[0-9]{1,12}", p) for p in parts):
+            raise _bad(field_name, f"{field_name} must be comma-separated positive integers such as 1000,1000, got {value!r}")
+        numbers = [int(p) for p in parts]
+    elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        numbers = list(value)
+    else:
+        raise _bad(field_name, f"{field_name} must be a list of positive integers such as [1000, 1000]")
+    if not 1 <= len(numbers) <= MAX_NDIM:
+        raise _bad(field_name, f"{field_name} must have 1 to {MAX_NDIM} dimensions, got {len(numbers)}")
+    if any(n < 1 or n > 10**12 for n in numbers):
+        raise _bad(field_name, f"every {field_name} length must be between 1 and 10**12")
+    return tuple(numbers)
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value.strip()):
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
+        raise _bad("seed", f"seed must be an integer in [0, 2**63), got {value!r}")
+    return value
+
+
+def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """About 10,000 elements a chunk (100 x 100 in 2-D), clipped to the shape."""
+    side = max(1, round(10_000 ** (1 / len(shape))))
+    return tuple(min(side, s) for s in shape)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated job request: shape, chunks, dtype and seed."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str
+    seed: int
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return np.dtype(self.dtype).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """The array's size in bytes."""
+        return math.prod(self.shape) * self.itemsize
+
+    @property
+    def chunk_bytes(self) -> int:
+        """The size of one full chunk in bytes."""
+        return math.prod(self.chunks) * self.itemsize
+
+    @property
+    def n_chunks(self) -> int:
+        """How many chunks the array has."""
+        return math.prod(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any], settings: Settings) -> JobRequest:
+        """Validate parameters (from a query string or a JSON body) against the limits."""
+        unknown = sorted(set(params) - set(PARAMETERS))
+        if unknown:
+            raise JobError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r}; known: {', '.join(PARAMETERS)}", unknown[0])
+        shape = _ints(params["shape"], "shape") if params.get("shape") not in (None, "") else DEFAULT_SHAPE
+        if params.get("chunks") not in (None, ""):
+            chunks = _ints(params["chunks"], "chunks")
+        else:
+            chunks = default_chunks(shape)
+        if len(chunks) != len(shape):
+            raise _bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
+        if any(c > s for c, s in zip(chunks, shape, strict=True)):
+            raise _bad("chunks", f"chunks {list(chunks)} must be no larger than shape {list(shape)} in every dimension")
+        dtype = params.get("dtype") or "float32"
+        if dtype not in DTYPES:
+            raise _bad("dtype", f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        seed = _seed(params["seed"]) if params.get("seed") not in (None, "") else secrets.randbelow(SEED_LIMIT)
+        request = cls(shape, chunks, dtype, seed)
+        request.check_limits(settings)
+        return request
+
+    def check_limits(self, settings: Settings) -> None:
+        """Refuse arrays, chunks or chunk counts beyond the configured limits."""
+        shape, chunks = list(self.shape), list(self.chunks)
+        if self.nbytes > settings.max_array_bytes:
+            raise JobError(413, "array_too_large", f"shape {shape} makes an array of {self.nbytes} bytes; MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape", "shape")
+        if self.chunk_bytes > settings.max_chunk_bytes:
+            raise JobError(413, "chunk_too_large", f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks", "chunks")
+        if self.chunk_bytes < min(settings.min_chunk_bytes, self.nbytes):
+            raise _bad("chunks", f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks")
+        if self.n_chunks > settings.max_chunks:
+            raise JobError(413, "too_many_chunks", f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks", "chunks")
+
+
+def new_job_id(now: datetime | None = None) -> str:
+    """A time-sortable id: YYYYMMDDTHHMMSSZ- and 8 lowercase hex digits."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def check_job_id(job_id: str) -> str:
+    """Refuse ids that are not 1-64 of A-Za-z0-9_.- or that start with a dot."""
+    if not JOB_ID.fullmatch(job_id) or job_id.startswith("."):
+        raise JobError(400, "invalid_job_id", "a job id must be 1 to 64 of A-Z a-z 0-9 _ . - and must not start with '.'", "job_id")
+    return job_id
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z") if t else None
+
+
+@dataclass
+class Job:
+    """One job's state in this process."""
+
+    id: str
+    request: JobRequest
+    status: str = "queued"
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished: datetime | None = None
+    seconds: float | None = None
+    done: int = 0
+    chunks_written: int = 0
+    bytes_written: int = 0
+    stats: dict[str, float] | None = None
+    error: str | None = None
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def document(self) -> dict[str, Any]:
+        """The job document as stored in the array's attributes (no URLs, no secrets)."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "seed": self.request.seed,
+            "shape": list(self.request.shape),
+            "chunks": list(self.request.chunks),
+            "dtype": self.request.dtype,
+            "created": _iso(self.created),
+            "finished": _iso(self.finished),
+            "seconds": self.seconds,
+            "chunks_written": self.chunks_written,
+            "bytes_written": self.bytes_written,
+            "stats": self.stats,
+            "error": self.error,
+            "version": __version__,
+            "progress": {"done": self.done, "total": self.request.n_chunks},
+        }
+
+
+def plan_batches(request: JobRequest, n_tasks: int) -> list[list[tuple[int, ...]]]:
+    """Split the chunk grid into n_tasks contiguous batches of whole chunks."""
+    blocks = list(all_blocks(request.shape, request.chunks))
+    n_tasks = max(1, min(n_tasks, len(blocks)))
+    size = math.ceil(len(blocks) / n_tasks)
+    return [blocks[i : i + size] for i in range(0, len(blocks), size)]
+
+
+class JobManager:
+    """Runs jobs on the cluster and keeps the running and failed ones in memory."""
+
+    def __init__(self, settings: Settings, cluster: ClusterManager, store: JobStore) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.store = store
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._active = 0
+        # One thread per active job only waits on futures; the work happens on the workers.
+        self._runner = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
+        self.listeners: list[Any] = []
+
+    @property
+    def active(self) -> int:
+        """Jobs queued or running now."""
+        return self._active
+
+    def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
+        """Start a job; raise JobError for a conflict, a full service or an unavailable cluster."""
+        problem = self.cluster.problem()
+        if problem:
+            raise JobError(503, "cluster_unavailable", f"{problem}; try again shortly", retry_after=10)
+        named = job_id is not None
+        job_id = check_job_id(job_id) if named else new_job_id()
+        with self._lock:
+            if self._active >= self.settings.max_active_jobs:
+                raise JobError(429, "too_many_jobs", f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
+            if job_id in self._jobs and self._jobs[job_id].status != "failed":
+                raise JobError(409, "job_exists", f"job {job_id!r} exists; choose another id", "job_id")
+            self._active += 1
+            job = Job(job_id, request)
+            self._jobs[job_id] = job
+        try:
+            if named and self.store.exists(job_id):
+                raise JobError(409, "job_exists", f"job {job_id!r} exists in the store; choose another id", "job_id")
+        except JobError:
+            self._finish_bookkeeping(job, forget=True)
+            raise
+        except Exception as exc:
+            self._finish_bookkeeping(job, forget=True)
+            raise JobError(503, "store_unavailable", f"the object store cannot be reached: {type(exc).__name__}") from None
+        self._runner.submit(self._run, job)
+        return job
+
+    def _finish_bookkeeping(self, job: Job, forget: bool = False) -> None:
+        with self._lock:
+            self._active -= 1
+            if forget:
+                self._jobs.pop(job.id, None)
+            while len(self._jobs) > FINISHED_JOBS_KEPT:
+                oldest = next(iter(self._jobs))
+                if not self._jobs[oldest].ended.is_set():
+                    break
+                self._jobs.pop(oldest)
+
+    def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        futures: list[Any] = []
+        try:
+            client = self.cluster.client
+            request = job.request
+            target = ArrayTarget(
+                root_url=self.store.root,
+                storage_options=self.store.options,
+                job_id=job.id,
+                metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
+                seed=request.seed,
+                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
+            )
+            batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
+            job.status = "running"
+            futures = client.map(
+                partial(write_blocks, target),
+                batches,
+                key=[f"write-{job.id}-{i}" for i in range(len(batches))],
+                pure=False,
+                retries=2,
+            )
+            for future, batch in zip(futures, batches, strict=True):
+                future.add_done_callback(partial(self._progress, job, len(batch)))
+            with client.as_current():
+                wait(futures, timeout=self.settings.job_timeout_s)
+            facts = [self._fact(f) for f in futures]
+            self._complete(job, facts, started)
+        except Exception as exc:
+            self._fail(job, _reason(exc, self.settings), futures, started)
+        finally:
+            job.ended.set()
+            self._finish_bookkeeping(job)
+            for listener in self.listeners:
+                listener(job)
+
+    @staticmethod
+    def _progress(job: Job, n: int, future: Any) -> None:
+        if future.status == "finished":
+            job.done += n
+
+    @staticmethod
+    def _fact(future: Any) -> dict[str, Any]:
+        if future.status != "finished":
+            raise future.exception() or RuntimeError(f"a chunk task ended {future.status}")
+        return future.result()
+
+    def _complete(self, job: Job, facts: list[dict[str, Any]], started: float) -> None:
+        count = sum(f["count"] for f in facts)
+        job.chunks_written = sum(f["chunks"] for f in facts)
+        job.bytes_written = sum(f["bytes"] for f in facts)
+        job.stats = {
+            "min": min(f["min"] for f in facts),
+            "max": max(f["max"] for f in facts),
+            "mean": sum(f["sum"] for f in facts) / count,
+        }
+        if job.chunks_written != job.request.n_chunks:
+            raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
+        job.finished = datetime.now(UTC)
+        job.seconds = round(time.monotonic() - started, 3)
+        job.status = "complete"
+        request = job.request
+        document = job.document()
+        del document["progress"]
+        try:
+            self.store.publish(job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document)
+        except Exception:
+            job.status = "running"
+            raise
+        log.info("job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds)
+
+    def _fail(self, job: Job, reason: str, futures: list[Any], started: float) -> None:
+        job.status = "failed"
+        # A reason recorded earlier (the cluster was lost) says more than the cancellation it caused.
+        job.error = job.error or reason
+        job.finished = datetime.now(UTC)
+        job.seconds = round(time.monotonic() - started, 3)
+        log.warning("job %s failed: %s", job.id, job.error)
+        for future in futures:
+            future.cancel()
+        self._delete_chunks(job)
+        # A task already running when its job failed cannot be stopped and may still PUT a
+        # chunk: delete once more after it has had time to end.
+        threading.Timer(min(30.0, self.settings.job_timeout_s), self._delete_chunks, args=(job,)).start()
+
+    def _delete_chunks(self, job: Job) -> None:
+        try:
+            self.store.delete(job.id)
+        except Exception as exc:
+            log.warning("job %s: deleting its chunks failed: %s", job.id, type(exc).__name__)
+
+    def fail_running(self, reason: str) -> None:
+        """Called when the cluster is lost: running jobs will fail with this reason."""
+        with self._lock:
+            running = [j for j in self._jobs.values() if not j.ended.is_set()]
+        for job in running:
+            job.error = reason
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """A job's document from memory (queued, running, failed) or from the store (complete)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None and job.status != "complete":
+            return job.document()
+        document = self.store.read(job_id)
+        if document is None and job is not None:
+            return job.document()
+        return document
+
+    def list(self, limit: int) -> list[dict[str, Any]]:
+        """Recent jobs, newest first: running and failed from memory, complete from the store."""
+        with self._lock:
+            in_memory = [j.document() for j in self._jobs.values() if j.status != "complete"]
+        documents = in_memory + self.store.list(limit)
+        documents.sort(key=lambda d: d.get("created") or "", reverse=True)
+        return documents[:limit]
+
+    def close(self) -> None:
+        """Stop taking jobs; running ones end when the cluster closes."""
+        self._runner.shutdown(wait=False, cancel_futures=True)
+
+
+def _reason(exc: BaseException, settings: Settings) -> str:
+    """A sentence a person can act on, with no secret and no traceback."""
+    if isinstance(exc, ClusterUnavailable):
+        return str(exc)
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError":
+        return f"the job did not finish within JOB_TIMEOUT_S={settings.job_timeout_s} s"
+    name = type(exc).__name__
+    if "Cancelled" in name:
+        return "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
+    if "ContainsArray" in name:
+        return "an array with this id already exists in the store"
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{name}: {text}" if text else name

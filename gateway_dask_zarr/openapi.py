@@ -1,0 +1,140 @@
+"""The OpenAPI 3 document of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway_dask_zarr import __version__
+
+_INTS = r"^[0-9]{1,12}(,[0-9]{1,12}){0,3}$"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _job(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
+
+
+_QUERY = [
+    {"name": "shape", "in": "query", "schema": {"type": "string", "pattern": _INTS}, "example": "1000,1000"},
+    {"name": "chunks", "in": "query", "schema": {"type": "string", "pattern": _INTS}, "example": "100,100"},
+    {"name": "dtype", "in": "query", "schema": {"type": "string", "enum": ["float32", "float64"]}},
+    {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+]
+
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"}}
+
+_RUN_RESPONSES = {
+    "200": _job("the job finished and its array is published"),
+    "400": _error("a bad parameter"),
+    "401": _error("no or wrong token"),
+    "409": _error("the job id exists"),
+    "413": _error("over a size limit"),
+    "429": _error("too many jobs at once; see Retry-After"),
+    "503": _error("the cluster or store is unavailable, or the job failed"),
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.0 description of every route."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "gateway-dask-zarr", "version": __version__, "description": "Dask workers write random Zarr arrays to S3."},
+        "paths": {
+            "/run": {"get": {"summary": "Run one job and answer when it has finished", "parameters": _QUERY, "responses": _RUN_RESPONSES}},
+            "/submit_job/{job_id}": {
+                "get": {"summary": "Run one job with the caller's id", "parameters": [_JOB_ID, *_QUERY], "responses": _RUN_RESPONSES}
+            },
+            "/jobs": {
+                "post": {
+                    "summary": "Start a job; answer 202 at once",
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+                    "responses": {
+                        "202": _job("the job was accepted"),
+                        "400": _error("a bad parameter"),
+                        "401": _error("no or wrong token"),
+                        "413": _error("over a size limit"),
+                        "429": _error("too many jobs at once"),
+                        "503": _error("the cluster or store is unavailable"),
+                    },
+                },
+                "get": {
+                    "summary": "Recent jobs, newest first",
+                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                    "responses": {
+                        "200": {
+                            "description": "the jobs",
+                            "content": {"application/json": {"schema": {"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}},
+                        },
+                        "400": _error("a bad parameter"),
+                        "401": _error("no or wrong token"),
+                    },
+                },
+            },
+            "/jobs/{job_id}": {
+                "get": {
+                    "summary": "One job document",
+                    "parameters": [_JOB_ID],
+                    "responses": {"200": _job("the job"), "400": _error("a bad id"), "401": _error("no or wrong token"), "404": _error("no such job")},
+                }
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: cluster workers up and store writable",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reason"}},
+                }
+            },
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}}}},
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+                        }
+                    },
+                },
+                "JobRequest": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 4},
+                        "chunks": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 4},
+                        "dtype": {"type": "string", "enum": ["float32", "float64"]},
+                        "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                    },
+                },
+                "Job": {
+                    "type": "object",
+                    "required": ["id", "status", "url", "shape", "chunks", "dtype", "seed", "links"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "status": {"type": "string", "enum": ["queued", "running", "complete", "failed"]},
+                        "url": {"type": "string"},
+                        "endpoint_url": {"type": "string", "nullable": True},
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "chunks": {"type": "array", "items": {"type": "integer"}},
+                        "dtype": {"type": "string"},
+                        "seed": {"type": "integer"},
+                        "progress": {"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}}},
+                        "chunks_written": {"type": "integer"},
+                        "bytes_written": {"type": "integer"},
+                        "stats": {"type": "object", "nullable": True},
+                        "created": {"type": "string"},
+                        "finished": {"type": "string", "nullable": True},
+                        "seconds": {"type": "number", "nullable": True},
+                        "error": {"type": "string", "nullable": True},
+                        "links": {"type": "object"},
+                    },
+                },
+            }
+        },
+    }

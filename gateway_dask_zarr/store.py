@@ -1,0 +1,177 @@
+"""STORE_URL to zarr stores and filesystems; job documents read from and written to the store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlparse
+
+import fsspec
+import numpy as np
+import zarr
+from zarr.abc.store import Store
+from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+from zarr.storage import FsspecStore, LocalStore
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "zarr.json"
+
+
+def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
+    """fsspec options for a store URL; never credentials, which come from the environment."""
+    if urlparse(url).scheme != "s3":
+        return {}
+    options: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 8, "mode": "adaptive"}}}
+    if endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    return options
+
+
+def _freeze(options: Mapping[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True)
+
+
+def open_store(url: str, options: Mapping[str, Any]) -> Store:
+    """A zarr store rooted at a URL."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path)
+    return FsspecStore.from_url(url, storage_options=dict(options))
+
+
+@lru_cache(maxsize=16)
+def _cached_store(url: str, frozen_options: str) -> Store:
+    return open_store(url, json.loads(frozen_options))
+
+
+def zarr_store(url: str, options: Mapping[str, Any]) -> Store:
+    """One zarr store per (URL, options) per process, so its S3 session is reused."""
+    return _cached_store(url, _freeze(options))
+
+
+@lru_cache(maxsize=8)
+def _filesystem(protocol: str, frozen_options: str) -> fsspec.AbstractFileSystem:
+    return fsspec.filesystem(protocol, **json.loads(frozen_options))
+
+
+def codecs_for(compressor: str) -> list[Any]:
+    """The bytes-to-bytes codecs: an optional compressor, then crc32c for per-chunk integrity."""
+    chosen = {
+        "none": [],
+        "zstd": [ZstdCodec(level=3)],
+        "blosc": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
+        "gzip": [GzipCodec(level=5)],
+    }[compressor]
+    return [*chosen, Crc32cCodec()]
+
+
+def array_kwargs(
+    shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str
+) -> dict[str, Any]:
+    """The zarr.create_array arguments every job array is made with."""
+    return {
+        "shape": shape,
+        "chunks": chunks,
+        "dtype": dtype,
+        "fill_value": np.nan,
+        "compressors": codecs_for(compressor),
+        "filters": None,
+        "dimension_names": ["y", "x"] if len(shape) == 2 else None,
+        "config": {"write_empty_chunks": True},
+    }
+
+
+def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
+    """The array's zarr v3 metadata as a dict, built in memory: nothing is written."""
+    array = zarr.create_array(zarr.storage.MemoryStore(), **array_kwargs(shape, chunks, dtype, compressor))
+    return array.metadata.to_dict()
+
+
+@dataclass
+class JobStore:
+    """The root of all job arrays: publishing, deleting, listing and reading job documents."""
+
+    root: str
+    endpoint_url: str | None = None
+
+    def __post_init__(self) -> None:
+        self.root = self.root.rstrip("/")
+        self.protocol = urlparse(self.root).scheme
+        self.options = storage_options(self.root, self.endpoint_url)
+        self.fs = _filesystem(self.protocol, _freeze(self.options))
+        self._docs: dict[str, dict[str, Any]] = {}
+
+    def array_url(self, job_id: str) -> str:
+        """The URL of a job's array."""
+        return f"{self.root}/{job_id}.zarr"
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.fs._strip_protocol(self.root), *parts])
+
+    def exists(self, job_id: str) -> bool:
+        """True if anything at all is stored under the job's array path."""
+        self.fs.invalidate_cache()
+        return bool(self.fs.find(self._path(f"{job_id}.zarr")))
+
+    def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
+        """Write the array's zarr.json with the job document: the last write of a job."""
+        store = open_store(self.array_url(job_id), self.options)
+        zarr.create_array(store, attributes={"gateway": document}, overwrite=False, **kwargs)
+        self._docs[job_id] = document
+
+    def delete(self, job_id: str) -> None:
+        """Delete every object under the job's array path."""
+        path = self._path(f"{job_id}.zarr")
+        try:
+            self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+        self.fs.invalidate_cache()
+
+    def read(self, job_id: str) -> dict[str, Any] | None:
+        """The stored job document of a complete job, or None."""
+        if job_id in self._docs:
+            return self._docs[job_id]
+        try:
+            raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
+        except FileNotFoundError:
+            return None
+        return self._remember(job_id, raw)
+
+    def _remember(self, job_id: str, raw: bytes) -> dict[str, Any] | None:
+        document = json.loads(raw).get("attributes", {}).get("gateway")
+        if isinstance(document, dict) and document.get("status") == "complete":
+            self._docs[job_id] = document
+            return document
+        return None
+
+    def list(self, limit: int) -> list[dict[str, Any]]:
+        """Complete jobs, newest first by their `created` attribute."""
+        self.fs.invalidate_cache()
+        try:
+            entries = self.fs.ls(self._path(), detail=False)
+        except FileNotFoundError:
+            return []
+        ids = [e.rstrip("/").rsplit("/", 1)[-1][: -len(".zarr")] for e in entries if e.rstrip("/").endswith(".zarr")]
+        missing = [i for i in ids if i not in self._docs]
+        if missing:
+            paths = {self._path(f"{i}.zarr", METADATA_KEY): i for i in missing}
+            found = self.fs.cat(list(paths), on_error="omit")
+            for path, raw in found.items():
+                if isinstance(raw, bytes):
+                    self._remember(paths[self.fs._strip_protocol(path)], raw)
+        docs = [self._docs[i] for i in ids if i in self._docs]
+        docs.sort(key=lambda d: d.get("created", ""), reverse=True)
+        return docs[:limit]
+
+    def check_writable(self) -> None:
+        """Write and delete a small probe object; raise if the store cannot be written."""
+        path = self._path(f".readyz-{uuid.uuid4().hex}")
+        self.fs.pipe_file(path, b"ok")
+        self.fs.rm_file(path)

@@ -1,0 +1,88 @@
+"""Fixtures: a real loopback S3 server, a real LocalCluster, and apps wired to them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+import s3fs
+
+from gateway_dask_zarr import create_app
+from gateway_dask_zarr.cluster import ClusterManager
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
+
+# Set before any cluster starts, so worker processes inherit them: the workers' own
+# environment is where credentials come from.
+for _name, _value in EMBEDDED_CREDENTIALS.items():
+    os.environ.setdefault(_name, _value)
+
+BUCKET = "test-bucket"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[EmbeddedS3]:
+    """One moto S3 server on 127.0.0.1 for the whole session."""
+    server = EmbeddedS3(bucket=BUCKET).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def s3(s3_server: EmbeddedS3) -> EmbeddedS3:
+    """The session's S3 server, reset to one empty bucket before the test."""
+    requests.post(f"{s3_server.endpoint_url}/moto-api/reset", timeout=30).raise_for_status()
+    s3_server.create_bucket()
+    return s3_server
+
+
+@pytest.fixture
+def s3fs_client(s3: EmbeddedS3) -> s3fs.S3FileSystem:
+    """An s3fs filesystem on the test server, with no listing cache."""
+    return s3fs.S3FileSystem(endpoint_url=s3.endpoint_url, skip_instance_cache=True, use_listings_cache=False)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ClusterManager]:
+    """One real LocalCluster of 3 worker processes, shared by the session's apps."""
+    manager = ClusterManager(Settings(n_workers=3)).start()
+    yield manager
+    manager.close()
+
+
+@pytest.fixture
+def settings(s3: EmbeddedS3) -> Settings:
+    """Settings for an app on the test bucket."""
+    return Settings(store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url)
+
+
+@pytest.fixture
+def make_app(cluster: ClusterManager) -> Iterator[Callable[..., Any]]:
+    """Build apps on the shared cluster; each is closed after the test."""
+    services: list[Any] = []
+
+    def make(settings: Settings, **changes: Any) -> Any:
+        app = create_app(replace(settings, **changes), cluster=cluster)
+        services.append(app.extensions["gateway"])
+        return app
+
+    yield make
+    for service in services:
+        service.close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Any], settings: Settings) -> Any:
+    """An app on the shared cluster and the test bucket."""
+    return make_app(settings)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """Flask's test client for `app`."""
+    return app.test_client()
+

@@ -1,0 +1,48 @@
+"""Small helpers the tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import zarr
+
+from gateway_dask_zarr.verify import mismatched_blocks
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def open_job_array(document: dict[str, Any]) -> zarr.Array:
+    """Open a job's array as a user would: from the reported url and endpoint_url."""
+    options = {"endpoint_url": document["endpoint_url"]} if document["url"].startswith("s3://") else None
+    return zarr.open_array(document["url"], mode="r", storage_options=options)
+
+
+def assert_verified(document: dict[str, Any]) -> zarr.Array:
+    """The job is complete and every chunk of its array equals the deterministic rule."""
+    assert document["status"] == "complete", document
+    array = open_job_array(document)
+    assert list(array.shape) == document["shape"]
+    assert list(array.chunks) == document["chunks"]
+    assert str(array.dtype) == document["dtype"]
+    assert array.attrs["gateway"]["status"] == "complete"
+    assert mismatched_blocks(array, document["seed"]) == []
+    return array
+
+
+def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.1) -> Any:
+    """Poll until predicate() is truthy and return it; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
