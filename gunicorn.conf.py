@@ -27,6 +27,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT_S", str(_settings.cluster_start_t
 graceful_timeout = 60
 accesslog = None
 errorlog = "-"
+# gunicorn's control socket lives in one fixed path per user: two services on one host (or
+# tests next to a running service) would fight over it, and a read-only root has no $HOME.
+control_socket_disable = True
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ class ArrayTarget:
     job_id: str
     metadata: dict[str, Any]
     seed: int
+    deadline: float  # epoch seconds: no chunk write starts after it (the job has timed out)
     concurrency: int = 8
 
 
@@ -75,6 +77,10 @@ async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> d
 
     async def one(index: BlockIndex) -> None:
         async with limit:
+            # Past the deadline the job has failed and its chunks are being deleted: a task
+            # that runs on must not write more of them.
+            if time.time() > target.deadline:
+                raise TimeoutError("the job's deadline passed before this chunk was written")
             data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
             selection = tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, data.shape, strict=True))
             await array.setitem(selection, data)

@@ -79,15 +79,16 @@ class ClusterManager:
         if kind == "local":
             from distributed import LocalCluster
 
-            # memory:// lives in this process, so its workers must be threads here.
+            # memory:// lives in this process, so its workers must be threads here (talking
+            # in-process, with no port); otherwise worker processes on loopback.
             in_process = (self.settings.store_url or "").startswith("memory://")
+            network = {} if in_process else {"host": "127.0.0.1", "scheduler_port": 0}
             cluster = LocalCluster(
                 n_workers=self.settings.n_workers,
                 threads_per_worker=1,
                 processes=not in_process,
-                host="127.0.0.1",
-                scheduler_port=0,
                 dashboard_address="127.0.0.1:0",
+                **network,
             )
             return cluster, Client(cluster, set_as_default=False)
         if kind == "gateway":

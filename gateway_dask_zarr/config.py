@@ -112,7 +112,7 @@ def _store_url(env: Mapping[str, str]) -> str | None:
         raise ConfigError("STORE_URL", f"scheme must be s3://, file:// or memory://, got {raw!r}")
     if parsed.scheme == "s3" and not parsed.netloc:
         raise ConfigError("STORE_URL", f"an s3:// URL needs a bucket, got {raw!r}")
-    if parsed.scheme == "file" and not parsed.path.startswith("/"):
+    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
         raise ConfigError("STORE_URL", f"a file:// URL needs an absolute path, got {raw!r}")
     return raw.rstrip("/")
 

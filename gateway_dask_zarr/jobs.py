@@ -38,6 +38,8 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 TASK_BYTES_IN_FLIGHT = 32 * 2**20
 MAX_TASK_CONCURRENCY = 16
 FINISHED_JOBS_KEPT = 1000
+# Time for chunk writes begun just before a job's deadline to land, so they can be deleted.
+CLEANUP_GRACE_S = 5.0
 
 
 class JobError(Exception):
@@ -228,6 +230,7 @@ class JobManager:
         self._active = 0
         # One thread per active job only waits on futures; the work happens on the workers.
         self._runner = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
+        self._cleanups: set[threading.Timer] = set()
         self.listeners: list[Any] = []
 
     @property
@@ -285,6 +288,7 @@ class JobManager:
                 job_id=job.id,
                 metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
                 seed=request.seed,
+                deadline=time.time() + self.settings.job_timeout_s,
                 concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
             )
             batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
@@ -356,8 +360,13 @@ class JobManager:
             future.cancel()
         self._delete_chunks(job)
         # A task already running when its job failed cannot be stopped and may still PUT a
-        # chunk: delete once more after it has had time to end.
-        threading.Timer(min(30.0, self.settings.job_timeout_s), self._delete_chunks, args=(job,)).start()
+        # chunk until the job's deadline: delete once more when that has passed.
+        delay = max(0.0, self.settings.job_timeout_s - (time.monotonic() - started)) + CLEANUP_GRACE_S
+        timer = threading.Timer(delay, self._delete_chunks, args=(job,))
+        timer.daemon = True
+        with self._lock:
+            self._cleanups = {t for t in self._cleanups if t.is_alive()} | {timer}
+        timer.start()
 
     def _delete_chunks(self, job: Job) -> None:
         try:
@@ -392,8 +401,11 @@ class JobManager:
         return documents[:limit]
 
     def close(self) -> None:
-        """Stop taking jobs; running ones end when the cluster closes."""
+        """Stop taking jobs and pending clean-ups; running jobs end when the cluster closes."""
         self._runner.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for timer in self._cleanups:
+                timer.cancel()
 
 
 def _reason(exc: BaseException, settings: Settings) -> str:
