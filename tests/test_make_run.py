@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def _ready(url: str) -> bool:
     try:
         return requests.get(f"{url}/readyz", timeout=5).status_code == 200
-    except requests.ConnectionError:
+    except requests.RequestException:
+        # Refused before gunicorn listens; timed out while its worker is still starting the cluster.
         return False
 
 
