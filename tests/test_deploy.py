@@ -358,7 +358,8 @@ def test_extra_config_sets_the_commands_and_an_idle_timeout() -> None:
     assert 0 < config.idle_timeout
     # Those commands exist with the pinned distributed (the image's).
     for command in (config.scheduler_cmd, config.worker_cmd):
-        subprocess.run([str(VENV_BIN / command[0]), *command[1:], "--help"], capture_output=True, timeout=120, check=True)
+        argv = [str(VENV_BIN / command[0]), *command[1:], "--help"]
+        subprocess.run(argv, capture_output=True, timeout=120, check=True)
 
 
 # -- Dockerfile -------------------------------------------------------------------------------
@@ -385,7 +386,8 @@ def test_dockerfile_smoke_check_passes_with_the_pinned_requirements() -> None:
     (smoke,) = [rest for keyword, rest in dockerfile() if keyword == "RUN" and "import" in rest]
     env = {**os.environ, **dockerfile_env(), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("STORE_URL", None)
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", smoke], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    argv = ["bash", "-euo", "pipefail", "-c", smoke]
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
 
 
@@ -400,7 +402,8 @@ def test_dockerfile_passes_hadolint_with_no_finding() -> None:
 def test_hadolint_does_flag_a_bad_dockerfile(tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN pip install flask\nCMD gunicorn app:app\n")
-    out = subprocess.run([str(VENV_BIN / "hadolint"), "--no-color", str(bad)], capture_output=True, text=True, timeout=120)
+    argv = [str(VENV_BIN / "hadolint"), "--no-color", str(bad)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert {"DL3007", "DL3013", "DL3025"} <= set(re.findall(r"DL\d{4}", out.stdout))
 
@@ -414,7 +417,8 @@ def dockerignored(path: str) -> bool:
             continue
         negate = pattern.startswith("!")
         pattern = pattern.lstrip("!").strip("/")
-        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*")
+        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
         parts = path.split("/")
         if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
             ignored = not negate
@@ -422,10 +426,17 @@ def dockerignored(path: str) -> bool:
 
 
 def test_build_context_holds_what_the_image_copies_and_no_secret() -> None:
-    for kept in ("requirements.txt", "app.py", "gunicorn.conf.py", "gateway_dask_zarr/__init__.py", "gateway_dask_zarr/blocks.py"):
-        assert not dockerignored(kept), kept
-    for left_out in ("deploy/awsconfig.env", ".venv/bin/python", ".venv-tools/bin/checkov", ".git/config", "tests/test_api.py", "gateway_dask_zarr/__pycache__/config.cpython-311.pyc"):
-        assert dockerignored(left_out), left_out
+    kept = ("requirements.txt", "app.py", "gunicorn.conf.py", "gateway_dask_zarr/__init__.py", "gateway_dask_zarr/blocks.py")
+    left_out = (
+        "deploy/awsconfig.env",
+        ".venv/bin/python",
+        ".venv-tools/bin/checkov",
+        ".git/config",
+        "tests/test_api.py",
+        "gateway_dask_zarr/__pycache__/config.cpython-311.pyc",
+    )
+    assert [path for path in kept if dockerignored(path)] == []
+    assert [path for path in left_out if not dockerignored(path)] == []
 
 
 # -- checkov: every failed check fixed or skipped with a reason -------------------------------
@@ -449,3 +460,12 @@ def test_checkov_finds_no_unaddressed_issue() -> None:
         for skipped in report["results"]["skipped_checks"]:
             assert len(skipped["check_result"]["suppress_comment"]) > 20, skipped["check_id"]
     assert out.returncode == 0, out.stderr
+
+
+def test_readme_walkthrough_uses_these_files_and_names() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "kubectl create secret generic awsconfig --from-env-file=deploy/awsconfig.env" in readme
+    assert f"helm upgrade --install {RELEASE} dask/dask-gateway" in readme
+    assert "--values dask_gateway_config.yaml" in readme
+    assert "kubectl create -f deploy_gateway.yaml" in readme
+    assert f"docker build -t {container()['image']} ." in readme
