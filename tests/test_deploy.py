@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import re
-import runpy
 import shlex
 import subprocess
 import sys
@@ -140,14 +139,16 @@ def chart_schema_errors(values: dict[str, Any]) -> list[str]:
 
 
 def gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
-    """gunicorn.conf.py's settings as gunicorn would read them in the container's environment."""
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    """gunicorn.conf.py's settings as gunicorn reads them in the container's environment (in a child process)."""
+    code = (
+        "import json, runpy; s = runpy.run_path('gunicorn.conf.py'); "
+        "print(json.dumps({k: s[k] for k in ('bind', 'timeout', 'graceful_timeout')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- deploy_gateway.yaml: schema, security, probes ------------------------------------------
