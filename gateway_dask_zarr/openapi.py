@@ -83,10 +83,10 @@ def openapi_document() -> dict[str, Any]:
             "/jobs/{job_id}/preview.png": {
                 "get": {
                     "summary": "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)",
-                    "parameters": [_JOB_ID],
+                    "parameters": [_JOB_ID, {"name": "size", "in": "query", "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"}}],
                     "responses": {
                         "200": {"description": "the picture", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
-                        "400": _error("a bad id"),
+                        "400": _error("a bad id or size"),
                         "401": _error("no or wrong token"),
                         "404": _error("no such job"),
                         "409": _error("the job is not complete"),

@@ -14,7 +14,7 @@ from gateway_dask_zarr import __version__
 from gateway_dask_zarr.api import public_document
 from gateway_dask_zarr.jobs import JobError, check_job_id
 from gateway_dask_zarr.metrics import Metrics
-from gateway_dask_zarr.preview import preview_png
+from gateway_dask_zarr.preview import SIZES, preview_png
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +29,21 @@ class PreviewCache:
 
     def __init__(self, size: int = PREVIEWS_CACHED) -> None:
         self._size = size
-        self._pngs: OrderedDict[str, bytes] = OrderedDict()
+        self._pngs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, job_id: str) -> bytes | None:
-        """The cached PNG of a job, or None."""
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        """The cached PNG of (job id, size), or None."""
         with self._lock:
-            png = self._pngs.get(job_id)
+            png = self._pngs.get(key)
             if png is not None:
-                self._pngs.move_to_end(job_id)
+                self._pngs.move_to_end(key)
             return png
 
-    def put(self, job_id: str, png: bytes) -> None:
-        """Keep a job's PNG, forgetting the least recently used beyond the size."""
+    def put(self, key: tuple[str, str], png: bytes) -> None:
+        """Keep a PNG, forgetting the least recently used beyond the size."""
         with self._lock:
-            self._pngs[job_id] = png
+            self._pngs[key] = png
             while len(self._pngs) > self._size:
                 self._pngs.popitem(last=False)
 
@@ -91,22 +91,25 @@ def index() -> str:
 
 @bp.get("/jobs/<job_id>/preview.png")
 def preview(job_id: str) -> Response:
-    """A PNG picture of a complete job's array, from a bounded strided read."""
+    """A PNG picture of a complete job's array (`size=thumb` for a bare thumbnail), from a bounded strided read."""
     service = _service()
     document = service.jobs.get(check_job_id(job_id))
     if document is None:
         raise JobError(404, "not_found", f"no job {job_id!r}")
     if document["status"] != "complete":
         raise JobError(409, "job_not_complete", f"job {job_id!r} is {document['status']}; a preview exists once it is complete")
+    size = request.args.get("size", "full")
+    if size not in SIZES:
+        raise JobError(400, "invalid_parameter", f"size must be one of {', '.join(SIZES)}, got {size!r}", "size")
     cache: PreviewCache = current_app.extensions["previews"]
-    png = cache.get(job_id)
+    png = cache.get((job_id, size))
     if png is None:
         try:
-            png = preview_png(service.store.open_array(job_id), document)
+            png = preview_png(service.store.open_array(job_id), document, size)
         except Exception as exc:
             log.warning("preview of job %s failed: %s: %s", job_id, type(exc).__name__, exc)
             raise JobError(503, "preview_unavailable", f"the array of job {job_id!r} could not be read for a preview ({type(exc).__name__}); try again shortly") from None
-        cache.put(job_id, png)
+        cache.put((job_id, size), png)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
 

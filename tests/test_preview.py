@@ -44,10 +44,10 @@ def decode(png: bytes) -> Image.Image:
     return image
 
 
-def assert_picture(png: bytes) -> Image.Image:
+def assert_picture(png: bytes, size: tuple[int, int] = (640, 560)) -> Image.Image:
     """A real PNG of the expected size that is not one flat colour."""
     image = decode(png)
-    assert image.format == "PNG" and image.size == (640, 560)
+    assert image.format == "PNG" and image.size == size
     rgb = np.asarray(image.convert("RGB"))
     colours = np.unique(rgb.reshape(-1, 3), axis=0)
     assert len(colours) > 100, f"only {len(colours)} colours"
@@ -62,6 +62,11 @@ def test_preview_png_of_a_complete_job(client: Any, s3fs_client: Any) -> None:
     # The colormap's spread: random values in [0, 1) use the whole of viridis, dark to light.
     luminance = np.asarray(image.convert("L"))
     assert luminance.min() < 60 and luminance.max() > 200
+    thumb = client.get(doc["links"]["preview"] + "?size=thumb")
+    assert thumb.status_code == 200 and len(thumb.data) < len(response.data)
+    assert_picture(thumb.data, (320, 280))
+    wrong = client.get(doc["links"]["preview"] + "?size=huge")
+    assert wrong.status_code == 400 and wrong.get_json()["error"]["field"] == "size"
     # Complete arrays never change, so the PNG is cached: it is served even once the array is gone.
     s3fs_client.rm(f"test-bucket/{doc['id']}.zarr", recursive=True)
     again = client.get(doc["links"]["preview"])

@@ -92,9 +92,10 @@
     const img = field(row, "preview");
     const link = field(row, "preview-link");
     if (job.status === "complete") {
-      if (img.getAttribute("src") !== job.links.preview) {
+      const thumb = job.links.preview + "?size=thumb";
+      if (img.getAttribute("src") !== thumb) {
         img.alt = "preview of " + job.id;
-        img.src = job.links.preview;
+        img.src = thumb;
         img.hidden = false;
         link.href = job.links.preview;
       }
