@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,10 @@ LINE_POINTS = 2048
 READ_BUDGET_BYTES = 64 * 2**20
 MAX_CHUNKS_PER_SIDE = {1: 256, 2: 16}
 SIZES = ("full", "thumb")
+# matplotlib does not promise thread safety even with one Figure per thread (its text and
+# font caches are shared), and gunicorn runs threads: draw one picture at a time. Reading
+# the array, the slow part, stays concurrent.
+_DRAWING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -124,4 +129,6 @@ def render_png(sample: Sample, document: dict[str, Any], size: str = "full") -> 
 
 def preview_png(array: zarr.Array, document: dict[str, Any], size: str = "full") -> bytes:
     """The PNG preview of a complete job's array, full (titled, with a colorbar) or a thumbnail."""
-    return render_png(read_sample(array), document, size)
+    sample = read_sample(array)
+    with _DRAWING:
+        return render_png(sample, document, size)
