@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Any
 
@@ -46,3 +47,10 @@ def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def join_delayed_cleanups(timeout: float = 120) -> None:
+    """Wait for the second clean-up of failed jobs (a threading.Timer) to run while the test's S3 is up."""
+    for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+        timer.join(timeout)
+        assert not timer.is_alive(), "a failed job's clean-up did not end"

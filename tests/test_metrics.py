@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import join_delayed_cleanups
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -55,7 +56,7 @@ def test_request_labels_use_the_route_not_the_path(client: Any) -> None:
 
 
 def test_failed_jobs_are_counted_and_apps_keep_their_own_registry(make_app: Any, settings: Any, client: Any) -> None:
-    # A short JOB_TIMEOUT_S: the failed job's second clean-up then runs while this test's S3 is up.
+    # A short JOB_TIMEOUT_S: the failed job's second clean-up runs soon, joined below while S3 is up.
     broken = make_app(settings, store_url="s3://no-such-bucket", job_timeout_s=2).test_client()
     response = broken.get("/run?shape=200,200&chunks=100,100")
     assert response.status_code == 503
@@ -64,3 +65,4 @@ def test_failed_jobs_are_counted_and_apps_keep_their_own_registry(make_app: Any,
     assert scrape(broken)[("gateway_chunks_written_total", ())] == 0
     # The other app of this test counted nothing of it.
     assert scrape(client)[failed] == 0
+    join_delayed_cleanups()

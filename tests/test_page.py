@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 JOB_TIMEOUT_MS = 180_000
+# Generous waits: the machine is shared, and a wait only ends early when the page is right.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,7 @@ def base_url(app: Any) -> Iterator[str]:
 def open_page(browser: Browser, base_url: str, **context: Any) -> tuple[Page, list[str]]:
     """A new page on / that records every console error and uncaught exception."""
     page = browser.new_context(**context).new_page()
+    page.set_default_timeout(60_000)
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))

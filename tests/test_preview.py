@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from helpers import open_job_array, wait_for
+from helpers import join_delayed_cleanups, open_job_array, wait_for
 from PIL import Image
 from zarr.storage import FsspecStore, WrapperStore
 
@@ -127,7 +127,7 @@ def test_preview_unknown_job_is_404_and_failed_job_409(client: Any, make_app: An
     bad = client.get("/jobs/.hidden/preview.png")
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_job_id"
     # A bucket that does not exist: every chunk write fails, so the job fails and has no picture.
-    # A short JOB_TIMEOUT_S: the failed job's second clean-up then runs while this test's S3 is up.
+    # A short JOB_TIMEOUT_S: the failed job's second clean-up runs soon, joined below while S3 is up.
     broken = make_app(settings, store_url="s3://no-such-bucket", job_timeout_s=2).test_client()
     started = broken.post("/jobs", json={"shape": [200, 200], "chunks": [100, 100], "seed": 2}).get_json()
     wait_for(lambda: broken.get(started["links"]["self"]).get_json()["status"] == "failed", timeout=120)
@@ -135,3 +135,4 @@ def test_preview_unknown_job_is_404_and_failed_job_409(client: Any, make_app: An
     assert refused.status_code == 409
     error = refused.get_json()["error"]
     assert error["code"] == "job_not_complete" and "failed" in error["message"]
+    join_delayed_cleanups()
