@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, cluster: Any = None) -> Flas
     from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager
     from gateway_dask_zarr.store import JobStore
+    from gateway_dask_zarr.web import init_web
 
     settings = settings or Settings.from_env()
     configure_logging(settings)
@@ -93,4 +94,5 @@ def create_app(settings: Settings | None = None, *, cluster: Any = None) -> Flas
     app.extensions["gateway"] = service
     app.register_blueprint(bp)
     register_error_handlers(app)
+    init_web(app)
     return app

@@ -309,10 +309,14 @@ class JobManager:
         except Exception as exc:
             self._fail(job, _reason(exc, self.settings), futures, started)
         finally:
-            job.ended.set()
+            # Bookkeeping and listeners (metrics) first, so whoever waits on `ended` sees them done.
             self._finish_bookkeeping(job)
             for listener in self.listeners:
-                listener(job)
+                try:
+                    listener(job)
+                except Exception:
+                    log.exception("a job listener failed on job %s", job.id)
+            job.ended.set()
 
     @staticmethod
     def _progress(job: Job, n: int, future: Any) -> None:

@@ -80,6 +80,22 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _job("the job"), "400": _error("a bad id"), "401": _error("no or wrong token"), "404": _error("no such job")},
                 }
             },
+            "/jobs/{job_id}/preview.png": {
+                "get": {
+                    "summary": "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)",
+                    "parameters": [_JOB_ID, {"name": "size", "in": "query", "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"}}],
+                    "responses": {
+                        "200": {"description": "the picture", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                        "400": _error("a bad id or size"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("no such job"),
+                        "409": _error("the job is not complete"),
+                        "503": _error("the array could not be read"),
+                    },
+                }
+            },
+            "/": {"get": {"summary": "The web page: run form, jobs with live progress and previews, cluster state", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
             "/readyz": {
                 "get": {

@@ -170,6 +170,10 @@ class JobStore:
         docs.sort(key=lambda d: d.get("created", ""), reverse=True)
         return docs[:limit]
 
+    def open_array(self, job_id: str) -> zarr.Array:
+        """Open a job's published array for reading, through this process's shared store."""
+        return zarr.open_array(zarr_store(self.root, self.options), path=f"{job_id}.zarr", mode="r")
+
     def check_writable(self) -> None:
         """Write and delete a small probe object; raise if the store cannot be written."""
         path = self._path(f".readyz-{uuid.uuid4().hex}")
