@@ -25,6 +25,9 @@ except ConfigError as exc:
 timeout = int(os.environ.get("GUNICORN_TIMEOUT_S", str(_settings.cluster_start_timeout_s + 60)))
 # Long enough to close a gateway cluster; the pod's terminationGracePeriodSeconds is above it.
 graceful_timeout = 60
+# No runtime control socket ($HOME/.gunicorn/gunicorn.ctl): nothing here uses gunicornc, two
+# servers on one host would contend for the path, and a read-only root filesystem has no $HOME.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 

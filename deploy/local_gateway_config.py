@@ -18,9 +18,12 @@ from dask_gateway_server.options import Float, Options
 # `c` is the traitlets config object that dask-gateway-server injects into this file.
 c = get_config()  # noqa: F821
 
-c.DaskGateway.address = os.environ.get("GATEWAY_ADDRESS", "127.0.0.1:8010")
-c.Proxy.address = os.environ.get("GATEWAY_PROXY_ADDRESS", "127.0.0.1:8011")
-c.Proxy.tcp_address = os.environ.get("GATEWAY_TCP_ADDRESS", "127.0.0.1:8012")
+# GATEWAY_ADDRESS is what clients use as DASK_GATEWAY__ADDRESS (http://...), and
+# GATEWAY_PROXY_ADDRESS what they use as DASK_GATEWAY__PROXY_ADDRESS (gateway://...); the
+# private API address is for the gateway's own parts.
+c.Proxy.address = os.environ.get("GATEWAY_ADDRESS", "127.0.0.1:8011")
+c.Proxy.tcp_address = os.environ.get("GATEWAY_PROXY_ADDRESS", "127.0.0.1:8012")
+c.DaskGateway.address = os.environ.get("GATEWAY_PRIVATE_ADDRESS", "127.0.0.1:8010")
 c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
 c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
 c.SimpleAuthenticator.password = os.environ["GATEWAY_PASSWORD"]

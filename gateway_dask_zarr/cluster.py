@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -57,21 +58,48 @@ def _close_all(closers: list[Callable[[], Any]]) -> None:
         log.warning("closing the Dask cluster did not finish within %s s; left to finish in the background", CLOSE_TIMEOUT_S)
 
 
+def forget_loop(gateway: Any) -> None:
+    """Make a closed dask_gateway.Gateway safe to garbage-collect.
+
+    Its __del__ closes it again, and with distributed 2026 a second close raises (the loop
+    property of a stopped LoopRunner), printing "Exception ignored in Gateway.__del__".
+    """
+    gateway.__dict__.pop("_loop_runner", None)
+
+
+def _close_cluster(cluster: Any) -> None:
+    """Close a cluster object (a GatewayCluster made by us also stops on the gateway)."""
+    cluster.close()
+    if hasattr(cluster, "gateway"):
+        forget_loop(cluster.gateway)
+
+
 def _closers(cluster: Any, client: Client | None) -> list[Callable[[], Any]]:
     """How to close a cluster and its client (_close_all closes the client first)."""
     closers: list[Callable[[], Any]] = []
     if cluster is not None:
-        closers.append(cluster.close)
+        closers.append(partial(_close_cluster, cluster))
     if client is not None:
         closers.append(partial(client.close, timeout=CLOSE_TIMEOUT_S))
     return closers
 
 
-def _stop_gateway_cluster(name: str) -> None:
-    """Ask the gateway to stop a cluster by name (one whose GatewayCluster object never came)."""
+@contextlib.contextmanager
+def _gateway() -> Iterator[Any]:
+    """A dask_gateway.Gateway configured by dask's config (DASK_GATEWAY__*), closed after use."""
     from dask_gateway import Gateway
 
-    with Gateway() as gateway:
+    gateway = Gateway()
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+        forget_loop(gateway)
+
+
+def _stop_gateway_cluster(name: str) -> None:
+    """Ask the gateway to stop a cluster by name (one whose GatewayCluster object never came)."""
+    with _gateway() as gateway:
         gateway.stop_cluster(name)
 
 
@@ -190,19 +218,19 @@ class ClusterManager:
             attempt.keep(cluster.close)
             client = Client(cluster, set_as_default=False)
         elif kind == "gateway":
-            from dask_gateway import Gateway, GatewayCluster
+            from dask_gateway import GatewayCluster
 
             # Address, proxy address and auth come from dask-gateway's own configuration
             # (DASK_GATEWAY__*), as a JupyterHub user pod already has it.
             attempt.stage = "asking the Dask Gateway for a new cluster"
-            with Gateway() as gateway:
+            with _gateway() as gateway:
                 name = gateway.submit(**self.settings.gateway_cluster_options)
             # From here a cluster exists on the gateway: whatever happens next must stop it.
             attempt.keep(partial(_stop_gateway_cluster, name))
             log.info("Dask Gateway cluster %s submitted", name)
             attempt.stage = f"waiting for the gateway to start cluster {name}"
             cluster = GatewayCluster.from_name(name, shutdown_on_close=True)
-            attempt.keep(cluster.close)
+            attempt.keep(partial(_close_cluster, cluster))
             cluster.scale(n)
             client = cluster.get_client(set_as_default=False)
         else:
