@@ -121,6 +121,11 @@ class _Attempt:
         _close_all([closer])
         raise ClusterUnavailable("the cluster start was abandoned")
 
+    def commit(self) -> None:
+        """The attempt succeeded: its parts are owned elsewhere and are no longer undone here."""
+        with self._lock:
+            self._closers = []
+
     def abandon(self) -> None:
         """Undo every part made so far (a submitted gateway cluster is stopped)."""
         with self._lock:
@@ -188,6 +193,9 @@ class ClusterManager:
             if self._closing.is_set():
                 installed = False
             else:
+                # The parts are the manager's now: a later close() must not undo them twice.
+                attempt.commit()
+                self._attempt = None
                 self._cluster, self._client = cluster, client
                 self._reason = None
                 self.generation += 1

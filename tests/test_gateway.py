@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -179,6 +180,29 @@ def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(s3: 
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
 
 
+def _start_gunicorn(gateway: GatewayServer, s3_endpoint: str, tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """The real `gunicorn -c gunicorn.conf.py app:app` with CLUSTER=gateway, configured by environment only."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_"))}
+    env.update(gateway.client_env())
+    env.update(WORKER_ENV)
+    env.update(
+        CLUSTER="gateway",
+        DASK_GATEWAY_CLUSTER_OPTIONS=json.dumps({"worker_memory": 1}),
+        STORE_URL=f"s3://{BUCKET}",
+        S3_ENDPOINT_URL=s3_endpoint,
+        CLUSTER_START_TIMEOUT_S="180",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        GUNICORN_THREADS="4",
+        **extra,
+    )
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return server, f"http://127.0.0.1:{port}", log_path
+
+
 def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(s3: EmbeddedS3, gateway: GatewayServer, tmp_path: Path) -> None:
     # Defined here, not at module level, so that cloudpickle sends them by value to the
     # scheduler, which cannot import this test module.
@@ -204,24 +228,7 @@ def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(s3: 
     def recorded_specs(dask_scheduler: Any) -> list[bytes]:
         return dask_scheduler.plugins["graph-recorder"].specs
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_"))}
-    env.update(gateway.client_env())
-    env.update(WORKER_ENV)
-    env.update(
-        CLUSTER="gateway",
-        DASK_GATEWAY_CLUSTER_OPTIONS=json.dumps({"worker_memory": 1}),
-        STORE_URL=f"s3://{BUCKET}",
-        S3_ENDPOINT_URL=s3.endpoint_url,
-        CLUSTER_START_TIMEOUT_S="180",
-        HOST="127.0.0.1",
-        PORT=str(port),
-        GUNICORN_THREADS="4",
-    )
-    log_path = tmp_path / "gunicorn.log"
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server, base, log_path = _start_gunicorn(gateway, s3.endpoint_url, tmp_path)
     bodies: list[str] = []
     try:
 
@@ -306,3 +313,34 @@ def test_scheduler_mode_runs_jobs_and_leaves_the_users_scheduler_running(s3: Emb
                 child.kill()
             process.kill()
             process.wait()
+
+
+def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: GatewayServer, tmp_path: Path) -> None:
+    # An S3 endpoint that never answers: the job's chunk writes and the app's clean-up hang, so
+    # its /run would outlast gunicorn's graceful_timeout and the master's SIGKILL.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(128)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        server, base, log_path = _start_gunicorn(gateway, endpoint, tmp_path, GUNICORN_GRACEFUL_TIMEOUT_S="22")
+        try:
+            wait_for(lambda: server.poll() is None and "gateway-dask-zarr is serving" in log_path.read_text(), timeout=240, interval=0.5)
+            created = requests.post(f"{base}/jobs", json={"shape": [1000, 1000], "seed": 1}, timeout=30)
+            assert created.status_code == 202, created.text
+            job_url = base + created.headers["Location"]
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(requests.get, f"{base}/run?seed=2", timeout=120)  # in flight at SIGTERM
+                wait_for(lambda: requests.get(job_url, timeout=30).json()["status"] == "running")
+                server.send_signal(signal.SIGTERM)
+                server.wait(120)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    text = log_path.read_text()
+    # The SIGTERM timer closed the service while the worker was still draining (before its
+    # exit, so before the master's deadline and SIGKILL, not in worker_exit racing them): its
+    # jobs failed with the reason, and the gateway lists no cluster of it.
+    assert "failed: the app is shutting down" in text, text
+    assert text.index("failed: the app is shutting down") < text.index("Worker exiting"), text
+    wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
