@@ -213,6 +213,7 @@ class ClusterManager:
         if kind == "local":
             from distributed import LocalCluster
 
+            attempt.stage = "starting a LocalCluster"
             # memory:// lives in this process, so its workers must be threads here.
             in_process = (self.settings.store_url or "").startswith("memory://")
             cluster = LocalCluster(

@@ -7,10 +7,9 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -167,6 +166,7 @@ def test_cluster_start_fails_clearly_when_nothing_listens_or_auth_is_wrong(s3: E
     assert "401" in str(raised.value) or "Unauthorized" in str(raised.value), str(raised.value)
 
 
+@pytest.mark.filterwarnings("ignore:Scale request of 4 workers:UserWarning")
 def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(s3: EmbeddedS3, gateway: GatewayServer) -> None:
     # The gateway caps a cluster at 3 workers (cluster_max_workers): a fourth never comes.
     settings = Settings(cluster="gateway", n_workers=4, store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=20)
