@@ -47,6 +47,7 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "PORT",
         "GUNICORN_THREADS",
         "GUNICORN_TIMEOUT_S",
+        "GUNICORN_GRACEFUL_TIMEOUT_S",
     }
 )
 

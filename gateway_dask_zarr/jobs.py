@@ -342,15 +342,13 @@ class JobManager:
             raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
         job.finished = datetime.now(UTC)
         job.seconds = round(time.monotonic() - started, 3)
-        job.status = "complete"
         request = job.request
         document = job.document()
         del document["progress"]
-        try:
-            self.store.publish(job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document)
-        except Exception:
-            job.status = "running"
-            raise
+        document["status"] = "complete"
+        self.store.publish(job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document)
+        # Only now: a reader polling the job must not see "complete" before the array exists.
+        job.status = "complete"
         log.info("job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds)
 
     def _fail(self, job: Job, reason: str, futures: list[Any], started: float) -> None:
