@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,9 @@ class ArrayTarget:
     metadata: dict[str, Any]
     seed: int
     concurrency: int = 8
+    # Wall-clock time (epoch seconds) after which no chunk may be written: a task that
+    # outlives its job (cancelled, timed out) stops instead of leaving chunks behind.
+    deadline: float = math.inf
 
 
 def write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> dict[str, Any]:
@@ -75,6 +79,8 @@ async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> d
 
     async def one(index: BlockIndex) -> None:
         async with limit:
+            if time.time() > target.deadline:
+                raise TimeoutError(f"job {target.job_id} passed its deadline; chunk {list(index)} not written")
             data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
             selection = tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, data.shape, strict=True))
             await array.setitem(selection, data)

@@ -37,9 +37,9 @@ _RUN_RESPONSES = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0 description of every route."""
-    return {
+def openapi_document(secured: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.0 description of every route; `secured` when AUTH needs a bearer token."""
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "gateway-dask-zarr", "version": __version__, "description": "Dask workers write random Zarr arrays to S3."},
         "paths": {
@@ -87,7 +87,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reason"}},
                 }
             },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}, "401": _error("no or wrong token")}}},
         },
         "components": {
             "schemas": {
@@ -138,3 +138,10 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+    if secured:
+        # Every operation needs the bearer token except the probes, which stay open.
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+        for path in ("/healthz", "/readyz"):
+            document["paths"][path]["get"]["security"] = []
+    return document
