@@ -30,6 +30,7 @@ _RUN_RESPONSES = {
     "200": _job("the job finished and its array is published"),
     "400": _error("a bad parameter"),
     "401": _error("no or wrong token"),
+    "404": _error("no such path: a job id with '/' in it matches no route"),
     "409": _error("the job id exists"),
     "413": _error("over a size limit"),
     "429": _error("too many jobs at once; see Retry-After"),
