@@ -9,8 +9,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -400,7 +401,8 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is not None and job.status != "complete":
             return job.document()
-        document = self.store.read(job_id)
+        with _store_errors():
+            document = self.store.read(job_id)
         if document is None and job is not None:
             return job.document()
         return document
@@ -409,7 +411,8 @@ class JobManager:
         """Recent jobs, newest first: running and failed from memory, complete from the store."""
         with self._lock:
             in_memory = [j.document() for j in self._jobs.values() if j.status != "complete"]
-        documents = in_memory + self.store.list(limit)
+        with _store_errors():
+            documents = in_memory + self.store.list(limit)
         documents.sort(key=lambda d: d.get("created") or "", reverse=True)
         return documents[:limit]
 
@@ -420,6 +423,17 @@ class JobManager:
             timers, self._timers = self._timers, set()
         for timer in timers:
             timer.cancel()
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Turn a failed store read into a 503 a person can act on (not a 500)."""
+    try:
+        yield
+    except JobError:
+        raise
+    except Exception as exc:
+        raise JobError(503, "store_unavailable", f"the object store cannot be read now ({type(exc).__name__}); try again shortly", retry_after=10) from None
 
 
 def _log(job: Job) -> logging.LoggerAdapter[logging.Logger]:

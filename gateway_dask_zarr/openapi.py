@@ -71,6 +71,7 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                         },
                         "400": _error("a bad parameter"),
                         "401": _error("no or wrong token"),
+                        "503": _error("the store cannot be read now"),
                     },
                 },
             },
@@ -78,7 +79,7 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                 "get": {
                     "summary": "One job document",
                     "parameters": [_JOB_ID],
-                    "responses": {"200": _job("the job"), "400": _error("a bad id"), "401": _error("no or wrong token"), "404": _error("no such job")},
+                    "responses": {"200": _job("the job"), "400": _error("a bad id"), "401": _error("no or wrong token"), "404": _error("no such job"), "503": _error("the store cannot be read now")},
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
