@@ -80,11 +80,13 @@ def test_the_scheduler_lost_readyz_503_then_a_new_cluster(own_cluster: ClusterMa
         local = own_cluster._cluster
         # The LocalCluster's scheduler lives in this process: stop it as abruptly as it allows.
         local.sync(local.scheduler.close, reason="killed by the test")
+        lost = time.monotonic()
         wait_for(lambda: client.get("/readyz").status_code == 503, 60, 0.05)
         assert client.get("/healthz").status_code == 200
         refused = client.get("/run?shape=100,100&chunks=50,50")
         assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "cluster_unavailable"
         wait_for(lambda: client.get("/readyz").status_code == 200, 180, 0.2)
+        print(f"\nscheduler lost: /readyz was 503 for {time.monotonic() - lost:.1f} s while the cluster was replaced")
         assert own_cluster.generation == generation + 1 and own_cluster._cluster is not local
         response = client.get("/run?shape=1000,1000&chunks=100,100&seed=12")
         assert response.status_code == 200, response.get_json()
@@ -132,7 +134,7 @@ def test_s3_stopped_mid_job_fails_clearly_and_recovers(make_app: Any, own_s3: Em
 
 @pytest.fixture
 def flaky(s3: EmbeddedS3) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(s3.endpoint_url, fail_share=0.25, delay_share=0.25, delay_s=0.3, seed=5).start()
+    proxy = FaultProxy(s3.endpoint_url, fail_share=0.3, delay_share=0.2, delay_s=0.3, seed=5).start()
     yield proxy
     proxy.stop()
 
@@ -140,10 +142,9 @@ def flaky(s3: EmbeddedS3) -> Iterator[FaultProxy]:
 def test_slow_and_flaky_s3_is_retried_and_the_data_verifies(make_app: Any, flaky: FaultProxy, s3fs_client: Any) -> None:
     settings = Settings(store_url="s3://test-bucket", s3_endpoint_url=flaky.url)
     client = make_app(settings).test_client()
-    for seed in (21, 22):
-        response = client.get(f"/run?shape=1000,1000&chunks=100,100&seed={seed}")
-        assert response.status_code == 200, response.get_json()
-        assert_verified(response.get_json())
-        assert len(s3fs_client.find(f"test-bucket/{response.get_json()['id']}.zarr")) == 101
+    response = client.get("/run?shape=1000,600&chunks=100,100&seed=21")
+    assert response.status_code == 200, response.get_json()
+    assert_verified(response.get_json())
+    assert len(s3fs_client.find(f"test-bucket/{response.get_json()['id']}.zarr")) == 61
     print(f"\nfault proxy: {flaky.counts}")
-    assert flaky.counts["slowdown"] > 10 and flaky.counts["internal"] > 10 and flaky.counts["delayed"] > 10
+    assert flaky.counts["slowdown"] > 5 and flaky.counts["internal"] > 5 and flaky.counts["delayed"] > 5
