@@ -243,6 +243,10 @@ class JobManager:
 
     def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
         """Start a job; raise JobError for a conflict, a full service or an unavailable cluster."""
+        # Refuse a full service before asking the cluster: a burst of refusals then costs no
+        # scheduler round trip each (measured: they delayed /healthz under load).
+        if self._active >= self.settings.max_active_jobs:
+            raise JobError(429, "too_many_jobs", f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
         problem = self.cluster.problem()
         if problem:
             raise JobError(503, "cluster_unavailable", f"{problem}; try again shortly", retry_after=10)

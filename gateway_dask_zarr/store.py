@@ -15,6 +15,7 @@ import fsspec
 import numpy as np
 import zarr
 from zarr.abc.store import Store
+from zarr.core.sync import sync
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 from zarr.storage import FsspecStore, LocalStore
 
@@ -129,6 +130,10 @@ class JobStore:
         if self.protocol == "s3":
             # s3fs's own retries (on timeouts) come on top of botocore's: none for a probe.
             self.probe_fs.retries = 1
+            # Build the publishing client now, at start-up, not during the first job (see _array_store).
+            base = zarr_store(self.root, self.options)
+            assert isinstance(base, FsspecStore)
+            sync(base.fs.set_session())
         self._docs: dict[str, dict[str, Any]] = {}
 
     def array_url(self, job_id: str) -> str:
@@ -145,9 +150,19 @@ class JobStore:
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job."""
-        store = open_store(self.array_url(job_id), self.options)
-        zarr.create_array(store, attributes={"gateway": document}, overwrite=False, **kwargs)
+        zarr.create_array(self._array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
         self._docs[job_id] = document
+
+    def _array_store(self, job_id: str) -> Store:
+        """A store rooted at the job's array that reuses the process's one S3 client.
+
+        A new client per job (FsspecStore.from_url in a new thread) costs about a second of
+        GIL-held botocore set-up, which stalled every request thread of the web process.
+        """
+        base = zarr_store(self.root, self.options)
+        if isinstance(base, FsspecStore):
+            return FsspecStore(fs=base.fs, path=f"{base.path}/{job_id}.zarr")
+        return open_store(self.array_url(job_id), self.options)
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
