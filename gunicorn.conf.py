@@ -1,7 +1,6 @@
 """gunicorn settings: one process (it owns the one Dask cluster), gthread threads, clean shutdown."""
 
 import os
-import sys
 
 from gateway_dask_zarr.config import ConfigError, Settings
 
@@ -15,9 +14,6 @@ workers = 1
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 preload_app = False
-# Request threads share the GIL with the Dask client's event loop and the job threads; a
-# shorter switch interval (5 ms by default) lets a /healthz thread in sooner.
-sys.setswitchinterval(0.001)
 
 try:
     _settings = Settings.from_env()

@@ -23,8 +23,8 @@ from gateway_dask_zarr.config import Settings
 # Small limits: most generated arrays are refused and the few accepted ones take a moment.
 LIMITS = {"max_array_bytes": 64 * 2**10, "max_chunk_bytes": 16 * 2**10, "max_chunks": 16, "max_active_jobs": 4}
 FUZZ = settings( deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
-SCHEMA_EXAMPLES = 15
-HYPOTHESIS_EXAMPLES = 30
+SCHEMA_EXAMPLES = 25
+HYPOTHESIS_EXAMPLES = 40
 
 INTERESTING = ["", " ", "0", "-1", "1", "10", "10,10", "4,4", "1000,1000", "1e3", "0x10", "1,,1", "1,2,3,4,5", "²", "١٢", "nan",
                "float16", "float32", "float64", "Float32", "99999999999999999999", "9223372036854775808", "..", "%00", "\x00", "a/b"]
