@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import assert_verified
+from helpers import assert_verified, wait_for
 from stand_ins import StandInHub, TaskRecorder
 
 from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
@@ -102,7 +102,9 @@ def test_no_secret_in_logs_responses_documents_or_tasks(
     ]
     done = bodies[0].get_json()
     assert_verified(done)
-    app.extensions["gateway"].jobs.get(bodies[1].get_json()["id"])
+    posted = f"/jobs/{bodies[1].get_json()['id']}"
+    wait_for(lambda: client.get(posted, headers=_bearer(OTHER)).get_json()["status"] == "complete", 60)
+    bodies.append(client.get(posted, headers=_bearer(OTHER)))
     stored = [s3fs_client.cat_file(path) for path in s3fs_client.find("test-bucket") if path.endswith("zarr.json")]
     assert stored
     captured = capfd.readouterr()

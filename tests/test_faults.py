@@ -33,10 +33,8 @@ def own_cluster() -> Iterator[ClusterManager]:
     manager.close()
 
 
-def _app(settings: Settings, cluster: ClusterManager | None = None, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return create_app(replace(settings, **changes), cluster=cluster)
+def _app(settings: Settings, cluster: ClusterManager) -> Any:
+    return create_app(settings, cluster=cluster)
 
 
 def _wait_job(client: Any, job_id: str, timeout: float = 180) -> dict[str, Any]:

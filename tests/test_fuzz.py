@@ -7,6 +7,7 @@ request writes nothing to the bucket.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -67,8 +68,6 @@ def _idle(app: Any) -> None:
     for _ in range(600):
         if jobs.active == 0:
             return
-        import time
-
         time.sleep(0.05)
     raise AssertionError("jobs did not end")
 
