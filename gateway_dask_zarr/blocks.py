@@ -80,7 +80,7 @@ async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> d
             # Past the deadline the job has failed and its chunks are being deleted: a task
             # that runs on must not write more of them.
             if time.time() > target.deadline:
-                raise TimeoutError("the job's deadline passed before this chunk was written")
+                raise TimeoutError(f"job {target.job_id} passed its deadline; chunk {list(index)} not written")
             data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
             selection = tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, data.shape, strict=True))
             await array.setitem(selection, data)

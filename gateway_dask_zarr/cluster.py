@@ -353,7 +353,9 @@ class ClusterManager:
             self._reason = reason
         for callback in self._on_lost:
             callback(reason)
-        _close_all(_closers(*old))
+        # Closing a cluster whose scheduler is gone waits out connect timeouts (about 30 s
+        # measured for a LocalCluster): do it aside, so the replacement starts now.
+        threading.Thread(target=_close_all, args=(_closers(*old),), name="cluster-close-lost", daemon=True).start()
         while not self._closing.is_set():
             try:
                 self._connect()

@@ -15,22 +15,43 @@ import fsspec
 import numpy as np
 import zarr
 from zarr.abc.store import Store
+from zarr.core.sync import sync
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 from zarr.storage import FsspecStore, LocalStore
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
+# A dead or hung endpoint must fail a request in seconds, not botocore's 60 s default; five
+# attempts (four backed-off retries, at most 15 s of sleep) ride out a throttling burst
+# while a stopped store still fails a job within a minute.
+S3_CONNECT_TIMEOUT_S = 5
+S3_READ_TIMEOUT_S = 30
+S3_MAX_ATTEMPTS = 5
 
 
 def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
     """fsspec options for a store URL; never credentials, which come from the environment."""
     if urlparse(url).scheme != "s3":
         return {}
-    options: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 8, "mode": "adaptive"}}}
+    options: dict[str, Any] = {
+        "config_kwargs": {
+            "retries": {"max_attempts": S3_MAX_ATTEMPTS, "mode": "adaptive"},
+            "connect_timeout": S3_CONNECT_TIMEOUT_S,
+            "read_timeout": S3_READ_TIMEOUT_S,
+        }
+    }
     if endpoint_url:
         options["endpoint_url"] = endpoint_url
     return options
+
+
+def probe_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options for a readiness probe: one short attempt, so /readyz answers in seconds."""
+    if "config_kwargs" not in options:
+        return dict(options)
+    quick = {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5}
+    return {**options, "config_kwargs": quick}
 
 
 def _freeze(options: Mapping[str, Any]) -> str:
@@ -105,6 +126,14 @@ class JobStore:
         self.protocol = urlparse(self.root).scheme
         self.options = storage_options(self.root, self.endpoint_url)
         self.fs = _filesystem(self.protocol, _freeze(self.options))
+        self.probe_fs = _filesystem(self.protocol, _freeze(probe_options(self.options)))
+        if self.protocol == "s3":
+            # s3fs's own retries (on timeouts) come on top of botocore's: none for a probe.
+            self.probe_fs.retries = 1
+            # Build the publishing client now, at start-up, not during the first job (see _array_store).
+            base = zarr_store(self.root, self.options)
+            assert isinstance(base, FsspecStore)
+            sync(base.fs.set_session())
         self._docs: dict[str, dict[str, Any]] = {}
 
     def array_url(self, job_id: str) -> str:
@@ -121,9 +150,19 @@ class JobStore:
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job."""
-        store = open_store(self.array_url(job_id), self.options)
-        zarr.create_array(store, attributes={"gateway": document}, overwrite=False, **kwargs)
+        zarr.create_array(self._array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
         self._docs[job_id] = document
+
+    def _array_store(self, job_id: str) -> Store:
+        """A store rooted at the job's array that reuses the process's one S3 client.
+
+        A new client per job (FsspecStore.from_url in a new thread) costs about a second of
+        GIL-held botocore set-up, which stalled every request thread of the web process.
+        """
+        base = zarr_store(self.root, self.options)
+        if isinstance(base, FsspecStore):
+            return FsspecStore(fs=base.fs, path=f"{base.path}/{job_id}.zarr")
+        return open_store(self.array_url(job_id), self.options)
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
@@ -177,5 +216,5 @@ class JobStore:
     def check_writable(self) -> None:
         """Write and delete a small probe object; raise if the store cannot be written."""
         path = self._path(f".readyz-{uuid.uuid4().hex}")
-        self.fs.pipe_file(path, b"ok")
-        self.fs.rm_file(path)
+        self.probe_fs.pipe_file(path, b"ok")
+        self.probe_fs.rm_file(path)
