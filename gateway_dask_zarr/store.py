@@ -15,8 +15,8 @@ import fsspec
 import numpy as np
 import zarr
 from zarr.abc.store import Store
-from zarr.core.sync import sync
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
 log = logging.getLogger(__name__)
