@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import psutil
+import pytest
 import requests
 from helpers import assert_verified, free_port, wait_for
 
@@ -22,7 +23,8 @@ def _ready(url: str) -> bool:
         return False
 
 
-def test_make_run_serves_then_sigterm_leaves_nothing_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["sigterm-to-make", "ctrl-c-to-the-group"])
+def test_make_run_serves_then_stopping_leaves_nothing_running(tmp_path: Path, stop: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STORE_", "S3_"))}
@@ -42,7 +44,11 @@ def test_make_run_serves_then_sigterm_leaves_nothing_running(tmp_path: Path) -> 
         output = (tmp_path / "make-run.log").read_text()
         assert f"serving on {url}" in output and f"curl '{url}/run" in output
 
-        make.send_signal(signal.SIGTERM)
+        if stop == "sigterm-to-make":
+            make.send_signal(signal.SIGTERM)
+        else:
+            # What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
+            os.killpg(make.pid, signal.SIGINT)
         make.wait(timeout=120)
         gone, alive = psutil.wait_procs(started, timeout=60)
         assert alive == [], [p.cmdline() for p in alive]
