@@ -15,15 +15,19 @@ from gateway_dask_zarr.logs import configure_logging
 if TYPE_CHECKING:
     from flask import Flask
 
+    from gateway_dask_zarr.cluster import ClusterManager
+    from gateway_dask_zarr.jobs import JobManager
+    from gateway_dask_zarr.store import JobStore
+
 
 @dataclass
 class Service:
     """The parts one app owns: settings, embedded S3 (if any), cluster, store and jobs."""
 
     settings: Settings
-    cluster: Any
-    store: Any
-    jobs: Any
+    cluster: ClusterManager
+    store: JobStore
+    jobs: JobManager
     public_endpoint_url: str | None
     owned: list[Any] = field(default_factory=list)
 
@@ -34,7 +38,7 @@ class Service:
             self.owned.pop().close()
 
 
-def create_app(settings: Settings | None = None, *, cluster: Any = None) -> Flask:
+def create_app(settings: Settings | None = None, *, cluster: ClusterManager | None = None) -> Flask:
     """Build the app: validate settings, start S3 (embedded default) and the cluster, wire the routes.
 
     A `cluster` passed in (tests share one) is used and not closed; otherwise the app makes
