@@ -56,7 +56,8 @@ def summary(load: Load) -> dict[str, Any]:
         "p50_s": load.median,
         "p95_s": load.percentile(95),
         "server_seconds_median": statistics.median(d.get("seconds") or 0 for d in load.documents) if load.documents else None,
-        "retries_429": load.retries,
+        "retries": load.retries,
+        "refusals": load.refusals,
     }
 
 

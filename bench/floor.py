@@ -8,14 +8,18 @@ import time
 
 import s3fs
 
+from gateway_dask_zarr.store import storage_options
+
 
 def s3(endpoint_url: str) -> s3fs.S3FileSystem:
     """A synchronous s3fs filesystem on the endpoint (credentials from the environment)."""
-    return s3fs.S3FileSystem(endpoint_url=endpoint_url, skip_instance_cache=True, use_listings_cache=False)
+    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **storage_options("s3://", endpoint_url))
 
 
 async def _put_all(endpoint_url: str, prefix: str, count: int, size: int, concurrency: int) -> float:
-    fs = s3fs.S3FileSystem(endpoint_url=endpoint_url, asynchronous=True, skip_instance_cache=True)
+    # The app's own client options, so that the floor pays what a job pays per PUT.
+    options = storage_options(f"s3://{prefix}", endpoint_url)
+    fs = s3fs.S3FileSystem(asynchronous=True, skip_instance_cache=True, **options)
     session = await fs.set_session()
     payload = os.urandom(size)
     limit = asyncio.Semaphore(concurrency)

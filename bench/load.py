@@ -21,6 +21,7 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     documents: list[dict[str, Any]] = field(default_factory=list)
     retries: int = 0
+    refusals: dict[int, int] = field(default_factory=dict)
 
     @property
     def jobs_per_s(self) -> float:
@@ -54,10 +55,12 @@ def run_jobs(base_url: str, params: dict[str, str], clients: int, jobs: int, tim
                 while True:
                     started = time.perf_counter()
                     response = session.get(f"{base_url}/run", params=params, timeout=timeout)
-                    if response.status_code != 429:
+                    # 429: the service is full; 503 cluster_unavailable: a worker is (re)joining.
+                    if response.status_code not in (429, 503) or "job_failed" in response.text:
                         break
                     with lock:
                         load.retries += 1
+                        load.refusals[response.status_code] = load.refusals.get(response.status_code, 0) + 1
                     time.sleep(0.05)
                 if response.status_code != 200:
                     raise RuntimeError(f"GET /run answered {response.status_code}: {response.text[:300]}")

@@ -85,7 +85,7 @@ class Service:
 def gunicorn_app(log: Path) -> Service:
     """The real service, as `make run` starts it: gunicorn, embedded S3, LocalCluster."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    return Service([gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="WARNING")
+    return Service([gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO")
 
 
 def stock_moto(log: Path) -> Service:

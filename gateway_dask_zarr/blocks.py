@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from zarr.core.array import AsyncArray
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import StorePath
 
@@ -67,23 +68,41 @@ async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> d
         store_path=StorePath(store, f"{target.job_id}.zarr"),
         config={"write_empty_chunks": True},
     )
-    shape = array.metadata.shape
-    chunks = array.metadata.chunks
-    dtype = str(array.metadata.dtype.to_native_dtype())
+    metadata = array.metadata
+    shape, chunks = metadata.shape, metadata.chunks
+    dtype = str(metadata.dtype.to_native_dtype())
+    prototype = default_buffer_prototype()
     limit = asyncio.Semaphore(target.concurrency)
     facts = {"chunks": 0, "bytes": 0, "min": math.inf, "max": -math.inf, "sum": 0.0, "count": 0}
 
     async def one(index: BlockIndex) -> None:
         async with limit:
             data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
-            selection = tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, data.shape, strict=True))
-            await array.setitem(selection, data)
             facts["chunks"] += 1
             facts["bytes"] += data.nbytes
             facts["min"] = min(facts["min"], float(data.min()))
             facts["max"] = max(facts["max"], float(data.max()))
             facts["sum"] += float(data.sum(dtype=np.float64))
             facts["count"] += data.size
+            # Encode the whole chunk with the array's codecs and PUT it under its key: what
+            # zarr's setitem does, without its indexing, and the block is freed before the
+            # PUT, so a worker holds fewer copies of a chunk at once.
+            spec = metadata.get_chunk_spec(index, array.config, prototype)
+            chunk = prototype.nd_buffer.from_numpy_array(_padded(data, chunks, spec.fill_value))
+            del data
+            (encoded,) = await array.codec_pipeline.encode([(chunk, spec)])
+            del chunk
+            assert encoded is not None
+            await (array.store_path / metadata.encode_chunk_key(index)).set(encoded)
 
     await asyncio.gather(*(one(tuple(i)) for i in indices))
     return facts
+
+
+def _padded(data: np.ndarray, chunks: Sequence[int], fill_value: Any) -> np.ndarray:
+    """A block as its chunk stores it: an edge block is padded with the fill value."""
+    if data.shape == tuple(chunks):
+        return data
+    chunk = np.full(tuple(chunks), fill_value, dtype=data.dtype)
+    chunk[tuple(slice(0, n) for n in data.shape)] = data
+    return chunk

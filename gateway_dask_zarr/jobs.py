@@ -34,8 +34,9 @@ DEFAULT_SHAPE = (1000, 1000)
 SEED_LIMIT = 2**63
 JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 # A task's chunks in flight at once: enough concurrency to hide S3 latency, few enough
-# bytes that a worker holds only a handful of chunks.
-TASK_BYTES_IN_FLIGHT = 32 * 2**20
+# bytes that a worker holds only a handful of chunks (each chunk in flight costs about
+# three copies of itself: the encoded chunk, the request body and the client's buffers).
+TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
 FINISHED_JOBS_KEPT = 1000
 

@@ -27,7 +27,14 @@ def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
     """fsspec options for a store URL; never credentials, which come from the environment."""
     if urlparse(url).scheme != "s3":
         return {}
-    options: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 8, "mode": "adaptive"}}}
+    config = {
+        "retries": {"max_attempts": 8, "mode": "adaptive"},
+        # Chunks carry their own crc32c (a zarr codec); hashing each body again on the
+        # client (SHA-256 for the signature, CRC32 for a checksum header) costs CPU per PUT.
+        "s3": {"payload_signing_enabled": False},
+        "request_checksum_calculation": "when_required",
+    }
+    options: dict[str, Any] = {"config_kwargs": config}
     if endpoint_url:
         options["endpoint_url"] = endpoint_url
     return options
