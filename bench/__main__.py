@@ -8,10 +8,13 @@ import platform
 import statistics
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.floor import put_seconds, s3
 from bench.load import Load, run_jobs
@@ -23,7 +26,7 @@ RESULTS = ROOT / "bench" / "results"
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
 LARGE = {"shape": "8000,8000", "chunks": "1000,1000", "dtype": "float64"}
 BUCKET = "gateway"
-MB = 2**20
+MB = 1e6
 # Zarr's crc32c codec appends 4 bytes to every chunk object.
 CRC = 4
 
@@ -33,9 +36,29 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def floor(endpoint: str, name: str, count: int, size: int, repeats: int) -> dict[str, Any]:
-    """Median seconds to PUT `count` objects of `size` bytes from one process."""
-    runs = [put_seconds(endpoint, f"{BUCKET}/floor-{name}-{i}", count, size) for i in range(repeats)]
+def floor_run(endpoint: str, name: str, count: int, size: int, server: psutil.Process | None = None, cpu: list[float] | None = None) -> float:
+    """Seconds to PUT `count` objects of `size` bytes from one process (then deleted).
+
+    With `server` and `cpu`, also append the server's CPU seconds per PUT: unlike wall
+    time, that hardly depends on what else the shared machine is doing.
+    """
+    before = cpu_seconds(server) if server else 0.0
+    prefix = f"{BUCKET}/floor-{name}-{uuid.uuid4().hex[:8]}"
+    seconds = put_seconds(endpoint, prefix, count, size)
+    if server is not None and cpu is not None:
+        cpu.append((cpu_seconds(server) - before) / count)
+    s3(endpoint).rm(prefix, recursive=True)
+    return seconds
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User plus system CPU seconds of a process and its threads."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def floor_summary(runs: list[float], count: int, size: int) -> dict[str, Any]:
+    """The floor's runs and median."""
     return {"objects": count, "object_bytes": size, "runs_s": runs, "median_s": statistics.median(runs)}
 
 
@@ -62,43 +85,83 @@ def summary(load: Load) -> dict[str, Any]:
 
 
 def measure_app(results: dict[str, Any]) -> None:
-    """Measurements (a) to (e) on the real app, and the S3 server against stock moto."""
-    log("starting the app: gunicorn, embedded S3, LocalCluster")
+    """Measurements (a) to (f) on the real app; the floors are interleaved with the jobs.
+
+    The machine is shared, so its load drifts: each figure and the reference it is
+    compared with are measured in alternation, not one phase after the other.
+    """
+    log("starting the app (gunicorn, embedded S3, LocalCluster) and stock moto")
     app = gunicorn_app(RESULTS / "app.log")
+    moto = None
     try:
+        moto = stock_moto(RESULTS / "moto.log")
         warm = run_jobs(app.url, DEFAULT, 1, 3)
         endpoint = warm.documents[0]["endpoint_url"]
-        results["endpoint"] = "embedded S3 (moto's S3 backend, S3-only, werkzeug threads)"
+        s3(moto.url).mkdir(BUCKET)
         app_process, workers, s3_process = app_processes(app.process.pid)
-        results["processes"] = {"app": app_process.pid, "workers": [w.pid for w in workers], "s3": s3_process.pid if s3_process else None}
-        clear_bucket(endpoint)
-
-        log("(a) floor of the default job: 100 PUTs of 40 kB")
-        results["default_floor"] = floor(endpoint, "default", 100, 100 * 100 * 4 + CRC, 7)
-        log("(b) default job, 20 sequential GET /run")
         watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
-        with PeakRSS(watched) as default_rss:
-            sequential = run_jobs(app.url, DEFAULT, 1, 20)
-        results["default_job"] = summary(sequential)
-        results["default_job"]["runs_s"] = sequential.latencies
+        results["rss_app_start_mb"] = rss(app_process) / MB
         clear_bucket(endpoint)
 
-        log("(c) jobs/s with 1, 4 and 8 concurrent clients")
-        results["throughput"] = {}
-        for clients, jobs in ((1, 10), (4, 24), (8, 32)):
-            results["throughput"][str(clients)] = summary(run_jobs(app.url, DEFAULT, clients, jobs))
-            clear_bucket(endpoint)
+        log("(a, b) default job: 20 sequential GET /run, its floor (100 PUTs of 40 kB) every 3 jobs; stock moto's floor")
+        small = 100 * 100 * 4 + CRC
+        latencies, floors, moto_floors = [], [], []
+        cpu: dict[str, list[float]] = {"embedded": [], "stock": []}
+        for i in range(21):
+            if i % 3 == 0:
+                floors.append(floor_run(endpoint, "default", 100, small, s3_process, cpu["embedded"]))
+                moto_floors.append(floor_run(moto.url, "default", 100, small, psutil.Process(moto.process.pid), cpu["stock"]))
+            if i < 20:
+                latencies.extend(run_jobs(app.url, DEFAULT, 1, 1).latencies)
+        results["default_floor"] = floor_summary(floors, 100, small)
+        results["stock_moto_floor"] = floor_summary(moto_floors, 100, small)
+        results["s3_server_cpu_ms_per_put"] = {k: 1000 * statistics.median(v) for k, v in cpu.items()}
+        sequential = Load(1, latencies=latencies, seconds=sum(latencies))
+        results["default_job"] = summary(sequential)
+        results["default_job"]["runs_s"] = latencies
+        clear_bucket(endpoint)
+        moto.close()
+        moto = None
 
-        log("(d) floor of the large job: 64 PUTs of 8 MB")
-        results["large_floor"] = floor(endpoint, "large", 64, 1000 * 1000 * 8 + CRC, 3)
-        log("(d, e) large job 8000x8000 float64 in 1000x1000 chunks, 3 runs, RSS sampled")
+        log("(c, f) jobs/s with 1, 4 and 8 clients; the naive pattern at 4 clients, in alternation")
+        naive = Service(
+            [sys.executable, "-m", "bench.naive", "--port", "{port}", "--root", f"s3://{BUCKET}", "--endpoint-url", endpoint],
+            RESULTS / "naive.log",
+            "/readyz",
+        )
+        try:
+            run_jobs(naive.url, DEFAULT, 1, 1)
+            rounds: dict[str, list[Load]] = {"1": [], "4": [], "8": [], "naive-4": []}
+            for _ in range(2):
+                rounds["1"].append(run_jobs(app.url, DEFAULT, 1, 6))
+                rounds["4"].append(run_jobs(app.url, DEFAULT, 4, 16))
+                rounds["naive-4"].append(run_jobs(naive.url, DEFAULT, 4, 8))
+                rounds["8"].append(run_jobs(app.url, DEFAULT, 8, 24))
+                clear_bucket(endpoint)
+            naive_seq = run_jobs(naive.url, DEFAULT, 1, 5)
+            clear_bucket(endpoint)
+        finally:
+            naive.close()
+        results["throughput"] = {k: merged(v) for k, v in rounds.items() if not k.startswith("naive")}
+        results["naive"] = {"sequential": summary(naive_seq), "4": merged(rounds["naive-4"])}
+
+        results["rss_app_after_concurrency_mb"] = rss(app_process) / MB
+        log("the app's RSS with default jobs, just before the large ones")
+        with PeakRSS(watched) as default_rss:
+            run_jobs(app.url, DEFAULT, 1, 5)
+        clear_bucket(endpoint)
+
+        log("(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), 3 each, RSS sampled")
+        big = 1000 * 1000 * 8 + CRC
         time.sleep(1)
         idle = {name: rss(p) for name, p in watched.items()}
-        large_runs = []
+        large_runs, large_floors = [], []
         with PeakRSS(watched) as large_rss:
             for _ in range(3):
+                large_floors.append(floor_run(endpoint, "large", 64, big))
                 large_runs.extend(run_jobs(app.url, LARGE, 1, 1).latencies)
                 clear_bucket(endpoint)
+        results["large_floor"] = floor_summary(large_floors, 64, big)
         nbytes = 8000 * 8000 * 8
         results["large_job"] = {
             "bytes": nbytes,
@@ -119,33 +182,24 @@ def measure_app(results: dict[str, Any]) -> None:
         }
         if s3_process is not None:
             results["rss"]["s3_server_mb"] = rss(s3_process) / MB
-
-        log("(f) the naive pattern on the same S3 server and a LocalCluster of the same shape")
-        naive = Service(
-            [sys.executable, "-m", "bench.naive", "--port", "{port}", "--root", f"s3://{BUCKET}", "--endpoint-url", endpoint],
-            RESULTS / "naive.log",
-            "/readyz",
-        )
-        try:
-            run_jobs(naive.url, DEFAULT, 1, 1)
-            naive_seq = run_jobs(naive.url, DEFAULT, 1, 5)
-            clear_bucket(endpoint)
-            naive_four = run_jobs(naive.url, DEFAULT, 4, 12)
-            clear_bucket(endpoint)
-        finally:
-            naive.close()
-        results["naive"] = {"sequential": summary(naive_seq), "4": summary(naive_four)}
     finally:
         log("stopping the app")
+        if moto is not None:
+            moto.close()
         app.close()
 
-    log("the embedded S3 server against stock moto: the default floor on each")
-    moto = stock_moto(RESULTS / "moto.log")
-    try:
-        s3(moto.url).mkdir(BUCKET)
-        results["stock_moto_floor"] = floor(moto.url, "default", 100, 100 * 100 * 4 + CRC, 7)
-    finally:
-        moto.close()
+
+def merged(loads: list[Load]) -> dict[str, Any]:
+    """Rounds of the same load as one summary: jobs/s is the median of the rounds' rates."""
+    total = Load(loads[0].clients, seconds=sum(x.seconds for x in loads))
+    for load in loads:
+        total.latencies.extend(load.latencies)
+        total.documents.extend(load.documents)
+        total.retries += load.retries
+    figures = summary(total)
+    figures["jobs_per_s"] = statistics.median(x.jobs_per_s for x in loads)
+    figures["rounds_jobs_per_s"] = [x.jobs_per_s for x in loads]
+    return figures
 
 
 def machine() -> dict[str, Any]:

@@ -38,8 +38,5 @@ async def _put_all(endpoint_url: str, prefix: str, count: int, size: int, concur
 
 
 def put_seconds(endpoint_url: str, prefix: str, count: int, size: int, concurrency: int = 32) -> float:
-    """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency`, then delete them."""
-    try:
-        return asyncio.run(_put_all(endpoint_url, prefix, count, size, concurrency))
-    finally:
-        s3(endpoint_url).rm(prefix, recursive=True)
+    """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency` (the caller deletes them)."""
+    return asyncio.run(_put_all(endpoint_url, prefix, count, size, concurrency))
