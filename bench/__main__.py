@@ -36,7 +36,9 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def floor_run(endpoint: str, name: str, count: int, size: int, server: psutil.Process | None = None, cpu: list[float] | None = None) -> float:
+def floor_run(
+    endpoint: str, name: str, count: int, size: int, server: psutil.Process | None = None, cpu: list[float] | None = None, client: str = "obstore"
+) -> float:
     """Seconds to PUT `count` objects of `size` bytes from one process (then deleted).
 
     With `server` and `cpu`, also append the server's CPU seconds per PUT: unlike wall
@@ -44,7 +46,7 @@ def floor_run(endpoint: str, name: str, count: int, size: int, server: psutil.Pr
     """
     before = cpu_seconds(server) if server else 0.0
     prefix = f"{BUCKET}/floor-{name}-{uuid.uuid4().hex[:8]}"
-    seconds = put_seconds(endpoint, prefix, count, size)
+    seconds = put_seconds(endpoint, prefix, count, size, client=client)
     if server is not None and cpu is not None:
         cpu.append((cpu_seconds(server) - before) / count)
     s3(endpoint).rm(prefix, recursive=True)
@@ -105,16 +107,18 @@ def measure_app(results: dict[str, Any]) -> None:
 
         log("(a, b) default job: 20 sequential GET /run, its floor (100 PUTs of 40 kB) every 3 jobs; stock moto's floor")
         small = 100 * 100 * 4 + CRC
-        latencies, floors, moto_floors = [], [], []
+        latencies, floors, s3fs_floors, moto_floors = [], [], [], []
         cpu: dict[str, list[float]] = {"embedded": [], "stock": []}
         for i in range(21):
             if i % 3 == 0:
                 floors.append(floor_run(endpoint, "default", 100, small, s3_process, cpu["embedded"]))
+                s3fs_floors.append(floor_run(endpoint, "default", 100, small, client="s3fs"))
                 moto_floors.append(floor_run(moto.url, "default", 100, small, psutil.Process(moto.process.pid), cpu["stock"]))
             if i < 20:
                 latencies.extend(run_jobs(app.url, DEFAULT, 1, 1).latencies)
         results["default_floor"] = floor_summary(floors, 100, small)
         results["stock_moto_floor"] = floor_summary(moto_floors, 100, small)
+        results["s3fs_floor"] = floor_summary(s3fs_floors, 100, small)
         results["s3_server_cpu_ms_per_put"] = {k: 1000 * statistics.median(v) for k, v in cpu.items()}
         sequential = Load(1, latencies=latencies, seconds=sum(latencies))
         results["default_job"] = summary(sequential)

@@ -52,13 +52,36 @@ def open_store(url: str, options: Mapping[str, Any]) -> Store:
     return FsspecStore.from_url(url, storage_options=dict(options))
 
 
+def object_store(url: str, options: Mapping[str, Any]) -> Store:
+    """A zarr store on obstore's S3 client: measured faster than s3fs per PUT (bench/).
+
+    Credentials and region come from the environment (AWS_*), as for botocore.
+    """
+    from obstore.store import S3Store
+    from zarr.storage import ObjectStore
+
+    parsed = urlparse(url)
+    endpoint = options.get("endpoint_url")
+    s3 = S3Store(
+        parsed.netloc,
+        prefix=parsed.path.strip("/") or None,
+        endpoint=endpoint,
+        # As with s3fs above: chunks carry their own crc32c, so the body is not hashed again.
+        unsigned_payload=True,
+        # A chunk may be up to MAX_CHUNK_BYTES: allow a slow PUT more than the default 30 s.
+        client_options={"timeout": "600s", "allow_http": bool(endpoint and endpoint.startswith("http://"))},
+    )
+    return ObjectStore(s3)
+
+
 @lru_cache(maxsize=16)
 def _cached_store(url: str, frozen_options: str) -> Store:
-    return open_store(url, json.loads(frozen_options))
+    options = json.loads(frozen_options)
+    return object_store(url, options) if urlparse(url).scheme == "s3" else open_store(url, options)
 
 
 def zarr_store(url: str, options: Mapping[str, Any]) -> Store:
-    """One zarr store per (URL, options) per process, so its S3 session is reused."""
+    """The chunk writers' store: one per (URL, options) per process, so its S3 client is reused."""
     return _cached_store(url, _freeze(options))
 
 
