@@ -16,7 +16,7 @@ import numpy as np
 import zarr
 from zarr.abc.store import Store
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
-from zarr.storage import FsspecStore, LocalStore
+from zarr.storage import FsspecStore, LocalStore, StorePath
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class JobStore:
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job."""
-        store = open_store(self.array_url(job_id), self.options)
+        # The process's cached store: no new S3 client (and its connections) per job.
+        store = StorePath(zarr_store(self.root, self.options), f"{job_id}.zarr")
         zarr.create_array(store, attributes={"gateway": document}, overwrite=False, **kwargs)
         self._docs[job_id] = document
 
