@@ -52,7 +52,7 @@ def markdown(r: dict[str, Any]) -> str:
              f"the app's p50 {job['p50_s']:.3f} s", f"{naive['sequential']['p50_s'] / job['p50_s']:.1f}x slower", "", None),
         _row("large job (8000x8000 float64 = 512 MB, 64 chunks of 8 MB), 3 runs",
              f"{large['median_s']:.2f} s, {large['mb_per_s']:.0f} MB/s",
-             f"floor {r['large_floor']['median_s']:.2f} s, {large['floor_mb_per_s']:.0f} MB/s",
+             f"floor {r['large_floor']['median_s']:.2f} s, {large['floor_mb_per_s']:.0f} MB/s (best of 8 and 32 at once)",
              f"{large['mb_per_s'] / large['floor_mb_per_s']:.0%}", ">= 70%",
              large["mb_per_s"] >= 0.7 * large["floor_mb_per_s"]),
         _row("app RSS peak: default jobs -> large jobs (run back to back)",
