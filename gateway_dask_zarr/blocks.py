@@ -9,19 +9,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from zarr.core.array import AsyncArray
-from zarr.core.buffer import default_buffer_prototype
+from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import StorePath
 
 from gateway_dask_zarr.store import zarr_store
 
 BlockIndex = tuple[int, ...]
+S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
 
 
 def block_shape(shape: Sequence[int], chunks: Sequence[int], index: BlockIndex) -> tuple[int, ...]:
@@ -93,10 +95,22 @@ async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> d
             (encoded,) = await array.codec_pipeline.encode([(chunk, spec)])
             del chunk
             assert encoded is not None
-            await (array.store_path / metadata.encode_chunk_key(index)).set(encoded)
+            await _put(array.store_path, metadata.encode_chunk_key(index), encoded)
 
     await asyncio.gather(*(one(tuple(i)) for i in indices))
     return facts
+
+
+async def _put(store_path: StorePath, key: str, value: Buffer) -> None:
+    """PUT one chunk; an S3 error is raised with its code and message first."""
+    try:
+        await (store_path / key).set(value)
+    except Exception as exc:
+        # obstore's message puts the S3 error code at the end of a long text.
+        found = S3_ERROR.search(str(exc))
+        if found is None:
+            raise
+        raise OSError(f"S3 {found['code']}: {found['message']} (writing {key})") from None
 
 
 def _padded(data: np.ndarray, chunks: Sequence[int], fill_value: Any) -> np.ndarray:
