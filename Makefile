@@ -33,3 +33,21 @@ bench: install install-test
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache
+
+# checkov (tests/test_deploy.py) lives in its own venv: its pins (boto3, packaging...) clash
+# with the app's.
+TOOLS_VENV ?= .venv-tools
+
+install-test: $(TOOLS_VENV)/.installed
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
+clean: clean-tools
+
+.PHONY: clean-tools
+clean-tools:
+	rm -rf $(TOOLS_VENV)

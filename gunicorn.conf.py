@@ -1,6 +1,8 @@
 """gunicorn settings: one process (it owns the one Dask cluster), gthread threads, clean shutdown."""
 
 import os
+import signal
+import threading
 
 from gateway_dask_zarr.config import ConfigError, Settings
 
@@ -23,10 +25,19 @@ except ConfigError as exc:
 # The worker loads the app (and so starts the cluster) before its first heartbeat: the
 # timeout must cover the slowest cluster start.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT_S", str(_settings.cluster_start_timeout_s + 60)))
-# Long enough to close a gateway cluster; the pod's terminationGracePeriodSeconds is above it.
-graceful_timeout = 60
+# After SIGTERM the master kills this worker when graceful_timeout has passed; the pod's
+# terminationGracePeriodSeconds is above it. Requests in flight get all but CLOSE_BUDGET_S of
+# it, then the service closes (see post_worker_init).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT_S", "60"))
+CLOSE_BUDGET_S = 20
+# No runtime control socket ($HOME/.gunicorn/gunicorn.ctl): nothing here uses gunicornc, two
+# servers on one host would contend for the path, and a read-only root filesystem has no $HOME.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
+# gunicorn's control socket lives in one fixed path per user: two services on one host (or
+# tests next to a running service) would fight over it, and a read-only root has no $HOME.
+control_socket_disable = True
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
@@ -34,10 +45,33 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signatur
     url = f"http://{host}:{port}"
     worker.log.info("gateway-dask-zarr is serving on %s", url)
     worker.log.info("try: curl '%s/run?shape=1000,1000&chunks=100,100&seed=7'", url)
+    # A /run may wait up to JOB_TIMEOUT_S, longer than the master waits before its SIGKILL,
+    # which would leave the gateway cluster behind. So SIGTERM also starts a timer that
+    # closes the service when only CLOSE_BUDGET_S are left: running jobs fail with "the app
+    # is shutting down", their requests answer, and the cluster is stopped in time.
+    on_term = worker.handle_exit
+
+    def handle_term(sig, frame):  # noqa: ANN001, ANN202 - a signal handler's signature
+        if worker.alive:
+            timer = threading.Timer(max(0, graceful_timeout - CLOSE_BUDGET_S), _close_service, args=(worker,))
+            timer.daemon = True
+            timer.start()
+        on_term(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_term)
+
+
+_close_lock = threading.Lock()
+
+
+def _close_service(worker) -> None:  # noqa: ANN001 - a gunicorn worker
+    """Close the cluster (a gateway cluster is shut down) and the embedded S3 server, once."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "gateway" in getattr(app, "extensions", {}):
+        with _close_lock:
+            app.extensions["gateway"].close()
 
 
 def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
-    """Close the cluster (a gateway cluster is shut down) and the embedded S3 server."""
-    app = getattr(worker, "wsgi", None)
-    if app is not None and "gateway" in getattr(app, "extensions", {}):
-        app.extensions["gateway"].close()
+    """Close the service when the worker exits (if the SIGTERM timer has not already)."""
+    _close_service(worker)

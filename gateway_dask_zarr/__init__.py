@@ -5,12 +5,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import atexit
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.logs import configure_logging
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -34,18 +34,6 @@ class Service:
             self.owned.pop().close()
 
 
-def configure_logging(settings: Settings) -> None:
-    """One handler on the root logger, text or JSON as LOG_FORMAT says."""
-    root = logging.getLogger()
-    if getattr(root, "_gateway_configured", False):
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(settings.log_level)
-    root._gateway_configured = True  # type: ignore[attr-defined]
-
-
 def create_app(settings: Settings | None = None, *, cluster: Any = None) -> Flask:
     """Build the app: validate settings, start S3 (embedded default) and the cluster, wire the routes.
 
@@ -57,13 +45,15 @@ def create_app(settings: Settings | None = None, *, cluster: Any = None) -> Flas
     from flask import Flask
 
     from gateway_dask_zarr.api import bp, register_error_handlers
+    from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
     from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager
     from gateway_dask_zarr.store import JobStore
+    from gateway_dask_zarr.web import init_web
 
     settings = settings or Settings.from_env()
-    configure_logging(settings)
+    configure_logging(settings.log_format, settings.log_level)
     owned: list[Any] = []
     store_url, endpoint, public_endpoint = settings.store_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
     if settings.embedded_s3:
@@ -91,6 +81,8 @@ def create_app(settings: Settings | None = None, *, cluster: Any = None) -> Flas
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = service
+    install_auth(app, settings)
     app.register_blueprint(bp)
     register_error_handlers(app)
+    init_web(app)
     return app

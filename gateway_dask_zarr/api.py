@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
@@ -89,7 +90,7 @@ def list_jobs() -> Response:
     if unknown:
         raise JobError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r}; known: limit", unknown[0])
     raw = params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
         raise JobError(400, "invalid_parameter", f"limit must be an integer from 1 to 1000, got {raw!r}", "limit")
     return jsonify({"jobs": [public_document(d) for d in _jobs().list(int(raw))]})
 
@@ -127,7 +128,7 @@ def readyz() -> tuple[Response, int]:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3 document of this API."""
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(secured=current_app.extensions["gateway"].settings.auth != "none"))
 
 
 def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -147,10 +148,12 @@ def register_error_handlers(app: Flask) -> None:
         return jsonify(error_body(exc.status, exc.code, exc.message, exc.field)), exc.status, headers
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
+    def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
         status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
-        return jsonify(error_body(status, code, exc.description or exc.name)), status
+        # A 405 must still say which methods the path allows.
+        headers = {k: v for k, v in exc.get_headers() if k == "Allow"}
+        return jsonify(error_body(status, code, exc.description or exc.name)), status, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response, int]:

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import math
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,7 @@ class ArrayTarget:
     job_id: str
     metadata: dict[str, Any]
     seed: int
+    deadline: float  # epoch seconds: no chunk write starts after it (the job has timed out)
     concurrency: int = 8
 
 
@@ -79,6 +81,10 @@ async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> d
 
     async def one(index: BlockIndex) -> None:
         async with limit:
+            # Past the deadline the job has failed and its chunks are being deleted: a task
+            # that runs on must not write more of them.
+            if time.time() > target.deadline:
+                raise TimeoutError(f"job {target.job_id} passed its deadline; chunk {list(index)} not written")
             data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
             facts["chunks"] += 1
             facts["bytes"] += data.nbytes

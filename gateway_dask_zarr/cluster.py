@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from distributed import Client
@@ -15,22 +17,138 @@ from gateway_dask_zarr.config import Settings
 
 log = logging.getLogger(__name__)
 
+# The most that closing a client or a cluster may take (an unreachable gateway would hold a
+# close for minutes): shutdown has to finish inside the pod's grace period.
+CLOSE_TIMEOUT_S = 30.0
+
 
 class ClusterUnavailable(RuntimeError):
     """The cluster is starting, lost or being replaced; the message says which."""
 
 
+def _in_thread(fn: Callable[[], Any], name: str) -> concurrent.futures.Future[Any]:
+    """Run fn in a daemon thread (a hung call must not hold the process at exit); return its future."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def _close_all(closers: list[Callable[[], Any]]) -> None:
+    """Call closers newest first, logging failures, all within CLOSE_TIMEOUT_S."""
+
+    def run() -> None:
+        for closer in reversed(closers):
+            try:
+                closer()
+            except Exception as exc:
+                log.warning("closing a Dask part failed: %s", _describe(exc))
+
+    if not closers:
+        return
+    try:
+        _in_thread(run, "cluster-close").result(timeout=CLOSE_TIMEOUT_S)
+    except concurrent.futures.TimeoutError:
+        log.warning("closing the Dask cluster did not finish within %s s; left to finish in the background", CLOSE_TIMEOUT_S)
+
+
+def forget_loop(gateway: Any) -> None:
+    """Make a closed dask_gateway.Gateway safe to garbage-collect.
+
+    Its __del__ closes it again, and with distributed 2026 a second close raises (the loop
+    property of a stopped LoopRunner), printing "Exception ignored in Gateway.__del__".
+    """
+    gateway.__dict__.pop("_loop_runner", None)
+
+
+def _close_cluster(cluster: Any) -> None:
+    """Close a cluster object (a GatewayCluster made by us also stops on the gateway)."""
+    cluster.close()
+    if hasattr(cluster, "gateway"):
+        forget_loop(cluster.gateway)
+
+
+def _closers(cluster: Any, client: Client | None) -> list[Callable[[], Any]]:
+    """How to close a cluster and its client (_close_all closes the client first)."""
+    closers: list[Callable[[], Any]] = []
+    if cluster is not None:
+        closers.append(partial(_close_cluster, cluster))
+    if client is not None:
+        closers.append(partial(client.close, timeout=CLOSE_TIMEOUT_S))
+    return closers
+
+
+@contextlib.contextmanager
+def _gateway() -> Iterator[Any]:
+    """A dask_gateway.Gateway configured by dask's config (DASK_GATEWAY__*), closed after use."""
+    from dask_gateway import Gateway
+
+    gateway = Gateway()
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+        forget_loop(gateway)
+
+
+def _stop_gateway_cluster(name: str) -> None:
+    """Ask the gateway to stop a cluster by name (one whose GatewayCluster object never came)."""
+    with _gateway() as gateway:
+        gateway.stop_cluster(name)
+
+
+class _Attempt:
+    """What one start attempt has made so far, so that a passed deadline or a close can undo it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closers: list[Callable[[], Any]] = []
+        self.abandoned = False
+        self.stage = "starting"
+
+    def keep(self, closer: Callable[[], Any]) -> None:
+        """Record how to undo a part just made; undo it at once if the attempt was abandoned."""
+        with self._lock:
+            if not self.abandoned:
+                self._closers.append(closer)
+                return
+        _close_all([closer])
+        raise ClusterUnavailable("the cluster start was abandoned")
+
+    def commit(self) -> None:
+        """The attempt succeeded: its parts are owned elsewhere and are no longer undone here."""
+        with self._lock:
+            self._closers = []
+
+    def abandon(self) -> None:
+        """Undo every part made so far (a submitted gateway cluster is stopped)."""
+        with self._lock:
+            self.abandoned = True
+            closers, self._closers = self._closers, []
+        _close_all(closers)
+
+
 class ClusterManager:
     """Owns one cluster and its Client for the life of the process (local, gateway or scheduler)."""
 
-    def __init__(self, settings: Settings, *, watch_interval_s: float = 2.0) -> None:
+    def __init__(self, settings: Settings, *, watch_interval_s: float = 2.0, lost_grace_s: float = 10.0) -> None:
         self.settings = settings
         self.watch_interval_s = watch_interval_s
+        # A client that reconnects within this time keeps its cluster (a proxy restart, a
+        # network blip); one that stays disconnected longer has lost it.
+        self.lost_grace_s = lost_grace_s
         self._client: Client | None = None
         self._cluster: Any = None
         self._lock = threading.RLock()
         self._reason: str | None = "the Dask cluster is starting"
         self._closing = threading.Event()
+        self._attempt: _Attempt | None = None
         self._watchdog: threading.Thread | None = None
         self._on_lost: list[Callable[[str], None]] = []
         self.generation = 0
@@ -46,69 +164,109 @@ class ClusterManager:
         return self
 
     def _connect(self) -> None:
+        """One start attempt: everything (gateway requests, cluster start, workers) under one deadline."""
         deadline = self.settings.cluster_start_timeout_s
-        started = time.monotonic()
-        # Cluster creation has been seen to hang (an unreachable gateway, a pending pod):
-        # run it in a thread so that the deadline holds whatever the backend does.
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cluster-start")
-        attempt = pool.submit(self._make)
-        pool.shutdown(wait=False)
+        attempt = _Attempt()
+        with self._lock:
+            if self._closing.is_set():
+                raise ClusterUnavailable("the app is shutting down")
+            self._attempt = attempt
+        # Cluster creation has been seen to hang (an unreachable gateway, a pending pod): run
+        # it in a thread so that the deadline holds whatever the backend does.
+        future = _in_thread(partial(self._make, attempt, deadline), "cluster-start")
         try:
-            cluster, client = attempt.result(timeout=deadline)
+            cluster, client = future.result(timeout=deadline)
         except concurrent.futures.TimeoutError:
-            attempt.add_done_callback(lambda f: f.exception() is None and _close_quietly(*f.result()))
+            attempt.abandon()
             raise ClusterUnavailable(
-                f"the Dask cluster did not start within CLUSTER_START_TIMEOUT_S={deadline} s"
+                f"the Dask cluster ({self.settings.cluster}) did not start within "
+                f"CLUSTER_START_TIMEOUT_S={deadline} s; it was {attempt.stage}"
             ) from None
-        try:
-            client.wait_for_workers(self.settings.n_workers, timeout=max(1.0, deadline - (time.monotonic() - started)))
-        except (TimeoutError, OSError) as exc:
-            _close_quietly(cluster, client)
+        except Exception as exc:
+            attempt.abandon()
+            if isinstance(exc, ClusterUnavailable):
+                raise
             raise ClusterUnavailable(
-                f"the Dask cluster has not got its {self.settings.n_workers} workers within "
-                f"CLUSTER_START_TIMEOUT_S={deadline} s ({exc})"
+                f"the Dask cluster ({self.settings.cluster}) could not be started while {attempt.stage}: {_describe(exc)}"
             ) from None
         with self._lock:
-            self._cluster, self._client = cluster, client
-            self._reason = None
-            self.generation += 1
+            if self._closing.is_set():
+                installed = False
+            else:
+                # The parts are the manager's now: a later close() must not undo them twice.
+                attempt.commit()
+                self._attempt = None
+                self._cluster, self._client = cluster, client
+                self._reason = None
+                self.generation += 1
+                installed = True
+        if not installed:
+            attempt.abandon()
+            raise ClusterUnavailable("the app is shutting down")
         log.info("Dask cluster ready: %s, %d workers, dashboard %s", self.settings.cluster, self.settings.n_workers, self.dashboard_link)
 
-    def _make(self) -> tuple[Any, Client]:
-        kind = self.settings.cluster
+    def _make(self, attempt: _Attempt, deadline: float) -> tuple[Any, Client]:
+        """Make the cluster and client and wait for the workers; runs in the start thread."""
+        kind, n = self.settings.cluster, self.settings.n_workers
+        started = time.monotonic()
+        cluster: Any = None
         if kind == "local":
             from distributed import LocalCluster
 
-            # memory:// lives in this process, so its workers must be threads here.
+            attempt.stage = "starting a LocalCluster"
+            # memory:// lives in this process, so its workers must be threads here (talking
+            # in-process, with no port); otherwise worker processes on loopback.
             in_process = (self.settings.store_url or "").startswith("memory://")
+            network = {} if in_process else {"host": "127.0.0.1", "scheduler_port": 0}
             cluster = LocalCluster(
-                n_workers=self.settings.n_workers,
+                n_workers=n,
                 threads_per_worker=1,
                 processes=not in_process,
-                host="127.0.0.1",
-                scheduler_port=0,
                 dashboard_address="127.0.0.1:0",
+                **network,
             )
-            return cluster, Client(cluster, set_as_default=False)
-        if kind == "gateway":
-            from dask_gateway import Gateway
+            attempt.keep(cluster.close)
+            client = Client(cluster, set_as_default=False)
+        elif kind == "gateway":
+            from dask_gateway import GatewayCluster
 
             # Address, proxy address and auth come from dask-gateway's own configuration
             # (DASK_GATEWAY__*), as a JupyterHub user pod already has it.
-            cluster = Gateway().new_cluster(**self.settings.gateway_cluster_options)
-            cluster.scale(self.settings.n_workers)
-            return cluster, cluster.get_client(set_as_default=False)
-        client = Client(self.settings.scheduler_address, set_as_default=False, timeout=self.settings.cluster_start_timeout_s)
-        return None, client
+            attempt.stage = "asking the Dask Gateway for a new cluster"
+            with _gateway() as gateway:
+                name = gateway.submit(**self.settings.gateway_cluster_options)
+            # From here a cluster exists on the gateway: whatever happens next must stop it.
+            attempt.keep(partial(_stop_gateway_cluster, name))
+            log.info("Dask Gateway cluster %s submitted", name)
+            attempt.stage = f"waiting for the gateway to start cluster {name}"
+            cluster = GatewayCluster.from_name(name, shutdown_on_close=True)
+            attempt.keep(partial(_close_cluster, cluster))
+            cluster.scale(n)
+            client = cluster.get_client(set_as_default=False)
+        else:
+            attempt.stage = f"connecting to the scheduler at {self.settings.scheduler_address}"
+            client = Client(self.settings.scheduler_address, set_as_default=False, timeout=deadline)
+        attempt.keep(partial(client.close, timeout=CLOSE_TIMEOUT_S))
+        attempt.stage = f"waiting for its {n} workers to connect"
+        client.wait_for_workers(n, timeout=max(1.0, deadline - (time.monotonic() - started)))
+        return cluster, client
 
     def close(self) -> None:
-        """Stop the watchdog and shut the cluster down (a gateway cluster is stopped, not left behind)."""
-        self._closing.set()
+        """Stop the watchdog, fail running jobs, shut the cluster down (a gateway cluster is stopped)."""
+        reason = "the app is shutting down"
         with self._lock:
+            self._closing.set()
             cluster, client = self._cluster, self._client
             self._cluster = self._client = None
-            self._reason = "the app is shutting down"
-        _close_quietly(cluster, client)
+            self._reason = reason
+            attempt = self._attempt
+        if attempt is not None:
+            # A replacement being made now must not outlive the app.
+            attempt.abandon()
+        if client is not None:
+            for callback in self._on_lost:
+                callback(reason)
+        _close_all(_closers(cluster, client))
 
     # -- state ----------------------------------------------------------------------------
 
@@ -128,7 +286,7 @@ class ClusterManager:
             client = self._client
         assert client is not None
         if client.status != "running":
-            return f"the Dask client is {client.status}"
+            return f"the Dask client is {client.status}: the connection to the scheduler was lost"
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
         if workers < 1:
             return "the Dask cluster has no workers"
@@ -143,6 +301,12 @@ class ClusterManager:
             return client.dashboard_link if client is not None else None
         except Exception:
             return None
+
+    @property
+    def name(self) -> str | None:
+        """The gateway cluster's name (None for the other backends)."""
+        with self._lock:
+            return getattr(self._cluster, "name", None) if self.settings.cluster == "gateway" else None
 
     def status(self) -> dict[str, Any]:
         """A small, secret-free summary for the page and the API."""
@@ -160,17 +324,25 @@ class ClusterManager:
         }
 
     def on_lost(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(reason)` whenever the watchdog finds the cluster lost."""
+        """Call `callback(reason)` whenever the cluster goes away under running jobs (lost or closing)."""
         self._on_lost.append(callback)
 
     # -- the watchdog -----------------------------------------------------------------------
 
     def _watch(self) -> None:
+        bad_since: float | None = None
         while not self._closing.wait(self.watch_interval_s):
             with self._lock:
                 client = self._client
             if client is None or client.status == "running":
+                bad_since = None
                 continue
+            now = time.monotonic()
+            bad_since = bad_since or now
+            # "connecting" may still recover; "closed" (reconnection given up) will not.
+            if client.status == "connecting" and now - bad_since < self.lost_grace_s:
+                continue
+            bad_since = None
             self._replace(f"the Dask cluster was lost (client {client.status}); a new one is being made")
 
     def _replace(self, reason: str) -> None:
@@ -181,7 +353,9 @@ class ClusterManager:
             self._reason = reason
         for callback in self._on_lost:
             callback(reason)
-        _close_quietly(*old)
+        # Closing a cluster whose scheduler is gone waits out connect timeouts (about 30 s
+        # measured for a LocalCluster): do it aside, so the replacement starts now.
+        threading.Thread(target=_close_all, args=(_closers(*old),), name="cluster-close-lost", daemon=True).start()
         while not self._closing.is_set():
             try:
                 self._connect()
@@ -189,17 +363,13 @@ class ClusterManager:
                 return
             except Exception as exc:
                 with self._lock:
-                    self._reason = f"the Dask cluster could not be replaced yet: {exc}"
-                log.warning("%s", self._reason)
+                    if not self._closing.is_set():
+                        self._reason = f"the Dask cluster was lost and could not be replaced yet: {exc}"
+                log.warning("the Dask cluster could not be replaced yet: %s", exc)
                 self._closing.wait(self.watch_interval_s)
 
 
-def _close_quietly(cluster: Any, client: Client | None) -> None:
-    """Close a client and its cluster (a gateway cluster made by us shuts down on close)."""
-    for thing in (client, cluster):
-        if thing is None:
-            continue
-        try:
-            thing.close()
-        except Exception as exc:
-            log.warning("closing %s failed: %s", type(thing).__name__, exc)
+def _describe(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

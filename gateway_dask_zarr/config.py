@@ -47,6 +47,7 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "PORT",
         "GUNICORN_THREADS",
         "GUNICORN_TIMEOUT_S",
+        "GUNICORN_GRACEFUL_TIMEOUT_S",
     }
 )
 
@@ -112,7 +113,7 @@ def _store_url(env: Mapping[str, str]) -> str | None:
         raise ConfigError("STORE_URL", f"scheme must be s3://, file:// or memory://, got {raw!r}")
     if parsed.scheme == "s3" and not parsed.netloc:
         raise ConfigError("STORE_URL", f"an s3:// URL needs a bucket, got {raw!r}")
-    if parsed.scheme == "file" and not parsed.path.startswith("/"):
+    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
         raise ConfigError("STORE_URL", f"a file:// URL needs an absolute path, got {raw!r}")
     return raw.rstrip("/")
 

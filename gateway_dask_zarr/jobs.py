@@ -9,15 +9,16 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import numpy as np
-from distributed import wait
+from distributed import as_completed
 
 from gateway_dask_zarr import __version__
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
@@ -39,6 +40,9 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
 FINISHED_JOBS_KEPT = 1000
+# After a failed job's deadline, how long a chunk PUT already in flight may still land
+# (botocore's connect and read timeouts bound it); then its chunks are deleted again.
+LATE_WRITE_GRACE_S = 40.0
 
 
 class JobError(Exception):
@@ -230,6 +234,8 @@ class JobManager:
         # One thread per active job only waits on futures; the work happens on the workers.
         self._runner = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
         self.listeners: list[Any] = []
+        self.late_write_grace_s = LATE_WRITE_GRACE_S
+        self._timers: set[threading.Timer] = set()
 
     @property
     def active(self) -> int:
@@ -238,6 +244,10 @@ class JobManager:
 
     def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
         """Start a job; raise JobError for a conflict, a full service or an unavailable cluster."""
+        # Refuse a full service before asking the cluster: a burst of refusals then costs no
+        # scheduler round trip each (measured: they delayed /healthz under load).
+        if self._active >= self.settings.max_active_jobs:
+            raise JobError(429, "too_many_jobs", f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
         problem = self.cluster.problem()
         if problem:
             raise JobError(503, "cluster_unavailable", f"{problem}; try again shortly", retry_after=10)
@@ -276,6 +286,7 @@ class JobManager:
 
     def _run(self, job: Job) -> None:
         started = time.monotonic()
+        deadline = time.time() + self.settings.job_timeout_s
         futures: list[Any] = []
         try:
             client = self.cluster.client
@@ -287,32 +298,39 @@ class JobManager:
                 metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
                 seed=request.seed,
                 concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
+                deadline=deadline,
             )
             batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
             job.status = "running"
+            _log(job).info("job %s running: shape %s, chunks %s, %s, %d tasks", job.id, list(request.shape), list(request.chunks), request.dtype, len(batches))
             futures = client.map(
                 partial(write_blocks, target),
                 batches,
                 key=[f"write-{job.id}-{i}" for i in range(len(batches))],
                 pure=False,
-                retries=2,
+                # A lost worker is not a retry (the scheduler reruns its tasks anyway);
+                # this is for a task that failed once although botocore retried its PUTs.
+                retries=1,
             )
             for future, batch in zip(futures, batches, strict=True):
                 future.add_done_callback(partial(self._progress, job, len(batch)))
             with client.as_current():
-                wait(futures, timeout=self.settings.job_timeout_s)
-            for future in futures:
-                self._check(future)
+                # The first task that fails for good fails the job now, not when the rest end.
+                for future in as_completed(futures, timeout=self.settings.job_timeout_s):
+                    self._check(future)
             # One gather for all the results: a result() per future is a round trip each.
-            facts = client.gather(futures)
-            self._complete(job, facts, started)
+            self._complete(job, client.gather(futures), started)
         except Exception as exc:
-            self._fail(job, _reason(exc, self.settings), futures, started)
+            self._fail(job, _reason(exc, self.settings), futures, started, deadline)
         finally:
-            job.ended.set()
+            # Bookkeeping and listeners (metrics) first, so whoever waits on `ended` sees them done.
             self._finish_bookkeeping(job)
             for listener in self.listeners:
-                listener(job)
+                try:
+                    listener(job)
+                except Exception:
+                    log.exception("a job listener failed on job %s", job.id)
+            job.ended.set()
 
     @staticmethod
     def _progress(job: Job, n: int, future: Any) -> None:
@@ -337,36 +355,45 @@ class JobManager:
             raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
         job.finished = datetime.now(UTC)
         job.seconds = round(time.monotonic() - started, 3)
-        job.status = "complete"
         request = job.request
         document = job.document()
         del document["progress"]
-        try:
-            self.store.publish(job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document)
-        except Exception:
-            job.status = "running"
-            raise
-        log.info("job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds)
+        document["status"] = "complete"
+        self.store.publish(job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document)
+        # Only now: a reader polling the job must not see "complete" before the array exists.
+        job.status = "complete"
+        _log(job).info("job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds)
 
-    def _fail(self, job: Job, reason: str, futures: list[Any], started: float) -> None:
+    def _fail(self, job: Job, reason: str, futures: list[Any], started: float, deadline: float) -> None:
         job.status = "failed"
         # A reason recorded earlier (the cluster was lost) says more than the cancellation it caused.
         job.error = job.error or reason
         job.finished = datetime.now(UTC)
         job.seconds = round(time.monotonic() - started, 3)
-        log.warning("job %s failed: %s", job.id, job.error)
+        _log(job).warning("job %s failed: %s", job.id, job.error)
         for future in futures:
             future.cancel()
         self._delete_chunks(job)
-        # A task already running when its job failed cannot be stopped and may still PUT a
-        # chunk: delete once more after it has had time to end.
-        threading.Timer(min(30.0, self.settings.job_timeout_s), self._delete_chunks, args=(job,)).start()
+        # A task already running cannot be stopped and may still PUT chunks until the job's
+        # deadline (blocks.py writes none after it): delete once more when those have landed.
+        delay = max(0.0, deadline - time.time()) + self.late_write_grace_s
+        timer = threading.Timer(delay, self._delete_late_chunks, args=(job,))
+        timer.daemon = True
+        with self._lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def _delete_late_chunks(self, job: Job) -> None:
+        self._delete_chunks(job)
+        with self._lock:
+            self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
+        _log(job).info("job %s: chunks deleted again after its deadline", job.id)
 
     def _delete_chunks(self, job: Job) -> None:
         try:
             self.store.delete(job.id)
         except Exception as exc:
-            log.warning("job %s: deleting its chunks failed: %s", job.id, type(exc).__name__)
+            _log(job).warning("job %s: deleting its chunks failed: %s", job.id, type(exc).__name__)
 
     def fail_running(self, reason: str) -> None:
         """Called when the cluster is lost: running jobs will fail with this reason."""
@@ -381,7 +408,8 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is not None and job.status != "complete":
             return job.document()
-        document = self.store.read(job_id)
+        with _store_errors():
+            document = self.store.read(job_id)
         if document is None and job is not None:
             return job.document()
         return document
@@ -390,13 +418,34 @@ class JobManager:
         """Recent jobs, newest first: running and failed from memory, complete from the store."""
         with self._lock:
             in_memory = [j.document() for j in self._jobs.values() if j.status != "complete"]
-        documents = in_memory + self.store.list(limit)
+        with _store_errors():
+            documents = in_memory + self.store.list(limit)
         documents.sort(key=lambda d: d.get("created") or "", reverse=True)
         return documents[:limit]
 
     def close(self) -> None:
-        """Stop taking jobs; running ones end when the cluster closes."""
+        """Stop taking jobs and pending re-deletes; running jobs end when the cluster closes."""
         self._runner.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Turn a failed store read into a 503 a person can act on (not a 500)."""
+    try:
+        yield
+    except JobError:
+        raise
+    except Exception as exc:
+        raise JobError(503, "store_unavailable", f"the object store cannot be read now ({type(exc).__name__}); try again shortly", retry_after=10) from None
+
+
+def _log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
+    """The jobs logger with the job's id on every record (a field of LOG_FORMAT=json lines)."""
+    return logging.LoggerAdapter(log, {"job_id": job.id})
 
 
 def _reason(exc: BaseException, settings: Settings) -> str:
@@ -410,5 +459,7 @@ def _reason(exc: BaseException, settings: Settings) -> str:
         return "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
     if "ContainsArray" in name:
         return "an array with this id already exists in the store"
+    if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")):
+        return f"the object store could not be reached ({name}); check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{name}: {text}" if text else name

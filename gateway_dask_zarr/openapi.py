@@ -30,6 +30,7 @@ _RUN_RESPONSES = {
     "200": _job("the job finished and its array is published"),
     "400": _error("a bad parameter"),
     "401": _error("no or wrong token"),
+    "404": _error("no such path: a job id with '/' in it matches no route"),
     "409": _error("the job id exists"),
     "413": _error("over a size limit"),
     "429": _error("too many jobs at once; see Retry-After"),
@@ -37,9 +38,9 @@ _RUN_RESPONSES = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0 description of every route."""
-    return {
+def openapi_document(secured: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.0 description of every route; `secured` when AUTH needs a bearer token."""
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "gateway-dask-zarr", "version": __version__, "description": "Dask workers write random Zarr arrays to S3."},
         "paths": {
@@ -70,6 +71,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": _error("a bad parameter"),
                         "401": _error("no or wrong token"),
+                        "503": _error("the store cannot be read now"),
                     },
                 },
             },
@@ -77,9 +79,25 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "One job document",
                     "parameters": [_JOB_ID],
-                    "responses": {"200": _job("the job"), "400": _error("a bad id"), "401": _error("no or wrong token"), "404": _error("no such job")},
+                    "responses": {"200": _job("the job"), "400": _error("a bad id"), "401": _error("no or wrong token"), "404": _error("no such job"), "503": _error("the store cannot be read now")},
                 }
             },
+            "/jobs/{job_id}/preview.png": {
+                "get": {
+                    "summary": "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)",
+                    "parameters": [_JOB_ID, {"name": "size", "in": "query", "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"}}],
+                    "responses": {
+                        "200": {"description": "the picture", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                        "400": _error("a bad id or size"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("no such job"),
+                        "409": _error("the job is not complete"),
+                        "503": _error("the array could not be read"),
+                    },
+                }
+            },
+            "/": {"get": {"summary": "The web page: run form, jobs with live progress and previews, cluster state", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
             "/readyz": {
                 "get": {
@@ -87,7 +105,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reason"}},
                 }
             },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}, "401": _error("no or wrong token")}}},
         },
         "components": {
             "schemas": {
@@ -138,3 +156,10 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+    if secured:
+        # Every operation needs the bearer token except the probes, which stay open.
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+        for path in ("/healthz", "/readyz"):
+            document["paths"][path]["get"]["security"] = []
+    return document

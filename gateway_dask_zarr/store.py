@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlparse
@@ -21,6 +22,12 @@ from zarr.storage import FsspecStore, LocalStore, StorePath
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
+# A dead or hung endpoint must fail a request in seconds, not botocore's 60 s default; five
+# attempts (four backed-off retries, at most 15 s of sleep) ride out a throttling burst
+# while a stopped store still fails a job within a minute.
+S3_CONNECT_TIMEOUT_S = 5
+S3_READ_TIMEOUT_S = 30
+S3_MAX_ATTEMPTS = 5
 
 
 def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
@@ -28,7 +35,9 @@ def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
     if urlparse(url).scheme != "s3":
         return {}
     config = {
-        "retries": {"max_attempts": 8, "mode": "adaptive"},
+        "retries": {"max_attempts": S3_MAX_ATTEMPTS, "mode": "adaptive"},
+        "connect_timeout": S3_CONNECT_TIMEOUT_S,
+        "read_timeout": S3_READ_TIMEOUT_S,
         # Chunks carry their own crc32c (a zarr codec); hashing each body again on the
         # client (SHA-256 for the signature, CRC32 for a checksum header) costs CPU per PUT.
         "s3": {"payload_signing_enabled": False},
@@ -38,6 +47,14 @@ def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
     if endpoint_url:
         options["endpoint_url"] = endpoint_url
     return options
+
+
+def probe_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options for a readiness probe: one short attempt, so /readyz answers in seconds."""
+    if "config_kwargs" not in options:
+        return dict(options)
+    quick = {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5}
+    return {**options, "config_kwargs": quick}
 
 
 def _freeze(options: Mapping[str, Any]) -> str:
@@ -68,8 +85,18 @@ def object_store(url: str, options: Mapping[str, Any]) -> Store:
         endpoint=endpoint,
         # As with s3fs above: chunks carry their own crc32c, so the body is not hashed again.
         unsigned_payload=True,
-        # A chunk may be up to MAX_CHUNK_BYTES: allow a slow PUT more than the default 30 s.
-        client_options={"timeout": "600s", "allow_http": bool(endpoint and endpoint.startswith("http://"))},
+        # The same bounds as botocore's above: a dead endpoint fails a job within a minute.
+        # The whole-request timeout is longer than a read timeout: a chunk may be 256 MiB.
+        client_options={
+            "connect_timeout": timedelta(seconds=S3_CONNECT_TIMEOUT_S),
+            "timeout": timedelta(seconds=4 * S3_READ_TIMEOUT_S),
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+        },
+        retry_config={
+            "max_retries": S3_MAX_ATTEMPTS - 1,
+            "retry_timeout": timedelta(seconds=2 * S3_READ_TIMEOUT_S),
+            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
+        },
     )
     return ObjectStore(s3)
 
@@ -135,6 +162,12 @@ class JobStore:
         self.protocol = urlparse(self.root).scheme
         self.options = storage_options(self.root, self.endpoint_url)
         self.fs = _filesystem(self.protocol, _freeze(self.options))
+        self.probe_fs = _filesystem(self.protocol, _freeze(probe_options(self.options)))
+        if self.protocol == "s3":
+            # s3fs's own retries (on timeouts) come on top of botocore's: none for a probe.
+            self.probe_fs.retries = 1
+            # Build the publishing client now, at start-up, not during the first job (see _array_store).
+            zarr_store(self.root, self.options)
         self._docs: dict[str, dict[str, Any]] = {}
 
     def array_url(self, job_id: str) -> str:
@@ -151,10 +184,16 @@ class JobStore:
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job."""
-        # The process's cached store: no new S3 client (and its connections) per job.
-        store = StorePath(zarr_store(self.root, self.options), f"{job_id}.zarr")
-        zarr.create_array(store, attributes={"gateway": document}, overwrite=False, **kwargs)
+        zarr.create_array(self._array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
         self._docs[job_id] = document
+
+    def _array_store(self, job_id: str) -> StorePath:
+        """A store rooted at the job's array that reuses the process's one S3 client.
+
+        A new client per job (FsspecStore.from_url in a new thread) costs about a second of
+        GIL-held botocore set-up, which stalled every request thread of the web process.
+        """
+        return StorePath(zarr_store(self.root, self.options), f"{job_id}.zarr")
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
@@ -201,8 +240,12 @@ class JobStore:
         docs.sort(key=lambda d: d.get("created", ""), reverse=True)
         return docs[:limit]
 
+    def open_array(self, job_id: str) -> zarr.Array:
+        """Open a job's published array for reading, through this process's shared store."""
+        return zarr.open_array(zarr_store(self.root, self.options), path=f"{job_id}.zarr", mode="r")
+
     def check_writable(self) -> None:
         """Write and delete a small probe object; raise if the store cannot be written."""
         path = self._path(f".readyz-{uuid.uuid4().hex}")
-        self.fs.pipe_file(path, b"ok")
-        self.fs.rm_file(path)
+        self.probe_fs.pipe_file(path, b"ok")
+        self.probe_fs.rm_file(path)

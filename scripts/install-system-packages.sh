@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the tests need (none yet beyond the base image); idempotent.
+# Debian packages the tests need; idempotent.
 set -euo pipefail
-packages=()
+packages=(
+  chromium  # the web page test drives it headless through Playwright
+)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

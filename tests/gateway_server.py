@@ -1,0 +1,152 @@
+"""A real dask-gateway-server on 127.0.0.1, run with the project's deploy/local_gateway_config.py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+from helpers import free_port
+
+from gateway_dask_zarr.cluster import forget_loop
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "deploy" / "local_gateway_config.py"
+BIN = Path(sys.executable).parent
+
+
+class GatewayServer:
+    """One dask-gateway-server subprocess (UnsafeLocalBackend, SimpleAuthenticator) and its clusters."""
+
+    def __init__(self, workdir: Path, worker_env: dict[str, str], username: str = "gateway-test") -> None:
+        self.workdir = workdir
+        self.worker_env = worker_env
+        self.username = username
+        self.password = "gw-pass-" + secrets.token_hex(8)
+        self.http_port, self.tcp_port, self.private_port = free_port(), free_port(), free_port()
+        self.address = f"http://127.0.0.1:{self.http_port}"
+        self.proxy_address = f"gateway://127.0.0.1:{self.tcp_port}"
+        self.log_path = workdir / "gateway.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> GatewayServer:
+        """Start the server and wait until its health check passes."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_GATEWAY"))}
+        env.update(self.worker_env)
+        env.update(
+            GATEWAY_ADDRESS=f"127.0.0.1:{self.http_port}",
+            GATEWAY_PROXY_ADDRESS=f"127.0.0.1:{self.tcp_port}",
+            GATEWAY_PRIVATE_ADDRESS=f"127.0.0.1:{self.private_port}",
+            GATEWAY_PASSWORD=self.password,
+            TMPDIR=str(self.workdir),
+        )
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "dask-gateway-server"), "-f", str(CONFIG)],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dask-gateway-server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.address}/api/health", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"dask-gateway-server did not answer within {timeout} s:\n{self.log()}")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        """The server's log so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def client_env(self) -> dict[str, str]:
+        """dask-gateway's own client configuration, as environment variables (a hub pod's way)."""
+        return {
+            "DASK_GATEWAY__ADDRESS": self.address,
+            "DASK_GATEWAY__PROXY_ADDRESS": self.proxy_address,
+            "DASK_GATEWAY__AUTH__TYPE": "basic",
+            "DASK_GATEWAY__AUTH__KWARGS__USERNAME": self.username,
+            "DASK_GATEWAY__AUTH__KWARGS__PASSWORD": self.password,
+        }
+
+    def dask_config(self) -> dict[str, Any]:
+        """The same configuration for dask.config.set (dask reads the variables only at import)."""
+        return {
+            "gateway.address": self.address,
+            "gateway.proxy-address": self.proxy_address,
+            "gateway.auth.type": "basic",
+            "gateway.auth.kwargs": {"username": self.username, "password": self.password},
+        }
+
+    def gateway(self) -> Any:
+        """A dask_gateway.Gateway client of the test user; close it after use."""
+        from dask_gateway import BasicAuth, Gateway
+
+        return Gateway(self.address, self.proxy_address, auth=BasicAuth(self.username, self.password))
+
+    @contextlib.contextmanager
+    def client_of(self, name: str) -> Iterator[Any]:
+        """A distributed Client of one of the test user's clusters; the cluster is left running."""
+        from dask_gateway import BasicAuth, GatewayCluster
+
+        cluster = GatewayCluster.from_name(name, address=self.address, proxy_address=self.proxy_address, auth=BasicAuth(self.username, self.password))
+        try:
+            with cluster.get_client(set_as_default=False) as client:
+                yield client
+        finally:
+            cluster.close(shutdown=False)
+            forget_loop(cluster.gateway)
+
+    def cluster_names(self) -> list[str]:
+        """Names of the test user's clusters the gateway lists (pending or running)."""
+        with self.gateway() as gateway:
+            names = [report.name for report in gateway.list_clusters()]
+        forget_loop(gateway)
+        return names
+
+    def processes(self, role: str, cluster_name: str | None = None) -> list[psutil.Process]:
+        """The server's live scheduler or worker processes, optionally of one cluster."""
+        assert self.process is not None
+        found = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                cmdline, environ = child.cmdline(), child.environ()
+            except psutil.Error:
+                continue
+            if role in cmdline[2:3] and cluster_name in (None, environ.get("DASK_GATEWAY_CLUSTER_NAME")):
+                found.append(child)
+        return found
+
+    def stop(self) -> None:
+        """Stop the server (it stops its clusters), then kill any process of it left over."""
+        if self.process is None:
+            return
+        children = psutil.Process(self.process.pid).children(recursive=True) if self.process.poll() is None else []
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process = None

@@ -1,0 +1,99 @@
+"""Settings: defaults, validation naming the variable, and start-up refusing a bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway_dask_zarr.config import ConfigError, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_serve_the_embedded_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.cluster == "local" and settings.n_workers == 3
+    assert settings.embedded_s3 and settings.store_url is None
+    assert settings.max_array_bytes == 16 * 2**30
+    assert settings.max_chunk_bytes == 256 * 2**20
+    assert settings.min_chunk_bytes == 1024
+    assert settings.max_active_jobs == 8
+    assert settings.compressor == "none" and settings.auth == "none" and settings.log_format == "text"
+
+
+def test_values_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "CLUSTER": "gateway",
+            "N_WORKERS": "5",
+            "DASK_GATEWAY_CLUSTER_OPTIONS": '{"worker_cores": 2}',
+            "STORE_URL": "s3://bucket/prefix/",
+            "S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "MAX_ARRAY_BYTES": "1GiB",
+            "MAX_CHUNK_BYTES": "64MiB",
+            "COMPRESSOR": "zstd",
+            "LOG_FORMAT": "json",
+        }
+    )
+    assert settings.cluster == "gateway" and settings.n_workers == 5
+    assert settings.gateway_cluster_options == {"worker_cores": 2}
+    assert settings.store_url == "s3://bucket/prefix" and not settings.embedded_s3
+    assert settings.max_array_bytes == 2**30 and settings.max_chunk_bytes == 64 * 2**20
+    assert settings.compressor == "zstd" and settings.log_format == "json"
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"CLUSTER": "kubernetes"}, "CLUSTER"),
+        ({"N_WORKERS": "three"}, "N_WORKERS"),
+        ({"N_WORKERS": "0"}, "N_WORKERS"),
+        ({"CLUSTER": "scheduler"}, "SCHEDULER_ADDRESS"),
+        ({"DASK_GATEWAY_CLUSTER_OPTIONS": "{nope"}, "DASK_GATEWAY_CLUSTER_OPTIONS"),
+        ({"DASK_GATEWAY_CLUSTER_OPTIONS": "[1]"}, "DASK_GATEWAY_CLUSTER_OPTIONS"),
+        ({"STORE_URL": "gs://bucket"}, "STORE_URL"),
+        ({"STORE_URL": "s3://"}, "STORE_URL"),
+        ({"STORE_URL": "file://relative/path"}, "STORE_URL"),
+        ({"S3_ENDPOINT_URL": "localhost:9000"}, "S3_ENDPOINT_URL"),
+        ({"MAX_ARRAY_BYTES": "lots"}, "MAX_ARRAY_BYTES"),
+        ({"MIN_CHUNK_BYTES": "1GiB"}, "MIN_CHUNK_BYTES"),
+        ({"MAX_ACTIVE_JOBS": "-1"}, "MAX_ACTIVE_JOBS"),
+        ({"JOB_TIMEOUT_S": "soon"}, "JOB_TIMEOUT_S"),
+        ({"COMPRESSOR": "lz4"}, "COMPRESSOR"),
+        ({"AUTH": "token"}, "API_TOKENS"),
+        ({"AUTH": "token", "API_TOKENS": "short"}, "API_TOKENS"),
+        ({"AUTH": "jupyterhub"}, "JUPYTERHUB_API_URL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"CLUSTER": "gateway", "STORE_URL": "memory://x"}, "STORE_URL"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert caught.value.name == name
+    assert str(caught.value).startswith(f"{name}: ")
+
+
+def test_secrets_are_not_in_repr() -> None:
+    settings = Settings.from_env({"AUTH": "token", "API_TOKENS": "s3cr3t-token-0123456789"})
+    assert "s3cr3t" not in repr(settings)
+    assert "s3cr3t" not in str(settings.public())
+
+
+def test_gunicorn_refuses_to_start_with_a_bad_value() -> None:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    result = subprocess.run(
+        [str(gunicorn), "-c", "gunicorn.conf.py", "app:app"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "N_WORKERS": "many", "PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["configuration error: N_WORKERS: expected an integer, got 'many'"]

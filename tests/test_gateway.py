@@ -1,0 +1,346 @@
+"""CLUSTER=gateway against a real dask-gateway-server (and CLUSTER=scheduler against a real scheduler)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask_gateway  # noqa: F401 - loads its config defaults before any dask.config.set below
+import psutil
+import pytest
+import requests
+from conftest import BUCKET
+from gateway_server import BIN, ROOT, GatewayServer
+from helpers import assert_verified, free_port, wait_for
+
+from gateway_dask_zarr import create_app
+from gateway_dask_zarr.cluster import ClusterUnavailable
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+
+# Credentials only the gateway's workers (from ClusterConfig.environment) and the gunicorn
+# app (from its environment) hold; moto accepts any. Distinctive, so a leak is findable.
+ACCESS_KEY = "GDZTESTACCESSKEY"
+SECRET = "gdz-secret-" + os.urandom(8).hex()
+WORKER_ENV = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def gateway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    """One dask-gateway-server for the module, on free loopback ports."""
+    server = GatewayServer(tmp_path_factory.mktemp("gateway"), WORKER_ENV).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway(gateway_server: GatewayServer) -> Iterator[GatewayServer]:
+    """The server with its client configuration set in dask.config; no cluster of the test user left after."""
+    with dask.config.set(gateway_server.dask_config()):
+        yield gateway_server
+    wait_for(lambda: gateway_server.cluster_names() == [], timeout=60, interval=0.5)
+
+
+@pytest.fixture
+def make_gateway_app(s3: EmbeddedS3, gateway: GatewayServer) -> Iterator[Callable[..., Any]]:
+    """Build apps with CLUSTER=gateway, each owning its gateway cluster; closed after the test."""
+    services: list[Any] = []
+
+    def make(**changes: Any) -> Any:
+        settings = Settings(
+            cluster="gateway",
+            store_url=f"s3://{BUCKET}",
+            s3_endpoint_url=s3.endpoint_url,
+            cluster_start_timeout_s=180,
+        )
+        app = create_app(replace(settings, **changes))
+        services.append(app.extensions["gateway"])
+        return app
+
+    yield make
+    for service in services:
+        service.close()
+
+
+def test_gateway_job_contract_and_no_cluster_left_after_close(make_gateway_app: Callable[..., Any], gateway: GatewayServer) -> None:
+    app = make_gateway_app(gateway_cluster_options={"worker_memory": 1.5})
+    service = app.extensions["gateway"]
+    client = app.test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.get_json()
+    assert ready.get_json()["cluster"]["backend"] == "gateway"
+    assert ready.get_json()["cluster"]["workers"] == 3
+    assert gateway.cluster_names() == [service.cluster.name]
+    dask_client = service.cluster.client
+    # DASK_GATEWAY_CLUSTER_OPTIONS reached the gateway: workers have the chosen memory limit.
+    limits = {w["memory_limit"] for w in dask_client.scheduler_info(n_workers=-1)["workers"].values()}
+    assert limits == {int(1.5 * 2**30)}
+    # The workers' credentials are in their own environment (from the gateway's config).
+    assert set(dask_client.run(lambda: os.environ.get("AWS_ACCESS_KEY_ID")).values()) == {ACCESS_KEY}
+
+    response = client.get("/run?shape=1000,1000&chunks=100,100&seed=7")
+    assert response.status_code == 200, response.get_json()
+    assert_verified(response.get_json())
+
+    created = client.post("/jobs", json={"shape": [600, 500], "chunks": [100, 100], "seed": 11})
+    assert created.status_code == 202
+    job_url = created.headers["Location"]
+    document = wait_for(lambda: (d := client.get(job_url).get_json())["status"] in ("complete", "failed") and d)
+    assert_verified(document)
+
+    service.close()
+    wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
+    assert client.get("/readyz").status_code == 503
+
+
+def test_lost_scheduler_fails_its_jobs_and_is_replaced(make_gateway_app: Callable[..., Any], gateway: GatewayServer) -> None:
+    app = make_gateway_app()
+    service = app.extensions["gateway"]
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    first = service.cluster.name
+
+    # A job big enough (128 MB) to be still writing when its scheduler dies.
+    created = client.post("/jobs", json={"shape": [8000, 4000], "chunks": [500, 500], "seed": 3})
+    assert created.status_code == 202
+    job_url = created.headers["Location"]
+    wait_for(lambda: client.get(job_url).get_json()["status"] == "running", interval=0.02)
+    (scheduler,) = gateway.processes("scheduler", first)
+    scheduler.kill()
+
+    not_ready = wait_for(lambda: (r := client.get("/readyz")).status_code == 503 and r.get_json(), timeout=60)
+    assert not_ready["status"] == "unavailable"
+    assert "lost" in not_ready["reason"], not_ready
+    failed = wait_for(lambda: (d := client.get(job_url).get_json())["status"] in ("complete", "failed") and d, timeout=120)
+    assert failed["status"] == "failed", failed
+    assert "cluster was lost" in failed["error"], failed
+
+    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=240, interval=0.5)
+    assert service.cluster.generation == 2
+    second = service.cluster.name
+    assert second != first
+    wait_for(lambda: gateway.cluster_names() == [second], timeout=60, interval=0.5)
+    response = client.get("/run?shape=500,500&chunks=100,100&seed=5")
+    assert response.status_code == 200, response.get_json()
+    assert_verified(response.get_json())
+
+
+def test_cluster_start_has_a_deadline_when_the_gateway_never_answers(s3: EmbeddedS3) -> None:
+    # A socket that listens but never accepts: connections hang, as to a wedged gateway.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = {"gateway.address": address, "gateway.auth.type": "basic", "gateway.auth.kwargs": {"username": "u", "password": "p"}}
+        settings = Settings(cluster="gateway", store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=3)
+        started = time.monotonic()
+        with dask.config.set(config), pytest.raises(ClusterUnavailable) as raised:
+            create_app(settings)
+        elapsed = time.monotonic() - started
+    assert "CLUSTER_START_TIMEOUT_S=3 s" in str(raised.value)
+    assert "asking the Dask Gateway for a new cluster" in str(raised.value)
+    assert elapsed < 3 + 20  # the deadline, plus a generous margin for a loaded machine
+
+
+def test_cluster_start_fails_clearly_when_nothing_listens_or_auth_is_wrong(s3: EmbeddedS3, gateway_server: GatewayServer) -> None:
+    settings = Settings(cluster="gateway", store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=60)
+    nowhere = {"gateway.address": f"http://127.0.0.1:{free_port()}", "gateway.auth.type": "basic", "gateway.auth.kwargs": {"username": "u", "password": "p"}}
+    with dask.config.set(nowhere), pytest.raises(ClusterUnavailable) as raised:
+        create_app(settings)
+    assert "could not be started while asking the Dask Gateway for a new cluster" in str(raised.value)
+    assert "Cannot connect" in str(raised.value)
+
+    wrong = {**gateway_server.dask_config(), "gateway.auth.kwargs": {"username": gateway_server.username, "password": "wrong"}}
+    with dask.config.set(wrong), pytest.raises(ClusterUnavailable) as raised:
+        create_app(settings)
+    assert "401" in str(raised.value) or "Unauthorized" in str(raised.value), str(raised.value)
+
+
+@pytest.mark.filterwarnings("ignore:Scale request of 4 workers:UserWarning")
+def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(s3: EmbeddedS3, gateway: GatewayServer) -> None:
+    # The gateway caps a cluster at 3 workers (cluster_max_workers): a fourth never comes.
+    settings = Settings(cluster="gateway", n_workers=4, store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=20)
+    started = time.monotonic()
+    with pytest.raises(ClusterUnavailable) as raised:
+        create_app(settings)
+    elapsed = time.monotonic() - started
+    assert "CLUSTER_START_TIMEOUT_S=20 s" in str(raised.value)
+    assert elapsed < 20 + 20 + 30  # deadline, margin, and the bounded close of what was made
+    # The half-made cluster was stopped, not left on the gateway.
+    wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
+
+
+def _start_gunicorn(gateway: GatewayServer, s3_endpoint: str, tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """The real `gunicorn -c gunicorn.conf.py app:app` with CLUSTER=gateway, configured by environment only."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_"))}
+    env.update(gateway.client_env())
+    env.update(WORKER_ENV)
+    env.update(
+        CLUSTER="gateway",
+        DASK_GATEWAY_CLUSTER_OPTIONS=json.dumps({"worker_memory": 1}),
+        STORE_URL=f"s3://{BUCKET}",
+        S3_ENDPOINT_URL=s3_endpoint,
+        CLUSTER_START_TIMEOUT_S="180",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        GUNICORN_THREADS="4",
+        **extra,
+    )
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return server, f"http://127.0.0.1:{port}", log_path
+
+
+def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(s3: EmbeddedS3, gateway: GatewayServer, tmp_path: Path) -> None:
+    # Defined here, not at module level, so that cloudpickle sends them by value to the
+    # scheduler, which cannot import this test module.
+    def install_graph_recorder(dask_scheduler: Any) -> None:
+        """On the scheduler: keep the pickled spec of every task that enters it."""
+        from distributed.diagnostics.plugin import SchedulerPlugin
+        from distributed.protocol.pickle import dumps
+
+        class GraphRecorder(SchedulerPlugin):
+            name = "graph-recorder"
+
+            def __init__(self) -> None:
+                self.specs: list[bytes] = []
+
+            def update_graph(self, scheduler: Any, *, tasks: Any = (), **kwargs: Any) -> None:
+                for key in tasks:
+                    ts = scheduler.tasks.get(key)
+                    if ts is not None and ts.run_spec is not None:
+                        self.specs.append(str(key).encode() + b"\0" + dumps(ts.run_spec))
+
+        dask_scheduler.add_plugin(GraphRecorder())
+
+    def recorded_specs(dask_scheduler: Any) -> list[bytes]:
+        return dask_scheduler.plugins["graph-recorder"].specs
+
+    server, base, log_path = _start_gunicorn(gateway, s3.endpoint_url, tmp_path)
+    bodies: list[str] = []
+    try:
+
+        def ready() -> bool:
+            assert server.poll() is None, log_path.read_text()
+            try:
+                return requests.get(f"{base}/readyz", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(ready, timeout=240, interval=0.5)
+        (name,) = gateway.cluster_names()
+        with gateway.client_of(name) as spy:
+            spy.run_on_scheduler(install_graph_recorder)
+            response = requests.get(f"{base}/run?shape=1000,1000&chunks=100,100&seed=7", timeout=300)
+            assert response.status_code == 200, response.text
+            document = response.json()
+            assert_verified(document)
+            for path in (f"/jobs/{document['id']}", "/jobs", "/readyz", "/openapi.json"):
+                reply = requests.get(base + path, timeout=30)
+                assert reply.status_code == 200
+                bodies.append(reply.text)
+            bodies.append(response.text)
+            specs = spy.run_on_scheduler(recorded_specs)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(120)
+    text = log_path.read_text()
+    assert code == 0, text
+    # The gunicorn worker closed its cluster on SIGTERM: the gateway lists none.
+    wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
+
+    # The scheduler got the job's chunk tasks, and their specs carry the job's target (so a
+    # secret in them would show) but no credential.
+    written = [s for s in specs if s.startswith(f"write-{document['id']}".encode())]
+    assert len(written) >= 3
+    assert all(s3.endpoint_url.encode() in s for s in written)
+    assert "Dask cluster ready: gateway" in text  # the log was captured
+    for secret in (SECRET, gateway.password):
+        assert all(secret.encode() not in s for s in specs)
+        assert all(secret not in body for body in bodies)
+        assert secret not in text
+        assert secret not in json.dumps(document)
+
+
+def test_scheduler_mode_runs_jobs_and_leaves_the_users_scheduler_running(s3: EmbeddedS3, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    scheduler_file = tmp_path / "scheduler.json"
+    dask_cli = str(BIN / "dask")
+    with open(tmp_path / "dask.log", "wb") as log:
+        scheduler = subprocess.Popen(
+            [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for(scheduler_file.exists, timeout=60)
+        workers = subprocess.Popen(
+            [dask_cli, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "3", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        address = json.loads(scheduler_file.read_text())["address"]
+        settings = Settings(cluster="scheduler", scheduler_address=address, store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=120)
+        app = create_app(settings)
+        service = app.extensions["gateway"]
+        client = app.test_client()
+        try:
+            assert client.get("/readyz").status_code == 200
+            response = client.get("/run?shape=700,900&chunks=100,100&seed=21")
+            assert response.status_code == 200, response.get_json()
+            assert_verified(response.get_json())
+        finally:
+            service.close()
+        # Closing the app closed its client only: the user's scheduler and workers live on.
+        from distributed import Client
+
+        with Client(address, timeout=30) as other:
+            assert len(other.scheduler_info(n_workers=-1)["workers"]) == 3
+        assert scheduler.poll() is None
+    finally:
+        for process in (workers, scheduler):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.kill()
+            process.kill()
+            process.wait()
+
+
+def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: GatewayServer, tmp_path: Path) -> None:
+    # An S3 endpoint that never answers: the job's chunk writes and the app's clean-up hang, so
+    # its /run would outlast gunicorn's graceful_timeout and the master's SIGKILL.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(128)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        server, base, log_path = _start_gunicorn(gateway, endpoint, tmp_path, GUNICORN_GRACEFUL_TIMEOUT_S="22")
+        try:
+            wait_for(lambda: server.poll() is None and "gateway-dask-zarr is serving" in log_path.read_text(), timeout=240, interval=0.5)
+            created = requests.post(f"{base}/jobs", json={"shape": [1000, 1000], "seed": 1}, timeout=30)
+            assert created.status_code == 202, created.text
+            job_url = base + created.headers["Location"]
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(requests.get, f"{base}/run?seed=2", timeout=120)  # in flight at SIGTERM
+                wait_for(lambda: requests.get(job_url, timeout=30).json()["status"] == "running")
+                server.send_signal(signal.SIGTERM)
+                server.wait(120)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    text = log_path.read_text()
+    # The SIGTERM timer closed the service while the worker was still draining (before its
+    # exit, so before the master's deadline and SIGKILL, not in worker_exit racing them): its
+    # jobs failed with the reason, and the gateway lists no cluster of it.
+    assert "failed: the app is shutting down" in text, text
+    assert text.index("failed: the app is shutting down") < text.index("Worker exiting"), text
+    wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)

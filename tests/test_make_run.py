@@ -1,0 +1,52 @@
+"""`make run` as a user runs it: the embedded default serves a verified array, SIGTERM stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+import requests
+from helpers import assert_verified, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/readyz", timeout=5).status_code == 200
+    except requests.RequestException:
+        # Refused before gunicorn listens; timed out while its worker is still starting the cluster.
+        return False
+
+
+def test_make_run_serves_then_sigterm_leaves_nothing_running(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STORE_", "S3_"))}
+    log = (tmp_path / "make-run.log").open("w")
+    make = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _ready(url) or make.poll() is not None, timeout=240, interval=0.5)
+        assert make.poll() is None, (tmp_path / "make-run.log").read_text()
+        started = psutil.Process(make.pid).children(recursive=True)
+        # gunicorn master, its worker, the S3 server, the Dask scheduler's and workers' processes.
+        assert len(started) >= 6, [p.cmdline() for p in started]
+
+        doc = requests.get(f"{url}/run", params={"seed": 7}, timeout=120).json()
+        assert doc["endpoint_url"].startswith("http://127.0.0.1:")
+        assert doc["url"].startswith("s3://gateway/")
+        assert_verified(doc)
+        output = (tmp_path / "make-run.log").read_text()
+        assert f"serving on {url}" in output and f"curl '{url}/run" in output
+
+        make.send_signal(signal.SIGTERM)
+        make.wait(timeout=120)
+        gone, alive = psutil.wait_procs(started, timeout=60)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+        log.close()

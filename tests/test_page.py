@@ -1,0 +1,157 @@
+"""The web page in a real headless Chromium (Debian's), served by a real HTTP server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from helpers import assert_verified
+from live import serve
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+JOB_TIMEOUT_MS = 180_000
+# Generous waits: the machine is shared, and a wait only ends early when the page is right.
+expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for this module's tests."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def base_url(app: Any) -> Iterator[str]:
+    """The app behind a real HTTP server on a loopback port."""
+    with serve(app) as url:
+        yield url
+
+
+def open_page(browser: Browser, base_url: str, **context: Any) -> tuple[Page, list[str]]:
+    """A new page on / that records every console error and uncaught exception."""
+    page = browser.new_context(**context).new_page()
+    page.set_default_timeout(60_000)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(base_url + "/")
+    return page, problems
+
+
+def run_from_form(page: Page, shape: str, chunks: str, seed: str) -> Any:
+    """Fill the form, submit it, and return the new job's row."""
+    page.fill("input[name=shape]", shape)
+    page.fill("input[name=chunks]", chunks)
+    page.fill("input[name=seed]", seed)
+    page.click("#run-button")
+    expect(page.locator("#form-status")).to_contain_text("Started ")
+    job_id = page.locator("#form-status").inner_text().removeprefix("Started ").strip()
+    return page.locator(f'li.job[data-id="{job_id}"]'), job_id
+
+
+def wait_for_preview(page: Page, row: Any) -> None:
+    """The row's preview image has loaded a real picture."""
+    row.locator("img[data-field=preview]").wait_for(state="visible", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=row.locator("img[data-field=preview]").element_handle(), timeout=60_000)
+
+
+def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_url: str) -> None:
+    page, problems = open_page(browser, base_url, viewport={"width": 1280, "height": 900})
+    expect(page.locator("h1")).to_have_text("gateway-dask-zarr")
+    expect(page.locator('#cluster [data-field="backend"]')).to_have_text("local")
+    expect(page.locator('#cluster [data-field="workers"]')).to_have_text("3 of 3")
+    expect(page.locator("#cluster a")).to_have_attribute("href", re.compile(r"^http://127\.0\.0\.1:\d+/status$"))  # the dashboard
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    # Record every progress value the bar shows, from the first one on.
+    page.evaluate(
+        """() => {
+          window.seen = [];
+          new MutationObserver(records => {
+            for (const r of records) if (r.target.matches('.progress')) window.seen.push(Number(r.target.getAttribute('aria-valuenow')));
+          }).observe(document.getElementById('jobs'), {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']});
+        }"""
+    )
+    row, job_id = run_from_form(page, "1500,1200", "100,100", "11")
+    expect(row).to_have_attribute("data-status", "complete", timeout=JOB_TIMEOUT_MS)
+    bar = row.locator(".progress")
+    expect(bar).to_have_attribute("aria-valuenow", "180")
+    expect(bar).to_have_attribute("aria-valuemax", "180")
+    expect(row.locator("[data-field=progress-text]")).to_have_text("180 / 180 chunks")
+    seen = page.evaluate("window.seen")
+    assert seen and seen == sorted(seen) and seen[-1] == 180, seen
+    wait_for_preview(page, row)
+    expect(row.locator("[data-field=status]")).to_have_text("complete")
+    expect(row.locator("[data-field=summary]")).to_contain_text("7.2 MB in")
+    expect(row.locator("[data-field=url]")).to_have_text(f"s3://test-bucket/{job_id}.zarr")
+    expect(row.locator("a[data-field=self]")).to_have_attribute("href", f"/jobs/{job_id}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-after-job.png"), full_page=True)
+    # What the page showed is what the service did: the array is there and every chunk verifies.
+    document = requests.get(f"{base_url}/jobs/{job_id}", timeout=30).json()
+    assert document["seed"] == 11 and document["shape"] == [1500, 1200]
+    assert_verified(document)
+    # A reload renders the job on the server, preview included.
+    page.reload()
+    wait_for_preview(page, page.locator(f'li.job[data-id="{job_id}"]'))
+    assert problems == []
+
+
+def test_page_shows_api_errors_readably(browser: Browser, base_url: str) -> None:
+    page, problems = open_page(browser, base_url, viewport={"width": 1280, "height": 900})
+    page.fill("input[name=shape]", "1000,abc")
+    page.click("#run-button")
+    alert = page.locator("#form-error")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text("The job was refused (400, invalid_parameter)")
+    expect(alert).to_contain_text("shape must be comma-separated positive integers")
+    expect(page.locator("input[name=shape]")).to_have_attribute("aria-invalid", "true")
+    page.fill("input[name=shape]", "1000000,1000000")
+    page.fill("input[name=chunks]", "1000,1000")
+    page.click("#run-button")
+    expect(alert).to_contain_text("(413, array_too_large)")
+    expect(alert).to_contain_text("MAX_ARRAY_BYTES")
+    expect(page.locator("li.job")).to_have_count(0)
+    # Fixing the field clears the error.
+    page.fill("input[name=shape]", "200,200")
+    page.fill("input[name=chunks]", "100,100")
+    page.click("#run-button")
+    expect(alert).to_be_hidden()
+    expect(page.locator("li.job")).to_have_count(1)
+    expect(page.locator("li.job").first).to_have_attribute("data-status", "complete", timeout=JOB_TIMEOUT_MS)
+    # Console errors for the refused requests are the browser's own network log, not script errors.
+    assert [p for p in problems if not p.startswith("console error: Failed to load resource")] == []
+
+
+def test_page_on_a_phone(browser: Browser, base_url: str) -> None:
+    phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    page, problems = open_page(browser, base_url, **phone)
+    row, _ = run_from_form(page, "800,800", "100,100", "5")
+    expect(row).to_have_attribute("data-status", "complete", timeout=JOB_TIMEOUT_MS)
+    wait_for_preview(page, row)
+    # Nothing wider than the screen: no sideways scrolling, the form and the job row fit.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for selector in ("#run-form", "li.job", "#cluster"):
+        box = page.locator(selector).first.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+    assert problems == []

@@ -1,0 +1,70 @@
+"""Store URLs (s3, file, memory), history after a restart, and failures that publish nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+from helpers import assert_verified
+
+from gateway_dask_zarr.config import Settings
+
+
+def test_history_survives_a_restart_on_a_file_store(make_app: Any, tmp_path: Path) -> None:
+    settings = Settings(store_url=f"file://{tmp_path}/jobs")
+    first = make_app(settings).test_client()
+    ids = [first.get(f"/run?seed={s}&shape=300,300&chunks=100,100").get_json()["id"] for s in (1, 2)]
+    first.application.extensions["gateway"].close()
+
+    # A new app (a restart, or a second replica) reads the history from the store alone.
+    second = make_app(settings).test_client()
+    listed = second.get("/jobs").get_json()["jobs"]
+    assert [d["id"] for d in listed] == ids[::-1]
+    for doc in listed:
+        assert doc["url"] == f"file://{tmp_path}/jobs/{doc['id']}.zarr"
+        assert_verified(doc)
+    assert second.get(f"/jobs/{ids[0]}").get_json()["seed"] == 1
+    # chunks + 1 files on disk, nothing else.
+    assert len([p for p in (tmp_path / "jobs" / f"{ids[0]}.zarr").rglob("*") if p.is_file()]) == 9 + 1
+
+
+def test_memory_store_for_tests(make_app: Any) -> None:
+    # memory:// lives in this process: the shared cluster's worker processes cannot see it,
+    # so the app is given an in-process cluster of its own.
+    from gateway_dask_zarr import create_app
+
+    app = create_app(Settings(store_url="memory://gateway-tests", n_workers=2))
+    try:
+        doc = app.test_client().get("/run?seed=4&shape=200,200&chunks=100,100").get_json()
+        assert doc["url"] == f"memory://gateway-tests/{doc['id']}.zarr"
+        assert_verified(doc)
+    finally:
+        app.extensions["gateway"].close()
+        fsspec.filesystem("memory").rm("/gateway-tests", recursive=True)
+
+
+@pytest.mark.parametrize("compressor", ["zstd", "blosc"])
+def test_compressor_setting_adds_a_codec_before_crc32c(make_app: Any, settings: Settings, s3fs_client: Any, compressor: str) -> None:
+    client = make_app(settings, compressor=compressor).test_client()
+    doc = client.get("/run?seed=8&shape=300,300&chunks=100,100").get_json()
+    assert_verified(doc)
+    meta = json.loads(s3fs_client.cat_file(f"test-bucket/{doc['id']}.zarr/zarr.json"))
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", compressor, "crc32c"]
+
+
+def test_a_failed_job_publishes_nothing_and_says_why(make_app: Any, settings: Settings, s3fs_client: Any) -> None:
+    # The workers cannot write to a bucket that does not exist: every chunk task fails.
+    client = make_app(settings, store_url="s3://no-such-bucket").test_client()
+    response = client.get("/run?seed=1&shape=200,200&chunks=100,100")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"]["code"] == "job_failed"
+    assert "NoSuchBucket" in body["error"]["message"] or "does not exist" in body["error"]["message"]
+    job = body["job"]
+    assert job["status"] == "failed" and job["error"] == body["error"]["message"]
+    assert client.get(f"/jobs/{job['id']}").get_json()["status"] == "failed"
+    assert s3fs_client.find("test-bucket") == []
+
