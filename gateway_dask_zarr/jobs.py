@@ -459,7 +459,11 @@ def _reason(exc: BaseException, settings: Settings) -> str:
         return "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
     if "ContainsArray" in name:
         return "an array with this id already exists in the store"
-    if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")):
+    # botocore's names, and obstore's words for a request that never got an answer.
+    unreachable = ("error sending request", "operation timed out", "timed out")
+    if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")) or any(
+        part in str(exc) for part in unreachable
+    ):
         return f"the object store could not be reached ({name}); check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{name}: {text}" if text else name
