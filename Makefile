@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# checkov (tests/test_deploy.py) lives in its own venv: its pins (boto3, packaging...) clash
+# with the app's.
+TOOLS_VENV ?= .venv-tools
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -15,11 +18,17 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(TOOLS_VENV)/.installed
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt scripts/install-system-packages.sh
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	bash scripts/install-system-packages.sh
+	touch $@
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
 	touch $@
 
 run: install
@@ -32,22 +41,4 @@ bench: install install-test
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache
-
-# checkov (tests/test_deploy.py) lives in its own venv: its pins (boto3, packaging...) clash
-# with the app's.
-TOOLS_VENV ?= .venv-tools
-
-install-test: $(TOOLS_VENV)/.installed
-
-$(TOOLS_VENV)/.installed: requirements-tools.txt
-	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
-	touch $@
-
-clean: clean-tools
-
-.PHONY: clean-tools
-clean-tools:
-	rm -rf $(TOOLS_VENV)
+	rm -rf $(VENV) $(TOOLS_VENV) artifacts .pytest_cache

@@ -289,7 +289,8 @@ class ClusterManager:
             return f"the Dask client is {client.status}: the connection to the scheduler was lost"
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
         if workers < 1:
-            return "the Dask cluster has no workers"
+            # It had its workers when it started (start waits for them): they were lost.
+            return "the Dask cluster has lost all its workers"
         return None
 
     @property

@@ -40,6 +40,7 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
 FINISHED_JOBS_KEPT = 1000
+CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
 # After a failed job's deadline, how long a chunk PUT already in flight may still land
 # (botocore's connect and read timeouts bound it); then its chunks are deleted again.
 LATE_WRITE_GRACE_S = 40.0
@@ -339,6 +340,10 @@ class JobManager:
 
     @staticmethod
     def _check(future: Any) -> None:
+        if future.status == "cancelled":
+            # Only a lost or restarted cluster cancels our tasks (a failed job cancels its own
+            # tasks after it has failed).
+            raise ClusterUnavailable(CANCELLED)
         if future.status != "finished":
             raise future.exception() or RuntimeError(f"a chunk task ended {future.status}")
 
@@ -456,7 +461,7 @@ def _reason(exc: BaseException, settings: Settings) -> str:
         return f"the job did not finish within JOB_TIMEOUT_S={settings.job_timeout_s} s"
     name = type(exc).__name__
     if "Cancelled" in name:
-        return "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
+        return CANCELLED
     if "ContainsArray" in name:
         return "an array with this id already exists in the store"
     # botocore's names, and obstore's words for a request that never got an answer.
