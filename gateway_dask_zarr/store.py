@@ -17,7 +17,7 @@ import numpy as np
 import zarr
 from zarr.abc.store import Store
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
-from zarr.storage import FsspecStore, LocalStore, StorePath
+from zarr.storage import FsspecStore, LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class JobStore:
         if self.protocol == "s3":
             # s3fs's own retries (on timeouts) come on top of botocore's: none for a probe.
             self.probe_fs.retries = 1
-            # Build the publishing client now, at start-up, not during the first job (see _array_store).
+            # Build the previews' client now, at start-up, not during the first request.
             zarr_store(self.root, self.options)
         self._docs: dict[str, dict[str, Any]] = {}
 
@@ -187,13 +187,18 @@ class JobStore:
         zarr.create_array(self._array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
         self._docs[job_id] = document
 
-    def _array_store(self, job_id: str) -> StorePath:
-        """A store rooted at the job's array that reuses the process's one S3 client.
+    def _array_store(self, job_id: str) -> Store:
+        """A store rooted at the job's array, so zarr writes no parent group's zarr.json.
 
-        A new client per job (FsspecStore.from_url in a new thread) costs about a second of
-        GIL-held botocore set-up, which stalled every request thread of the web process.
+        On S3 an obstore client (no botocore set-up, which held the GIL for about a second
+        per job with s3fs); otherwise one that reuses the process's filesystem.
         """
-        return StorePath(zarr_store(self.root, self.options), f"{job_id}.zarr")
+        if self.protocol == "s3":
+            return object_store(self.array_url(job_id), self.options)
+        base = zarr_store(self.root, self.options)
+        if isinstance(base, FsspecStore):
+            return FsspecStore(fs=base.fs, path=f"{base.path}/{job_id}.zarr")
+        return open_store(self.array_url(job_id), self.options)
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
