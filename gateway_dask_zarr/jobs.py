@@ -35,8 +35,9 @@ DEFAULT_SHAPE = (1000, 1000)
 SEED_LIMIT = 2**63
 JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 # A task's chunks in flight at once: enough concurrency to hide S3 latency, few enough
-# bytes that a worker holds only a handful of chunks.
-TASK_BYTES_IN_FLIGHT = 32 * 2**20
+# bytes that a worker holds only a handful of chunks (each chunk in flight costs about
+# three copies of itself: the encoded chunk, the request body and the client's buffers).
+TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
 FINISHED_JOBS_KEPT = 1000
 CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
@@ -317,8 +318,9 @@ class JobManager:
             with client.as_current():
                 # The first task that fails for good fails the job now, not when the rest end.
                 for future in as_completed(futures, timeout=self.settings.job_timeout_s):
-                    self._fact(future)
-            self._complete(job, [self._fact(f) for f in futures], started)
+                    self._check(future)
+            # One gather for all the results: a result() per future is a round trip each.
+            self._complete(job, client.gather(futures), started)
         except Exception as exc:
             self._fail(job, _reason(exc, self.settings), futures, started, deadline)
         finally:
@@ -337,14 +339,13 @@ class JobManager:
             job.done += n
 
     @staticmethod
-    def _fact(future: Any) -> dict[str, Any]:
+    def _check(future: Any) -> None:
         if future.status == "cancelled":
             # Only a lost or restarted cluster cancels our tasks (a failed job cancels its own
             # tasks after it has failed).
             raise ClusterUnavailable(CANCELLED)
         if future.status != "finished":
             raise future.exception() or RuntimeError(f"a chunk task ended {future.status}")
-        return future.result()
 
     def _complete(self, job: Job, facts: list[dict[str, Any]], started: float) -> None:
         count = sum(f["count"] for f in facts)
@@ -463,7 +464,11 @@ def _reason(exc: BaseException, settings: Settings) -> str:
         return CANCELLED
     if "ContainsArray" in name:
         return "an array with this id already exists in the store"
-    if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")):
+    # botocore's names, and obstore's words for a request that never got an answer.
+    unreachable = ("error sending request", "operation timed out", "timed out")
+    if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")) or any(
+        part in str(exc) for part in unreachable
+    ):
         return f"the object store could not be reached ({name}); check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{name}: {text}" if text else name

@@ -1,0 +1,49 @@
+"""The floor: the same number of objects of the same size PUT from one process, concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import s3fs
+from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import FsspecStore
+
+from gateway_dask_zarr.store import object_store, storage_options
+
+
+def s3(endpoint_url: str) -> s3fs.S3FileSystem:
+    """A synchronous s3fs filesystem on the endpoint (credentials from the environment)."""
+    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **storage_options("s3://", endpoint_url))
+
+
+async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency: int) -> float:
+    payload = default_buffer_prototype().buffer.from_bytes(os.urandom(size))
+    limit = asyncio.Semaphore(concurrency)
+
+    async def put(i: int) -> None:
+        async with limit:
+            await store.set(f"{prefix}/c/{i}", payload)
+
+    # One warm-up PUT, so that the client's connection set-up is not counted.
+    await store.set(f"{prefix}/warm", payload)
+    started = time.perf_counter()
+    await asyncio.gather(*(put(i) for i in range(count)))
+    return time.perf_counter() - started
+
+
+def put_seconds(endpoint_url: str, prefix: str, count: int, size: int, concurrency: int = 32, client: str = "obstore") -> float:
+    """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency` (the caller deletes them).
+
+    `client` is "obstore" (the workers' own S3 client, with the app's options) or "s3fs".
+    """
+    bucket, _, path = prefix.partition("/")
+    url = f"s3://{bucket}"
+    options = storage_options(url, endpoint_url)
+    if client == "obstore":
+        store: Store = object_store(url, options)
+    else:
+        store = FsspecStore(s3fs.S3FileSystem(asynchronous=True, skip_instance_cache=True, **options), path=bucket)
+    return asyncio.run(_put_all(store, path, count, size, concurrency))
