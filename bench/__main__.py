@@ -18,7 +18,15 @@ import psutil
 from bench.floor import put_seconds, s3
 from bench.load import Load, run_jobs
 from bench.report import markdown
-from bench.stack import ROOT, PeakRSS, Service, app_processes, gunicorn_app, rss, stock_moto
+from bench.stack import (
+    ROOT,
+    PeakRSS,
+    Service,
+    app_processes,
+    gunicorn_app,
+    rss,
+    stock_moto,
+)
 from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
 
 RESULTS = ROOT / "bench" / "results"

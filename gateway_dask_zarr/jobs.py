@@ -24,7 +24,12 @@ from gateway_dask_zarr import __version__
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
 from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
 from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
+from gateway_dask_zarr.store import (
+    S3_PUT_BOUND_S,
+    JobStore,
+    array_kwargs,
+    array_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,8 @@ MAX_TASK_CONCURRENCY = 16
 FINISHED_JOBS_KEPT = 1000
 CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
 # After a failed job's deadline, how long a chunk PUT already in flight may still land
-# (botocore's connect and read timeouts bound it); then its chunks are deleted again.
-LATE_WRITE_GRACE_S = 40.0
+# (the S3 client's request and retry timeouts bound it); then its chunks are deleted again.
+LATE_WRITE_GRACE_S = float(S3_PUT_BOUND_S)
 
 
 class JobError(Exception):
@@ -310,7 +315,7 @@ class JobManager:
                 key=[f"write-{job.id}-{i}" for i in range(len(batches))],
                 pure=False,
                 # A lost worker is not a retry (the scheduler reruns its tasks anyway);
-                # this is for a task that failed once although botocore retried its PUTs.
+                # this is for a task that failed once although the S3 client retried its PUTs.
                 retries=1,
             )
             for future, batch in zip(futures, batches, strict=True):

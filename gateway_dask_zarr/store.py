@@ -28,6 +28,12 @@ METADATA_KEY = "zarr.json"
 S3_CONNECT_TIMEOUT_S = 5
 S3_READ_TIMEOUT_S = 30
 S3_MAX_ATTEMPTS = 5
+# obstore's chunk PUTs: one request may take this long (a chunk may be 256 MiB), and its
+# retries stop once this much time has passed.
+S3_REQUEST_TIMEOUT_S = 4 * S3_READ_TIMEOUT_S
+S3_RETRY_TIMEOUT_S = 2 * S3_READ_TIMEOUT_S
+# The longest a chunk PUT begun before a job's deadline can still land after it.
+S3_PUT_BOUND_S = S3_RETRY_TIMEOUT_S + S3_REQUEST_TIMEOUT_S
 
 
 def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
@@ -89,12 +95,12 @@ def object_store(url: str, options: Mapping[str, Any]) -> Store:
         # The whole-request timeout is longer than a read timeout: a chunk may be 256 MiB.
         client_options={
             "connect_timeout": timedelta(seconds=S3_CONNECT_TIMEOUT_S),
-            "timeout": timedelta(seconds=4 * S3_READ_TIMEOUT_S),
+            "timeout": timedelta(seconds=S3_REQUEST_TIMEOUT_S),
             "allow_http": bool(endpoint and endpoint.startswith("http://")),
         },
         retry_config={
             "max_retries": S3_MAX_ATTEMPTS - 1,
-            "retry_timeout": timedelta(seconds=2 * S3_READ_TIMEOUT_S),
+            "retry_timeout": timedelta(seconds=S3_RETRY_TIMEOUT_S),
             "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
         },
     )

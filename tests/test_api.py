@@ -125,7 +125,9 @@ def test_submit_job_uses_the_callers_id_and_refuses_it_twice(client: Any, s3fs_c
 def test_concurrent_jobs_do_not_mix(client: Any) -> None:
     seeds = list(range(100, 108))
     with ThreadPoolExecutor(len(seeds)) as pool:
-        docs = list(pool.map(lambda s: client.get(f"/run?seed={s}&shape=400,400&chunks=100,100").get_json(), seeds))
+        responses = list(pool.map(lambda s: client.get(f"/run?seed={s}&shape=400,400&chunks=100,100"), seeds))
+    assert [r.status_code for r in responses] == [200] * len(seeds), [r.get_json() for r in responses]
+    docs = [r.get_json() for r in responses]
     assert len({d["id"] for d in docs}) == len(seeds)
     for seed, doc in zip(seeds, docs, strict=True):
         assert doc["seed"] == seed
