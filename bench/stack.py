@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import requests
 
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
+from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,13 +72,7 @@ class Service:
 
     def close(self) -> None:
         """SIGTERM, wait, then kill if it hangs."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 60)
         self.log.close()
 
 

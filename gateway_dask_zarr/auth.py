@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
+from gateway_dask_zarr.api import error_body
 from gateway_dask_zarr.config import Settings
 
 log = logging.getLogger(__name__)
@@ -123,5 +124,5 @@ def install_auth(app: Flask, settings: Settings) -> None:
             g.user = current_app.extensions["gateway_auth"].user(request.headers.get("Authorization"))
         except AuthFailed as exc:
             headers = {"WWW-Authenticate": CHALLENGE} if exc.status == 401 else {"Retry-After": "5"}
-            return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status, headers
+            return jsonify(error_body(exc.status, exc.code, exc.message)), exc.status, headers
         return None

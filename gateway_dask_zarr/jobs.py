@@ -248,12 +248,16 @@ class JobManager:
         """Jobs queued or running now."""
         return self._active
 
+    def _full(self) -> JobError:
+        """The 429 for a service running MAX_ACTIVE_JOBS jobs."""
+        return JobError(429, "too_many_jobs", f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
+
     def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
         """Start a job; raise JobError for a conflict, a full service or an unavailable cluster."""
         # Refuse a full service before asking the cluster: a burst of refusals then costs no
         # scheduler round trip each (measured: they delayed /healthz under load).
         if self._active >= self.settings.max_active_jobs:
-            raise JobError(429, "too_many_jobs", f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
+            raise self._full()
         problem = self.cluster.problem()
         if problem:
             raise JobError(503, "cluster_unavailable", f"{problem}; try again shortly", retry_after=10)
@@ -261,7 +265,7 @@ class JobManager:
         job_id = check_job_id(job_id) if named else new_job_id()
         with self._lock:
             if self._active >= self.settings.max_active_jobs:
-                raise JobError(429, "too_many_jobs", f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
+                raise self._full()
             if job_id in self._jobs and self._jobs[job_id].status != "failed":
                 raise JobError(409, "job_exists", f"job {job_id!r} exists; choose another id", "job_id")
             self._active += 1

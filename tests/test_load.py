@@ -19,7 +19,7 @@ import requests
 import s3fs
 from helpers import assert_verified, free_port, wait_for
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.embedded_s3 import EmbeddedS3, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENT = 50
@@ -63,12 +63,7 @@ def gunicorn(load_s3: EmbeddedS3) -> Iterator[str]:
             part.nice(10)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 60)
 
 
 def _status(url: str) -> int | None:
