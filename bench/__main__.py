@@ -94,7 +94,9 @@ def summary(load: Load) -> dict[str, Any]:
         "jobs_per_s": load.jobs_per_s,
         "p50_s": load.median,
         "p95_s": load.percentile(95),
-        "server_seconds_median": statistics.median(d.get("seconds") or 0 for d in load.documents) if load.documents else None,
+        "server_seconds_median": statistics.median(d.get("seconds") or 0 for d in load.documents)
+        if load.documents
+        else None,
         "retries": load.retries,
         "refusals": load.refusals,
     }
@@ -119,7 +121,9 @@ def measure_app(results: dict[str, Any]) -> None:
         results["rss_app_start_mb"] = rss(app_process) / MB
         clear_bucket(endpoint)
 
-        log("(a, b) default job: 20 sequential GET /run, its floor (100 PUTs of 40 kB) every 3 jobs; stock moto's floor")
+        log(
+            "(a, b) default job: 20 sequential GET /run, its floor (100 PUTs of 40 kB) every 3 jobs; stock moto's floor"
+        )
         small = 100 * 100 * 4 + CRC
         latencies, floors, s3fs_floors, moto_floors = [], [], [], []
         cpu: dict[str, list[float]] = {"embedded": [], "stock": []}
@@ -127,7 +131,9 @@ def measure_app(results: dict[str, Any]) -> None:
             if i % 3 == 0:
                 floors.append(floor_run(endpoint, "default", 100, small, s3_process, cpu["embedded"]))
                 s3fs_floors.append(floor_run(endpoint, "default", 100, small, client="s3fs"))
-                moto_floors.append(floor_run(moto.url, "default", 100, small, psutil.Process(moto.process.pid), cpu["stock"]))
+                moto_floors.append(
+                    floor_run(moto.url, "default", 100, small, psutil.Process(moto.process.pid), cpu["stock"])
+                )
             if i < 20:
                 latencies.extend(run_jobs(app.url, DEFAULT, 1, 1).latencies)
         results["default_floor"] = floor_summary(floors, 100, small)
@@ -143,7 +149,17 @@ def measure_app(results: dict[str, Any]) -> None:
 
         log("(c, f) jobs/s with 1, 4 and 8 clients; the naive pattern at 4 clients, in alternation")
         naive = Service(
-            [sys.executable, "-m", "bench.naive", "--port", "{port}", "--root", f"s3://{BUCKET}", "--endpoint-url", endpoint],
+            [
+                sys.executable,
+                "-m",
+                "bench.naive",
+                "--port",
+                "{port}",
+                "--root",
+                f"s3://{BUCKET}",
+                "--endpoint-url",
+                endpoint,
+            ],
             RESULTS / "naive.log",
             "/readyz",
         )
@@ -169,7 +185,9 @@ def measure_app(results: dict[str, Any]) -> None:
             run_jobs(app.url, DEFAULT, 1, 5)
         clear_bucket(endpoint)
 
-        log("(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), 3 each, RSS sampled")
+        log(
+            "(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), 3 each, RSS sampled"
+        )
         big = 1000 * 1000 * 8 + CRC
         time.sleep(1)
         idle = {name: rss(p) for name, p in watched.items()}
@@ -223,7 +241,19 @@ def merged(loads: list[Load]) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     """Core count, load and the versions that matter."""
-    packages = ["dask", "distributed", "zarr", "numpy", "obstore", "s3fs", "aiobotocore", "moto", "werkzeug", "gunicorn", "flask"]
+    packages = [
+        "dask",
+        "distributed",
+        "zarr",
+        "numpy",
+        "obstore",
+        "s3fs",
+        "aiobotocore",
+        "moto",
+        "werkzeug",
+        "gunicorn",
+        "flask",
+    ]
     return {
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),

@@ -16,7 +16,9 @@ from gateway_dask_zarr.store import object_store, storage_options
 
 def s3(endpoint_url: str) -> s3fs.S3FileSystem:
     """A synchronous s3fs filesystem on the endpoint (credentials from the environment)."""
-    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **storage_options("s3://", endpoint_url))
+    return s3fs.S3FileSystem(
+        skip_instance_cache=True, use_listings_cache=False, **storage_options("s3://", endpoint_url)
+    )
 
 
 async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency: int) -> float:
@@ -34,7 +36,9 @@ async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency
     return time.perf_counter() - started
 
 
-def put_seconds(endpoint_url: str, prefix: str, count: int, size: int, concurrency: int = 32, client: str = "obstore") -> float:
+def put_seconds(
+    endpoint_url: str, prefix: str, count: int, size: int, concurrency: int = 32, client: str = "obstore"
+) -> float:
     """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency` (the caller deletes them).
 
     `client` is "obstore" (the workers' own S3 client, with the app's options) or "s3fs".

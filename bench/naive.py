@@ -45,8 +45,12 @@ def main() -> None:
     parser.add_argument("--endpoint-url", required=True)
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1", scheduler_port=0, dashboard_address=":0") as cluster:
-        server = make_server("127.0.0.1", args.port, naive_app(cluster.scheduler_address, args.root, args.endpoint_url), threaded=True)
+    with LocalCluster(
+        n_workers=args.workers, threads_per_worker=1, host="127.0.0.1", scheduler_port=0, dashboard_address=":0"
+    ) as cluster:
+        server = make_server(
+            "127.0.0.1", args.port, naive_app(cluster.scheduler_address, args.root, args.endpoint_url), threaded=True
+        )
         server.serve_forever()
 
 

@@ -26,7 +26,9 @@ def public_document(document: dict[str, Any]) -> dict[str, Any]:
     service = current_app.extensions["gateway"]
     job_id = document["id"]
     shown = dict(document)
-    shown.setdefault("progress", {"done": document.get("chunks_written", 0), "total": document.get("chunks_written", 0)})
+    shown.setdefault(
+        "progress", {"done": document.get("chunks_written", 0), "total": document.get("chunks_written", 0)}
+    )
     shown["url"] = service.store.array_url(job_id)
     shown["endpoint_url"] = service.public_endpoint_url
     shown["links"] = {
@@ -41,7 +43,9 @@ def _query_params() -> dict[str, str]:
     params: dict[str, str] = {}
     for key, values in request.args.lists():
         if len(values) > 1:
-            raise JobError(400, "invalid_parameter", f"parameter {key!r} was given {len(values)} times; give it once", key)
+            raise JobError(
+                400, "invalid_parameter", f"parameter {key!r} was given {len(values)} times; give it once", key
+            )
         params[key] = values[0]
     return params
 
@@ -54,7 +58,10 @@ def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
     document = public_document(service.jobs.get(job.id) or job.document())
     if document["status"] == "complete":
         return jsonify(document), 200
-    body = {"error": {"code": "job_failed", "message": document.get("error") or "the job did not finish"}, "job": document}
+    body = {
+        "error": {"code": "job_failed", "message": document.get("error") or "the job did not finish"},
+        "job": document,
+    }
     return jsonify(body), 503
 
 
@@ -75,7 +82,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     """Start a job from a JSON body and answer 202 at once."""
     body = request.get_json(force=True, silent=True) if request.content_length else {}
     if not isinstance(body, dict):
-        raise JobError(400, "invalid_body", "the body must be a JSON object such as {\"shape\": [1000, 1000]}")
+        raise JobError(400, "invalid_body", 'the body must be a JSON object such as {"shape": [1000, 1000]}')
     service = current_app.extensions["gateway"]
     job = service.jobs.submit(JobRequest.parse(body, service.settings))
     document = public_document(job.document())

@@ -64,7 +64,9 @@ class Authenticator:
             return "anonymous"
         token = bearer_token(header)
         if token is None:
-            raise AuthFailed(401, "unauthorized", "this API needs a token: send the header 'Authorization: Bearer <token>'")
+            raise AuthFailed(
+                401, "unauthorized", "this API needs a token: send the header 'Authorization: Bearer <token>'"
+            )
         if self.kind == "token":
             return self._static(token)
         return self._hub(token)
@@ -95,18 +97,28 @@ class Authenticator:
 
     def _ask_hub(self, token: str) -> str:
         """GET {hub}/user with the caller's token, as a JupyterHub service does: the hub answers with its user model."""
-        req = urllib.request.Request(f"{self._hub_url}/user", headers={"Authorization": f"token {token}", "Accept": "application/json"})
+        req = urllib.request.Request(
+            f"{self._hub_url}/user", headers={"Authorization": f"token {token}", "Accept": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=HUB_TIMEOUT_S) as response:  # noqa: S310 - a configured http(s) URL
                 model: Any = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403, 404):
-                raise AuthFailed(401, "unauthorized", "JupyterHub does not accept this token; use a current JupyterHub API token") from None
+                raise AuthFailed(
+                    401, "unauthorized", "JupyterHub does not accept this token; use a current JupyterHub API token"
+                ) from None
             log.warning("JupyterHub answered %s to a token check", exc.code)
-            raise AuthFailed(503, "auth_unavailable", "JupyterHub could not check the token now; try again shortly") from None
+            raise AuthFailed(
+                503, "auth_unavailable", "JupyterHub could not check the token now; try again shortly"
+            ) from None
         except (OSError, ValueError) as exc:
             log.warning("JupyterHub could not be asked about a token: %s", type(exc).__name__)
-            raise AuthFailed(503, "auth_unavailable", "JupyterHub (JUPYTERHUB_API_URL) cannot be reached to check the token; try again shortly") from None
+            raise AuthFailed(
+                503,
+                "auth_unavailable",
+                "JupyterHub (JUPYTERHUB_API_URL) cannot be reached to check the token; try again shortly",
+            ) from None
         if not isinstance(model, dict) or not isinstance(model.get("name"), str):
             raise AuthFailed(401, "unauthorized", "JupyterHub does not know a user for this token")
         return model["name"]

@@ -55,7 +55,9 @@ def _close_all(closers: list[Callable[[], Any]]) -> None:
     try:
         _in_thread(run, "cluster-close").result(timeout=CLOSE_TIMEOUT_S)
     except concurrent.futures.TimeoutError:
-        log.warning("closing the Dask cluster did not finish within %s s; left to finish in the background", CLOSE_TIMEOUT_S)
+        log.warning(
+            "closing the Dask cluster did not finish within %s s; left to finish in the background", CLOSE_TIMEOUT_S
+        )
 
 
 def forget_loop(gateway: Any) -> None:
@@ -203,7 +205,12 @@ class ClusterManager:
         if not installed:
             attempt.abandon()
             raise ClusterUnavailable("the app is shutting down")
-        log.info("Dask cluster ready: %s, %d workers, dashboard %s", self.settings.cluster, self.settings.n_workers, self.dashboard_link)
+        log.info(
+            "Dask cluster ready: %s, %d workers, dashboard %s",
+            self.settings.cluster,
+            self.settings.n_workers,
+            self.dashboard_link,
+        )
 
     def _make(self, attempt: _Attempt, deadline: float) -> tuple[Any, Client]:
         """Make the cluster and client and wait for the workers; runs in the start thread."""

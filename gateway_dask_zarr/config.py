@@ -174,9 +174,7 @@ class Settings:
         hub_url = _url(env, "JUPYTERHUB_API_URL")
         hub_token = env.get("JUPYTERHUB_API_TOKEN", "").strip() or None
         if auth == "jupyterhub" and not (hub_url and hub_token):
-            raise ConfigError(
-                "JUPYTERHUB_API_URL", "and JUPYTERHUB_API_TOKEN are required when AUTH=jupyterhub"
-            )
+            raise ConfigError("JUPYTERHUB_API_URL", "and JUPYTERHUB_API_TOKEN are required when AUTH=jupyterhub")
         settings = cls(
             cluster=cluster,
             n_workers=_int(env, "N_WORKERS", 3, 1, 100),

@@ -54,7 +54,9 @@ LATE_WRITE_GRACE_S = float(S3_PUT_BOUND_S)
 class JobError(Exception):
     """A request the service refuses: carries the HTTP status, a short code and the field at fault."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -72,7 +74,9 @@ def _ints(value: Any, field_name: str) -> tuple[int, ...]:
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",")]
         if not all(re.fullmatch(r"[0-9]{1,12}", p) for p in parts):
-            raise _bad(field_name, f"{field_name} must be comma-separated positive integers such as 1000,1000, got {value!r}")
+            raise _bad(
+                field_name, f"{field_name} must be comma-separated positive integers such as 1000,1000, got {value!r}"
+            )
         numbers = [int(p) for p in parts]
     elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         numbers = list(value)
@@ -133,7 +137,12 @@ class JobRequest:
         """Validate parameters (from a query string or a JSON body) against the limits."""
         unknown = sorted(set(params) - set(PARAMETERS))
         if unknown:
-            raise JobError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r}; known: {', '.join(PARAMETERS)}", unknown[0])
+            raise JobError(
+                400,
+                "unknown_parameter",
+                f"unknown parameter {unknown[0]!r}; known: {', '.join(PARAMETERS)}",
+                unknown[0],
+            )
         shape = _ints(params["shape"], "shape") if params.get("shape") not in (None, "") else DEFAULT_SHAPE
         if params.get("chunks") not in (None, ""):
             chunks = _ints(params["chunks"], "chunks")
@@ -155,13 +164,31 @@ class JobRequest:
         """Refuse arrays, chunks or chunk counts beyond the configured limits."""
         shape, chunks = list(self.shape), list(self.chunks)
         if self.nbytes > settings.max_array_bytes:
-            raise JobError(413, "array_too_large", f"shape {shape} makes an array of {self.nbytes} bytes; MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape", "shape")
+            raise JobError(
+                413,
+                "array_too_large",
+                f"shape {shape} makes an array of {self.nbytes} bytes; MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
+                "shape",
+            )
         if self.chunk_bytes > settings.max_chunk_bytes:
-            raise JobError(413, "chunk_too_large", f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks", "chunks")
+            raise JobError(
+                413,
+                "chunk_too_large",
+                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
+                "chunks",
+            )
         if self.chunk_bytes < min(settings.min_chunk_bytes, self.nbytes):
-            raise _bad("chunks", f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks")
+            raise _bad(
+                "chunks",
+                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
+            )
         if self.n_chunks > settings.max_chunks:
-            raise JobError(413, "too_many_chunks", f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks", "chunks")
+            raise JobError(
+                413,
+                "too_many_chunks",
+                f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks",
+                "chunks",
+            )
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -173,7 +200,9 @@ def new_job_id(now: datetime | None = None) -> str:
 def check_job_id(job_id: str) -> str:
     """Refuse ids that are not 1-64 of A-Za-z0-9_.- or that start with a dot."""
     if not JOB_ID.fullmatch(job_id) or job_id.startswith("."):
-        raise JobError(400, "invalid_job_id", "a job id must be 1 to 64 of A-Z a-z 0-9 _ . - and must not start with '.'", "job_id")
+        raise JobError(
+            400, "invalid_job_id", "a job id must be 1 to 64 of A-Z a-z 0-9 _ . - and must not start with '.'", "job_id"
+        )
     return job_id
 
 
@@ -250,7 +279,12 @@ class JobManager:
 
     def _full(self) -> JobError:
         """The 429 for a service running MAX_ACTIVE_JOBS jobs."""
-        return JobError(429, "too_many_jobs", f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
+        return JobError(
+            429,
+            "too_many_jobs",
+            f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later",
+            retry_after=2,
+        )
 
     def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
         """Start a job; raise JobError for a conflict, a full service or an unavailable cluster."""
@@ -279,7 +313,9 @@ class JobManager:
             raise
         except Exception as exc:
             self._finish_bookkeeping(job, forget=True)
-            raise JobError(503, "store_unavailable", f"the object store cannot be reached: {type(exc).__name__}") from None
+            raise JobError(
+                503, "store_unavailable", f"the object store cannot be reached: {type(exc).__name__}"
+            ) from None
         self._runner.submit(self._run, job)
         return job
 
@@ -312,7 +348,14 @@ class JobManager:
             )
             batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
             job.status = "running"
-            _log(job).info("job %s running: shape %s, chunks %s, %s, %d tasks", job.id, list(request.shape), list(request.chunks), request.dtype, len(batches))
+            _log(job).info(
+                "job %s running: shape %s, chunks %s, %s, %d tasks",
+                job.id,
+                list(request.shape),
+                list(request.chunks),
+                request.dtype,
+                len(batches),
+            )
             futures = client.map(
                 partial(write_blocks, target),
                 batches,
@@ -373,10 +416,14 @@ class JobManager:
         document = job.document()
         del document["progress"]
         document["status"] = "complete"
-        self.store.publish(job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document)
+        self.store.publish(
+            job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document
+        )
         # Only now: a reader polling the job must not see "complete" before the array exists.
         job.status = "complete"
-        _log(job).info("job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds)
+        _log(job).info(
+            "job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds
+        )
 
     def _fail(self, job: Job, reason: str, futures: list[Any], started: float, deadline: float) -> None:
         job.status = "failed"
@@ -454,7 +501,12 @@ def _store_errors() -> Iterator[None]:
     except JobError:
         raise
     except Exception as exc:
-        raise JobError(503, "store_unavailable", f"the object store cannot be read now ({type(exc).__name__}); try again shortly", retry_after=10) from None
+        raise JobError(
+            503,
+            "store_unavailable",
+            f"the object store cannot be read now ({type(exc).__name__}); try again shortly",
+            retry_after=10,
+        ) from None
 
 
 def _log(job: Job) -> logging.LoggerAdapter[logging.Logger]:

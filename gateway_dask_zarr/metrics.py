@@ -29,16 +29,25 @@ class Metrics:
         self._cluster = cluster
         self.jobs = Counter("gateway_jobs", "Jobs that ended, by final status", ["status"], registry=self.registry)
         self.duration = Histogram(
-            "gateway_job_duration_seconds", "Wall time of jobs that ended, by final status", ["status"], buckets=DURATION_BUCKETS, registry=self.registry
+            "gateway_job_duration_seconds",
+            "Wall time of jobs that ended, by final status",
+            ["status"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
         )
         self.chunks = Counter("gateway_chunks_written", "Chunks written by complete jobs", registry=self.registry)
-        self.bytes = Counter("gateway_bytes_written", "Array bytes (uncompressed) written by complete jobs", registry=self.registry)
+        self.bytes = Counter(
+            "gateway_bytes_written", "Array bytes (uncompressed) written by complete jobs", registry=self.registry
+        )
         self.active = Gauge("gateway_active_jobs", "Jobs queued or running now", registry=self.registry)
         self.active.set_function(lambda: jobs.active)
         self.workers = Gauge("gateway_cluster_workers", "Workers the Dask cluster has now", registry=self.registry)
         self.workers.set_function(self._workers)
         self.requests = Counter(
-            "gateway_http_requests", "HTTP requests by method, route (the URL rule) and status code", ["method", "route", "status"], registry=self.registry
+            "gateway_http_requests",
+            "HTTP requests by method, route (the URL rule) and status code",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         for status in ("complete", "failed"):
             self.jobs.labels(status)

@@ -10,11 +10,17 @@ _INTS = r"^[0-9]{1,12}(,[0-9]{1,12}){0,3}$"
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _job(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+    }
 
 
 _QUERY = [
@@ -24,7 +30,12 @@ _QUERY = [
     {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
 ]
 
-_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"}}
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"},
+}
 
 _RUN_RESPONSES = {
     "200": _job("the job finished and its array is published"),
@@ -42,16 +53,32 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.0 description of every route; `secured` when AUTH needs a bearer token."""
     document: dict[str, Any] = {
         "openapi": "3.0.3",
-        "info": {"title": "gateway-dask-zarr", "version": __version__, "description": "Dask workers write random Zarr arrays to S3."},
+        "info": {
+            "title": "gateway-dask-zarr",
+            "version": __version__,
+            "description": "Dask workers write random Zarr arrays to S3.",
+        },
         "paths": {
-            "/run": {"get": {"summary": "Run one job and answer when it has finished", "parameters": _QUERY, "responses": _RUN_RESPONSES}},
+            "/run": {
+                "get": {
+                    "summary": "Run one job and answer when it has finished",
+                    "parameters": _QUERY,
+                    "responses": _RUN_RESPONSES,
+                }
+            },
             "/submit_job/{job_id}": {
-                "get": {"summary": "Run one job with the caller's id", "parameters": [_JOB_ID, *_QUERY], "responses": _RUN_RESPONSES}
+                "get": {
+                    "summary": "Run one job with the caller's id",
+                    "parameters": [_JOB_ID, *_QUERY],
+                    "responses": _RUN_RESPONSES,
+                }
             },
             "/jobs": {
                 "post": {
                     "summary": "Start a job; answer 202 at once",
-                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}
+                    },
                     "responses": {
                         "202": _job("the job was accepted"),
                         "400": _error("a bad parameter"),
@@ -63,11 +90,22 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                 },
                 "get": {
                     "summary": "Recent jobs, newest first",
-                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                    ],
                     "responses": {
                         "200": {
                             "description": "the jobs",
-                            "content": {"application/json": {"schema": {"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}},
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}
+                                        },
+                                    }
+                                }
+                            },
                         },
                         "400": _error("a bad parameter"),
                         "401": _error("no or wrong token"),
@@ -79,15 +117,31 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                 "get": {
                     "summary": "One job document",
                     "parameters": [_JOB_ID],
-                    "responses": {"200": _job("the job"), "400": _error("a bad id"), "401": _error("no or wrong token"), "404": _error("no such job"), "503": _error("the store cannot be read now")},
+                    "responses": {
+                        "200": _job("the job"),
+                        "400": _error("a bad id"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("no such job"),
+                        "503": _error("the store cannot be read now"),
+                    },
                 }
             },
             "/jobs/{job_id}/preview.png": {
                 "get": {
                     "summary": "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)",
-                    "parameters": [_JOB_ID, {"name": "size", "in": "query", "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"}}],
+                    "parameters": [
+                        _JOB_ID,
+                        {
+                            "name": "size",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"},
+                        },
+                    ],
                     "responses": {
-                        "200": {"description": "the picture", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                        "200": {
+                            "description": "the picture",
+                            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                        },
                         "400": _error("a bad id or size"),
                         "401": _error("no or wrong token"),
                         "404": _error("no such job"),
@@ -96,16 +150,34 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                     },
                 }
             },
-            "/": {"get": {"summary": "The web page: run form, jobs with live progress and previews, cluster state", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},
+            "/": {
+                "get": {
+                    "summary": "The web page: run form, jobs with live progress and previews, cluster state",
+                    "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+                }
+            },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
             "/readyz": {
                 "get": {
                     "summary": "Readiness: cluster workers up and store writable",
-                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reason"}},
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": {"description": "not ready, with the reason"},
+                    },
                 }
             },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3 JSON"}, "401": _error("no or wrong token")}}},
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3 JSON"}, "401": _error("no or wrong token")},
+                }
+            },
         },
         "components": {
             "schemas": {
@@ -116,7 +188,11 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                         "error": {
                             "type": "object",
                             "required": ["code", "message"],
-                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "field": {"type": "string"},
+                            },
                         }
                     },
                 },
@@ -124,8 +200,18 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 4},
-                        "chunks": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 4},
+                        "shape": {
+                            "type": "array",
+                            "items": {"type": "integer", "minimum": 1},
+                            "minItems": 1,
+                            "maxItems": 4,
+                        },
+                        "chunks": {
+                            "type": "array",
+                            "items": {"type": "integer", "minimum": 1},
+                            "minItems": 1,
+                            "maxItems": 4,
+                        },
                         "dtype": {"type": "string", "enum": ["float32", "float64"]},
                         "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                     },
@@ -142,7 +228,10 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                         "chunks": {"type": "array", "items": {"type": "integer"}},
                         "dtype": {"type": "string"},
                         "seed": {"type": "integer"},
-                        "progress": {"type": "object", "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}}},
+                        "progress": {
+                            "type": "object",
+                            "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}},
+                        },
                         "chunks_written": {"type": "integer"},
                         "bytes_written": {"type": "integer"},
                         "stats": {"type": "object", "nullable": True},

@@ -62,7 +62,9 @@ def read_sample(array: zarr.Array) -> Sample:
     chunk_bytes = math.prod(chunks) * array.dtype.itemsize
     per_side = chunks_per_side(chunk_bytes, plotted)
     points = LINE_POINTS if plotted == 1 else MAX_SIDE
-    indices = tuple(sample_indices(s, c, points, per_side) for s, c in zip(shape[-plotted:], chunks[-plotted:], strict=True))
+    indices = tuple(
+        sample_indices(s, c, points, per_side) for s, c in zip(shape[-plotted:], chunks[-plotted:], strict=True)
+    )
     fixed = tuple(s // 2 for s in shape[:-plotted])
     data = np.asarray(array.get_orthogonal_selection((*fixed, *indices)))
     touched = [len(np.unique(i // c)) for i, c in zip(indices, chunks[-plotted:], strict=True)]
@@ -118,12 +120,21 @@ def render_png(sample: Sample, document: dict[str, Any], size: str = "full") -> 
         axes.set_xlim(0, shape[0])
     else:
         height, width = shape[-2:]
-        image = axes.imshow(sample.data, cmap="viridis", extent=(0, width, height, 0), interpolation="nearest", aspect="auto" if max(height, width) > 8 * min(height, width) else "equal")
+        image = axes.imshow(
+            sample.data,
+            cmap="viridis",
+            extent=(0, width, height, 0),
+            interpolation="nearest",
+            aspect="auto" if max(height, width) > 8 * min(height, width) else "equal",
+        )
         figure.colorbar(image, ax=axes, shrink=0.85, label="value")
         axes.set_xlabel("x")
         axes.set_ylabel("y")
     dims = " × ".join(map(str, shape))
-    axes.set_title(f"{document['id']}\nshape {dims} · {document['dtype']} · seed {document['seed']}\n{_sampling_note(sample)}", fontsize=9)
+    axes.set_title(
+        f"{document['id']}\nshape {dims} · {document['dtype']} · seed {document['seed']}\n{_sampling_note(sample)}",
+        fontsize=9,
+    )
     return _png(figure)
 
 

@@ -134,9 +134,7 @@ def codecs_for(compressor: str) -> list[Any]:
     return [*chosen, Crc32cCodec()]
 
 
-def array_kwargs(
-    shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str
-) -> dict[str, Any]:
+def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
     """The zarr.create_array arguments every job array is made with."""
     return {
         "shape": shape,

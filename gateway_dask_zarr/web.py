@@ -70,13 +70,22 @@ def index() -> str:
     try:
         cluster = service.cluster.status()
     except Exception as exc:
-        cluster = {"backend": service.settings.cluster, "workers": 0, "expected_workers": service.settings.n_workers, "dashboard": None, "problem": f"the cluster state cannot be read: {type(exc).__name__}"}
+        cluster = {
+            "backend": service.settings.cluster,
+            "workers": 0,
+            "expected_workers": service.settings.n_workers,
+            "dashboard": None,
+            "problem": f"the cluster state cannot be read: {type(exc).__name__}",
+        }
     jobs_error = None
     try:
         jobs = [public_document(d) for d in service.jobs.list(PAGE_JOBS)]
     except Exception as exc:
         log.warning("the page could not list jobs: %s", type(exc).__name__)
-        jobs, jobs_error = [], f"The job list could not be read from the store ({type(exc).__name__}); new jobs still show here."
+        jobs, jobs_error = (
+            [],
+            f"The job list could not be read from the store ({type(exc).__name__}); new jobs still show here.",
+        )
     return render_template(
         "index.html",
         cluster=cluster,
@@ -97,7 +106,9 @@ def preview(job_id: str) -> Response:
     if document is None:
         raise JobError(404, "not_found", f"no job {job_id!r}")
     if document["status"] != "complete":
-        raise JobError(409, "job_not_complete", f"job {job_id!r} is {document['status']}; a preview exists once it is complete")
+        raise JobError(
+            409, "job_not_complete", f"job {job_id!r} is {document['status']}; a preview exists once it is complete"
+        )
     size = request.args.get("size", "full")
     if size not in SIZES:
         raise JobError(400, "invalid_parameter", f"size must be one of {', '.join(SIZES)}, got {size!r}", "size")
@@ -108,7 +119,11 @@ def preview(job_id: str) -> Response:
             png = preview_png(service.store.open_array(job_id), document, size)
         except Exception as exc:
             log.warning("preview of job %s failed: %s: %s", job_id, type(exc).__name__, exc)
-            raise JobError(503, "preview_unavailable", f"the array of job {job_id!r} could not be read for a preview ({type(exc).__name__}); try again shortly") from None
+            raise JobError(
+                503,
+                "preview_unavailable",
+                f"the array of job {job_id!r} could not be read for a preview ({type(exc).__name__}); try again shortly",
+            ) from None
         cache.put((job_id, size), png)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"})
 

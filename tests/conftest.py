@@ -85,4 +85,3 @@ def app(make_app: Callable[..., Any], settings: Settings) -> Any:
 def client(app: Any) -> Any:
     """Flask's test client for `app`."""
     return app.test_client()
-

@@ -105,7 +105,9 @@ class GatewayServer:
         """A distributed Client of one of the test user's clusters; the cluster is left running."""
         from dask_gateway import BasicAuth, GatewayCluster
 
-        cluster = GatewayCluster.from_name(name, address=self.address, proxy_address=self.proxy_address, auth=BasicAuth(self.username, self.password))
+        cluster = GatewayCluster.from_name(
+            name, address=self.address, proxy_address=self.proxy_address, auth=BasicAuth(self.username, self.password)
+        )
         try:
             with cluster.get_client(set_as_default=False) as client:
                 yield client

@@ -46,4 +46,3 @@ def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
-

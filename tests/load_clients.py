@@ -20,7 +20,9 @@ def main(url: str, n: int) -> None:
 
     def run(i: int) -> list[object]:
         barrier.wait()
-        response = requests.get(f"{url}/run", params={"shape": "1000,1000", "chunks": "100,100", "seed": str(i)}, timeout=300)
+        response = requests.get(
+            f"{url}/run", params={"shape": "1000,1000", "chunks": "100,100", "seed": str(i)}, timeout=300
+        )
         return [response.status_code, dict(response.headers), response.text]
 
     with ThreadPoolExecutor(n) as pool:

@@ -49,7 +49,11 @@ class _HubHandler(BaseHTTPRequestHandler):
         with hub.lock:
             hub.calls.append(self.path)
         user = hub.users.get(token) if scheme == "token" and self.path == "/hub/api/user" else None
-        body = json.dumps({"name": user, "kind": "user", "scopes": ["access:services"]} if user else {"status": 403, "message": "Forbidden"}).encode()
+        body = json.dumps(
+            {"name": user, "kind": "user", "scopes": ["access:services"]}
+            if user
+            else {"status": 403, "message": "Forbidden"}
+        ).encode()
         self.send_response(200 if user else 403)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -123,7 +127,9 @@ class FaultProxy(_Server):
 
     handler = _ProxyHandler
 
-    def __init__(self, upstream: str, *, fail_share: float = 0.0, delay_share: float = 0.0, delay_s: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self, upstream: str, *, fail_share: float = 0.0, delay_share: float = 0.0, delay_s: float = 0.0, seed: int = 0
+    ) -> None:
         self.upstream = urlparse(upstream)
         self.fail_share, self.delay_share, self.delay_s = fail_share, delay_share, delay_s
         self.random = random.Random(seed)

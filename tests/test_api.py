@@ -43,7 +43,16 @@ def test_array_metadata_follows_the_storage_contract(client: Any, s3fs_client: A
     assert meta["dimension_names"] == ["y", "x"]
     stored = meta["attributes"]["gateway"]
     assert stored["status"] == "complete" and stored["id"] == doc["id"] and stored["seed"] == 1
-    assert set(stored) >= {"created", "finished", "seconds", "chunks_written", "bytes_written", "stats", "version", "error"}
+    assert set(stored) >= {
+        "created",
+        "finished",
+        "seconds",
+        "chunks_written",
+        "bytes_written",
+        "stats",
+        "version",
+        "error",
+    }
 
 
 def test_same_seed_same_array_whatever_the_job(client: Any) -> None:
@@ -63,7 +72,9 @@ def test_same_seed_same_array_whatever_the_job(client: Any) -> None:
         ("shape=257,3&chunks=100,3", [257, 3], [100, 3], "float32"),
     ],
 )
-def test_shapes_dtypes_and_ragged_edges_verify(client: Any, query: str, shape: list[int], chunks: list[int], dtype: str) -> None:
+def test_shapes_dtypes_and_ragged_edges_verify(
+    client: Any, query: str, shape: list[int], chunks: list[int], dtype: str
+) -> None:
     doc = client.get(f"/run?seed=3&{query}").get_json()
     assert (doc["shape"], doc["chunks"], doc["dtype"]) == (shape, chunks, dtype)
     array = assert_verified(doc)

@@ -67,7 +67,9 @@ def test_token_auth_guards_everything_but_the_probes(make_app: Any, settings: An
 
 
 def test_jupyterhub_tokens_are_checked_at_the_hub_and_cached(make_app: Any, settings: Any, hub: StandInHub) -> None:
-    app = make_app(settings, auth="jupyterhub", jupyterhub_api_url=hub.api_url, jupyterhub_api_token="service-token-abcdef123456")
+    app = make_app(
+        settings, auth="jupyterhub", jupyterhub_api_url=hub.api_url, jupyterhub_api_token="service-token-abcdef123456"
+    )
     client = app.test_client()
     _assert_401(client.get("/jobs"))
     _assert_401(client.get("/jobs", headers={"Authorization": "token not-a-hub-token"}))

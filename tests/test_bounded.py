@@ -38,7 +38,9 @@ def json_lines() -> Iterator[io.StringIO]:
     root.removeHandler(handler)
 
 
-def test_job_timeout_cancels_fails_and_deletes_every_chunk(make_app: Any, slow: FaultProxy, s3fs_client: Any, cluster: Any, json_lines: io.StringIO) -> None:
+def test_job_timeout_cancels_fails_and_deletes_every_chunk(
+    make_app: Any, slow: FaultProxy, s3fs_client: Any, cluster: Any, json_lines: io.StringIO
+) -> None:
     settings = Settings(store_url="s3://test-bucket", s3_endpoint_url=slow.url, job_timeout_s=3, log_format="json")
     app = make_app(settings)
     assert isinstance(logs._handler.formatter, logs.JsonFormatter)
@@ -68,7 +70,9 @@ def test_job_timeout_cancels_fails_and_deletes_every_chunk(make_app: Any, slow: 
     assert slow.counts["put"] < 100
 
     # The next job on a healthy path completes.
-    healthy = make_app(Settings(store_url="s3://test-bucket", s3_endpoint_url=slow.upstream.geturl(), log_format="json")).test_client()
+    healthy = make_app(
+        Settings(store_url="s3://test-bucket", s3_endpoint_url=slow.upstream.geturl(), log_format="json")
+    ).test_client()
     done = healthy.get("/run?shape=300,300&chunks=100,100&seed=32").get_json()
     assert_verified(done)
 

@@ -395,7 +395,9 @@ def test_dockerfile_smoke_check_passes_with_the_pinned_requirements() -> None:
 def test_dockerfile_passes_hadolint_with_no_finding() -> None:
     out = subprocess.run(
         [str(VENV_BIN / "hadolint"), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
 
@@ -427,7 +429,13 @@ def dockerignored(path: str) -> bool:
 
 
 def test_build_context_holds_what_the_image_copies_and_no_secret() -> None:
-    kept = ("requirements.txt", "app.py", "gunicorn.conf.py", "gateway_dask_zarr/__init__.py", "gateway_dask_zarr/blocks.py")
+    kept = (
+        "requirements.txt",
+        "app.py",
+        "gunicorn.conf.py",
+        "gateway_dask_zarr/__init__.py",
+        "gateway_dask_zarr/blocks.py",
+    )
     left_out = (
         "deploy/awsconfig.env",
         ".venv/bin/python",
@@ -446,9 +454,23 @@ def test_build_context_holds_what_the_image_copies_and_no_secret() -> None:
 def test_checkov_finds_no_unaddressed_issue() -> None:
     assert CHECKOV.exists(), "checkov's venv is missing: run `make install-test`"
     out = subprocess.run(
-        [str(CHECKOV), "--skip-download", "--framework", "kubernetes", "dockerfile", "--output", "json",
-         "--file", str(MANIFEST), "--file", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            str(CHECKOV),
+            "--skip-download",
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+            "--output",
+            "json",
+            "--file",
+            str(MANIFEST),
+            "--file",
+            str(DOCKERFILE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     reports = json.loads(out.stdout)
     reports = reports if isinstance(reports, list) else [reports]

@@ -38,7 +38,9 @@ def _app(settings: Settings, cluster: ClusterManager) -> Any:
 
 
 def _wait_job(client: Any, job_id: str, timeout: float = 180) -> dict[str, Any]:
-    return wait_for(lambda: (d := client.get(f"/jobs/{job_id}").get_json())["status"] in ("complete", "failed") and d, timeout, 0.2)
+    return wait_for(
+        lambda: (d := client.get(f"/jobs/{job_id}").get_json())["status"] in ("complete", "failed") and d, timeout, 0.2
+    )
 
 
 def _published(s3fs_client: Any, bucket: str, job_id: str) -> bool:
@@ -46,14 +48,23 @@ def _published(s3fs_client: Any, bucket: str, job_id: str) -> bool:
     return s3fs_client.exists(f"{bucket}/{job_id}.zarr/zarr.json")
 
 
-def test_a_worker_killed_mid_job_its_chunks_are_rewritten(own_cluster: ClusterManager, settings: Settings, s3fs_client: Any) -> None:
+def test_a_worker_killed_mid_job_its_chunks_are_rewritten(
+    own_cluster: ClusterManager, settings: Settings, s3fs_client: Any
+) -> None:
     app = _app(settings, own_cluster)
     try:
         client = app.test_client()
         job = client.post("/jobs", json=LARGE).get_json()
         dask = own_cluster.client
         # Kill (SIGKILL) a worker that is running one of the job's tasks, once some have finished.
-        busy = wait_for(lambda: client.get(f"/jobs/{job['id']}").get_json()["progress"]["done"] > 0 and [w for w, keys in dask.processing().items() if keys], 120, 0.05)
+        busy = wait_for(
+            lambda: (
+                client.get(f"/jobs/{job['id']}").get_json()["progress"]["done"] > 0
+                and [w for w, keys in dask.processing().items() if keys]
+            ),
+            120,
+            0.05,
+        )
         pid = dask.run(os.getpid)[busy[0]]
         psutil.Process(pid).kill()
         done = _wait_job(client, job["id"])

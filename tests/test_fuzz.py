@@ -27,19 +27,47 @@ from gateway_dask_zarr.config import Settings
 
 # Small limits: most generated arrays are refused and the few accepted ones take a moment.
 LIMITS = {"max_array_bytes": 64 * 2**10, "max_chunk_bytes": 16 * 2**10, "max_chunks": 16, "max_active_jobs": 4}
-FUZZ = settings( deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 SCHEMA_EXAMPLES = 25
 HYPOTHESIS_EXAMPLES = 40
 
-INTERESTING = ["", " ", "0", "-1", "1", "10", "10,10", "4,4", "1000,1000", "1e3", "0x10", "1,,1", "1,2,3,4,5", "²", "١٢", "nan",
-               "float16", "float32", "float64", "Float32", "99999999999999999999", "9223372036854775808", "..", "%00", "\x00", "a/b"]
+INTERESTING = [
+    "",
+    " ",
+    "0",
+    "-1",
+    "1",
+    "10",
+    "10,10",
+    "4,4",
+    "1000,1000",
+    "1e3",
+    "0x10",
+    "1,,1",
+    "1,2,3,4,5",
+    "²",
+    "١٢",
+    "nan",
+    "float16",
+    "float32",
+    "float64",
+    "Float32",
+    "99999999999999999999",
+    "9223372036854775808",
+    "..",
+    "%00",
+    "\x00",
+    "a/b",
+]
 # Digits of other scripts ("²", "١٢") pass str.isdigit() but not int(): a classic 500.
 texts = (
     st.sampled_from(INTERESTING)
     | st.text(st.characters(categories=("Nd", "No", "Nl")), min_size=1, max_size=4)
     | st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
 )
-keys = st.sampled_from(["shape", "chunks", "dtype", "seed", "limit", "id"]) | st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+keys = st.sampled_from(["shape", "chunks", "dtype", "seed", "limit", "id"]) | st.text(
+    st.characters(exclude_categories=("Cs",)), max_size=8
+)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
@@ -80,13 +108,29 @@ def test_hypothesis_fuzzes_every_endpoint(fuzz_app: Any, s3fs_client: Any) -> No
     client = fuzz_app.test_client()
     tried = {"n": 0}
     job = ["shape", "chunks", "dtype", "seed"]
-    routes = {"/run": job, "/submit_job/{}": job, "/jobs": ["limit"], "/jobs/{}": [], "/healthz": [], "/readyz": [], "/openapi.json": [], "/jobs/{}/preview.png": []}
+    routes = {
+        "/run": job,
+        "/submit_job/{}": job,
+        "/jobs": ["limit"],
+        "/jobs/{}": [],
+        "/healthz": [],
+        "/readyz": [],
+        "/openapi.json": [],
+        "/jobs/{}/preview.png": [],
+    }
 
     for route, names in routes.items():
-        query = st.dictionaries(st.sampled_from([*names, "x"]) | keys, texts, max_size=4) | st.binary(max_size=40).map(lambda b: quote(b, safe="=&,"))
+        query = st.dictionaries(st.sampled_from([*names, "x"]) | keys, texts, max_size=4) | st.binary(max_size=40).map(
+            lambda b: quote(b, safe="=&,")
+        )
 
         @settings(FUZZ, max_examples=HYPOTHESIS_EXAMPLES)
-        @given(query=query, job_id=texts, body=bodies, method=st.sampled_from(["GET", "GET", "GET", "POST", "PUT", "DELETE"]))
+        @given(
+            query=query,
+            job_id=texts,
+            body=bodies,
+            method=st.sampled_from(["GET", "GET", "GET", "POST", "PUT", "DELETE"]),
+        )
         def one(query: Any, job_id: str, body: Any, method: str) -> None:
             tried["n"] += 1
             _idle(fuzz_app)
@@ -110,7 +154,15 @@ def test_schemathesis_fuzzes_the_openapi_document(fuzz_app: Any, s3fs_client: An
     operations = [result.ok() for result in schema.get_all_operations()]
     # schemathesis leaves out the document's own path; the hypothesis test covers it.
     labels = {operation.label for operation in operations}
-    assert labels >= {"GET /run", "GET /submit_job/{job_id}", "POST /jobs", "GET /jobs", "GET /jobs/{job_id}", "GET /healthz", "GET /readyz"}
+    assert labels >= {
+        "GET /run",
+        "GET /submit_job/{job_id}",
+        "POST /jobs",
+        "GET /jobs",
+        "GET /jobs/{job_id}",
+        "GET /healthz",
+        "GET /readyz",
+    }
     for operation in operations:
         has_input = len(operation.query) or len(operation.path_parameters) or len(operation.body)
         modes = [schemathesis.GenerationMode.POSITIVE] + ([schemathesis.GenerationMode.NEGATIVE] if has_input else [])

@@ -72,7 +72,9 @@ def make_gateway_app(s3: EmbeddedS3, gateway: GatewayServer) -> Iterator[Callabl
         service.close()
 
 
-def test_gateway_job_contract_and_no_cluster_left_after_close(make_gateway_app: Callable[..., Any], gateway: GatewayServer) -> None:
+def test_gateway_job_contract_and_no_cluster_left_after_close(
+    make_gateway_app: Callable[..., Any], gateway: GatewayServer
+) -> None:
     app = make_gateway_app(gateway_cluster_options={"worker_memory": 1.5})
     service = app.extensions["gateway"]
     client = app.test_client()
@@ -103,7 +105,9 @@ def test_gateway_job_contract_and_no_cluster_left_after_close(make_gateway_app: 
     assert client.get("/readyz").status_code == 503
 
 
-def test_lost_scheduler_fails_its_jobs_and_is_replaced(make_gateway_app: Callable[..., Any], gateway: GatewayServer) -> None:
+def test_lost_scheduler_fails_its_jobs_and_is_replaced(
+    make_gateway_app: Callable[..., Any], gateway: GatewayServer
+) -> None:
     app = make_gateway_app()
     service = app.extensions["gateway"]
     client = app.test_client()
@@ -121,7 +125,9 @@ def test_lost_scheduler_fails_its_jobs_and_is_replaced(make_gateway_app: Callabl
     not_ready = wait_for(lambda: (r := client.get("/readyz")).status_code == 503 and r.get_json(), timeout=60)
     assert not_ready["status"] == "unavailable"
     assert "lost" in not_ready["reason"], not_ready
-    failed = wait_for(lambda: (d := client.get(job_url).get_json())["status"] in ("complete", "failed") and d, timeout=120)
+    failed = wait_for(
+        lambda: (d := client.get(job_url).get_json())["status"] in ("complete", "failed") and d, timeout=120
+    )
     assert failed["status"] == "failed", failed
     assert "cluster was lost" in failed["error"], failed
 
@@ -141,8 +147,14 @@ def test_cluster_start_has_a_deadline_when_the_gateway_never_answers(s3: Embedde
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         address = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        config = {"gateway.address": address, "gateway.auth.type": "basic", "gateway.auth.kwargs": {"username": "u", "password": "p"}}
-        settings = Settings(cluster="gateway", store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=3)
+        config = {
+            "gateway.address": address,
+            "gateway.auth.type": "basic",
+            "gateway.auth.kwargs": {"username": "u", "password": "p"},
+        }
+        settings = Settings(
+            cluster="gateway", store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=3
+        )
         started = time.monotonic()
         with dask.config.set(config), pytest.raises(ClusterUnavailable) as raised:
             create_app(settings)
@@ -152,24 +164,43 @@ def test_cluster_start_has_a_deadline_when_the_gateway_never_answers(s3: Embedde
     assert elapsed < 3 + 20  # the deadline, plus a generous margin for a loaded machine
 
 
-def test_cluster_start_fails_clearly_when_nothing_listens_or_auth_is_wrong(s3: EmbeddedS3, gateway_server: GatewayServer) -> None:
-    settings = Settings(cluster="gateway", store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=60)
-    nowhere = {"gateway.address": f"http://127.0.0.1:{free_port()}", "gateway.auth.type": "basic", "gateway.auth.kwargs": {"username": "u", "password": "p"}}
+def test_cluster_start_fails_clearly_when_nothing_listens_or_auth_is_wrong(
+    s3: EmbeddedS3, gateway_server: GatewayServer
+) -> None:
+    settings = Settings(
+        cluster="gateway", store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=60
+    )
+    nowhere = {
+        "gateway.address": f"http://127.0.0.1:{free_port()}",
+        "gateway.auth.type": "basic",
+        "gateway.auth.kwargs": {"username": "u", "password": "p"},
+    }
     with dask.config.set(nowhere), pytest.raises(ClusterUnavailable) as raised:
         create_app(settings)
     assert "could not be started while asking the Dask Gateway for a new cluster" in str(raised.value)
     assert "Cannot connect" in str(raised.value)
 
-    wrong = {**gateway_server.dask_config(), "gateway.auth.kwargs": {"username": gateway_server.username, "password": "wrong"}}
+    wrong = {
+        **gateway_server.dask_config(),
+        "gateway.auth.kwargs": {"username": gateway_server.username, "password": "wrong"},
+    }
     with dask.config.set(wrong), pytest.raises(ClusterUnavailable) as raised:
         create_app(settings)
     assert "401" in str(raised.value) or "Unauthorized" in str(raised.value), str(raised.value)
 
 
 @pytest.mark.filterwarnings("ignore:Scale request of 4 workers:UserWarning")
-def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(s3: EmbeddedS3, gateway: GatewayServer) -> None:
+def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(
+    s3: EmbeddedS3, gateway: GatewayServer
+) -> None:
     # The gateway caps a cluster at 3 workers (cluster_max_workers): a fourth never comes.
-    settings = Settings(cluster="gateway", n_workers=4, store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=20)
+    settings = Settings(
+        cluster="gateway",
+        n_workers=4,
+        store_url=f"s3://{BUCKET}",
+        s3_endpoint_url=s3.endpoint_url,
+        cluster_start_timeout_s=20,
+    )
     started = time.monotonic()
     with pytest.raises(ClusterUnavailable) as raised:
         create_app(settings)
@@ -180,7 +211,9 @@ def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(s3: 
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
 
 
-def _start_gunicorn(gateway: GatewayServer, s3_endpoint: str, tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+def _start_gunicorn(
+    gateway: GatewayServer, s3_endpoint: str, tmp_path: Path, **extra: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     """The real `gunicorn -c gunicorn.conf.py app:app` with CLUSTER=gateway, configured by environment only."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_"))}
@@ -199,11 +232,19 @@ def _start_gunicorn(gateway: GatewayServer, s3_endpoint: str, tmp_path: Path, **
     )
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     return server, f"http://127.0.0.1:{port}", log_path
 
 
-def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(s3: EmbeddedS3, gateway: GatewayServer, tmp_path: Path) -> None:
+def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(
+    s3: EmbeddedS3, gateway: GatewayServer, tmp_path: Path
+) -> None:
     # Defined here, not at module level, so that cloudpickle sends them by value to the
     # scheduler, which cannot import this test module.
     def install_graph_recorder(dask_scheduler: Any) -> None:
@@ -280,17 +321,52 @@ def test_scheduler_mode_runs_jobs_and_leaves_the_users_scheduler_running(s3: Emb
     dask_cli = str(BIN / "dask")
     with open(tmp_path / "dask.log", "wb") as log:
         scheduler = subprocess.Popen(
-            [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                dask_cli,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         wait_for(scheduler_file.exists, timeout=60)
         workers = subprocess.Popen(
-            [dask_cli, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "3", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                dask_cli,
+                "worker",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--nworkers",
+                "3",
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         address = json.loads(scheduler_file.read_text())["address"]
-        settings = Settings(cluster="scheduler", scheduler_address=address, store_url=f"s3://{BUCKET}", s3_endpoint_url=s3.endpoint_url, cluster_start_timeout_s=120)
+        settings = Settings(
+            cluster="scheduler",
+            scheduler_address=address,
+            store_url=f"s3://{BUCKET}",
+            s3_endpoint_url=s3.endpoint_url,
+            cluster_start_timeout_s=120,
+        )
         app = create_app(settings)
         service = app.extensions["gateway"]
         client = app.test_client()
@@ -324,7 +400,11 @@ def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: G
         endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
         server, base, log_path = _start_gunicorn(gateway, endpoint, tmp_path, GUNICORN_GRACEFUL_TIMEOUT_S="22")
         try:
-            wait_for(lambda: server.poll() is None and "gateway-dask-zarr is serving" in log_path.read_text(), timeout=240, interval=0.5)
+            wait_for(
+                lambda: server.poll() is None and "gateway-dask-zarr is serving" in log_path.read_text(),
+                timeout=240,
+                interval=0.5,
+            )
             created = requests.post(f"{base}/jobs", json={"shape": [1000, 1000], "seed": 1}, timeout=30)
             assert created.status_code == 202, created.text
             job_url = base + created.headers["Location"]

@@ -51,7 +51,9 @@ def gunicorn(load_s3: EmbeddedS3) -> Iterator[str]:
         "N_WORKERS": "2",
         "MAX_ACTIVE_JOBS": "8",
     }
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _status(f"{url}/readyz") == 200 or process.poll() is not None, 180, 0.2)
@@ -88,7 +90,13 @@ def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_stays_fast(gunico
     prober = threading.Thread(target=probe)
     prober.start()
     time.sleep(0.2)
-    clients = subprocess.run([sys.executable, str(ROOT / "tests" / "load_clients.py"), gunicorn, str(CONCURRENT)], capture_output=True, text=True, timeout=600, check=True)
+    clients = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "load_clients.py"), gunicorn, str(CONCURRENT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     stop.set()
     prober.join()
 
@@ -106,15 +114,24 @@ def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_stays_fast(gunico
     assert len(bucket.find("load-bucket")) == 101 * len(complete)
     ordered = sorted(latencies)
     p99 = ordered[int(0.99 * (len(ordered) - 1))]
-    print(f"\n{CONCURRENT} concurrent /run: {statuses.count(200)} x 200, {statuses.count(429)} x 429; "
-          f"/healthz p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms over {len(ordered)} probes")
+    print(
+        f"\n{CONCURRENT} concurrent /run: {statuses.count(200)} x 200, {statuses.count(429)} x 429; "
+        f"/healthz p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms over {len(ordered)} probes"
+    )
     assert len(ordered) >= 20
     assert p99 < 0.050
 
 
 def test_escaping_ids_refused_by_the_real_server(gunicorn: str, bucket: Any) -> None:
     host, port = gunicorn.removeprefix("http://").split(":")
-    for path in ["/submit_job/..", "/submit_job/%2e%2e", "/submit_job/..%2F..%2Fx", "/submit_job/a%00b", "/jobs/%2e%2e%2fzarr.json", "/jobs/../jobs"]:
+    for path in [
+        "/submit_job/..",
+        "/submit_job/%2e%2e",
+        "/submit_job/..%2F..%2Fx",
+        "/submit_job/a%00b",
+        "/jobs/%2e%2e%2fzarr.json",
+        "/jobs/../jobs",
+    ]:
         connection = http.client.HTTPConnection(host, int(port), timeout=30)
         connection.request("GET", path)
         response = connection.getresponse()

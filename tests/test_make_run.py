@@ -29,7 +29,9 @@ def test_make_run_serves_then_stopping_leaves_nothing_running(tmp_path: Path, st
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STORE_", "S3_"))}
     log = (tmp_path / "make-run.log").open("w")
-    make = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    make = subprocess.Popen(
+        ["make", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for(lambda: _ready(url) or make.poll() is not None, timeout=240, interval=0.5)
         assert make.poll() is None, (tmp_path / "make-run.log").read_text()

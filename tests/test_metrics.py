@@ -50,7 +50,10 @@ def test_request_labels_use_the_route_not_the_path(client: Any) -> None:
     samples = scrape(client)
     routes = {dict(labels)["route"] for name, labels in samples if name == "gateway_http_requests_total"}
     assert not any(r.startswith("/jobs/a") for r in routes)
-    assert samples[("gateway_http_requests_total", (("method", "GET"), ("route", "/jobs/<job_id>"), ("status", "404")))] == 3
+    assert (
+        samples[("gateway_http_requests_total", (("method", "GET"), ("route", "/jobs/<job_id>"), ("status", "404")))]
+        == 3
+    )
     assert samples[("gateway_http_requests_total", (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 1
 
 

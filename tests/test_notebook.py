@@ -35,7 +35,9 @@ def test_notebook_is_committed_without_outputs() -> None:
 def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # Any failing cell, a failed assert included, raises CellExecutionError here.
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert f"gateway: {gateway_url} (no token)" in text

@@ -71,7 +71,11 @@ def run_from_form(page: Page, shape: str, chunks: str, seed: str) -> Any:
 def wait_for_preview(page: Page, row: Any) -> None:
     """The row's preview image has loaded a real picture."""
     row.locator("img[data-field=preview]").wait_for(state="visible", timeout=JOB_TIMEOUT_MS)
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=row.locator("img[data-field=preview]").element_handle(), timeout=60_000)
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0",
+        arg=row.locator("img[data-field=preview]").element_handle(),
+        timeout=60_000,
+    )
 
 
 def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_url: str) -> None:
@@ -79,7 +83,9 @@ def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_u
     expect(page.locator("h1")).to_have_text("gateway-dask-zarr")
     expect(page.locator('#cluster [data-field="backend"]')).to_have_text("local")
     expect(page.locator('#cluster [data-field="workers"]')).to_have_text("3 of 3")
-    expect(page.locator("#cluster a")).to_have_attribute("href", re.compile(r"^http://127\.0\.0\.1:\d+/status$"))  # the dashboard
+    expect(page.locator("#cluster a")).to_have_attribute(
+        "href", re.compile(r"^http://127\.0\.0\.1:\d+/status$")
+    )  # the dashboard
     expect(page.locator("#jobs-empty")).to_be_visible()
     # Record every progress value the bar shows, from the first one on.
     page.evaluate(

@@ -81,7 +81,9 @@ def test_preview_values_are_a_stride_of_the_array(client: Any, app: Any) -> None
     assert sample.chunks_read == sample.chunks_total == 90
 
 
-@pytest.mark.parametrize(("query", "line"), [("shape=5000&chunks=1024", True), ("shape=30,40,50&chunks=16,16,16", False)])
+@pytest.mark.parametrize(
+    ("query", "line"), [("shape=5000&chunks=1024", True), ("shape=30,40,50&chunks=16,16,16", False)]
+)
 def test_preview_of_1d_and_3d_arrays(client: Any, app: Any, query: str, line: bool) -> None:
     doc = client.get(f"/run?seed=4&{query}").get_json()
     response = client.get(doc["links"]["preview"])

@@ -47,7 +47,9 @@ def test_memory_store_for_tests(make_app: Any) -> None:
 
 
 @pytest.mark.parametrize("compressor", ["zstd", "blosc"])
-def test_compressor_setting_adds_a_codec_before_crc32c(make_app: Any, settings: Settings, s3fs_client: Any, compressor: str) -> None:
+def test_compressor_setting_adds_a_codec_before_crc32c(
+    make_app: Any, settings: Settings, s3fs_client: Any, compressor: str
+) -> None:
     client = make_app(settings, compressor=compressor).test_client()
     doc = client.get("/run?seed=8&shape=300,300&chunks=100,100").get_json()
     assert_verified(doc)
@@ -67,4 +69,3 @@ def test_a_failed_job_publishes_nothing_and_says_why(make_app: Any, settings: Se
     assert job["status"] == "failed" and job["error"] == body["error"]["message"]
     assert client.get(f"/jobs/{job['id']}").get_json()["status"] == "failed"
     assert s3fs_client.find("test-bucket") == []
-

@@ -27,7 +27,9 @@ BAD_QUERIES = [
 
 
 @pytest.mark.parametrize(("query", "status", "code", "field"), BAD_QUERIES)
-def test_bad_run_query_is_refused_and_writes_nothing(client: Any, s3fs_client: Any, query: str, status: int, code: str, field: str) -> None:
+def test_bad_run_query_is_refused_and_writes_nothing(
+    client: Any, s3fs_client: Any, query: str, status: int, code: str, field: str
+) -> None:
     response = client.get(f"/run?{query}")
     assert response.status_code == status
     error = response.get_json()["error"]
@@ -52,7 +54,9 @@ def test_limit_is_named_in_the_message(client: Any) -> None:
         ({"whatever": 1}, "whatever"),
     ],
 )
-def test_bad_post_body_is_refused_and_writes_nothing(client: Any, s3fs_client: Any, body: dict[str, Any], field: str) -> None:
+def test_bad_post_body_is_refused_and_writes_nothing(
+    client: Any, s3fs_client: Any, body: dict[str, Any], field: str
+) -> None:
     response = client.post("/jobs", json=body)
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
