@@ -21,7 +21,7 @@ import numpy as np
 from distributed import as_completed
 
 from gateway_dask_zarr import __version__
-from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
+from gateway_dask_zarr.blocks import ArrayTarget, write_blocks
 from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.store import (
@@ -44,6 +44,9 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 # three copies of itself: the encoded chunk, the request body and the client's buffers).
 TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
+# Chunks a task owns before a job is split into more than one task per worker.
+CHUNKS_PER_TASK = 1000
+MAX_TASKS_PER_WORKER = 8
 FINISHED_JOBS_KEPT = 1000
 CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
 # After a failed job's deadline, how long a chunk PUT already in flight may still land
@@ -248,12 +251,18 @@ class Job:
         }
 
 
-def plan_batches(request: JobRequest, n_tasks: int) -> list[list[tuple[int, ...]]]:
-    """Split the chunk grid into n_tasks contiguous batches of whole chunks."""
-    blocks = list(all_blocks(request.shape, request.chunks))
-    n_tasks = max(1, min(n_tasks, len(blocks)))
-    size = math.ceil(len(blocks) / n_tasks)
-    return [blocks[i : i + size] for i in range(0, len(blocks), size)]
+def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
+    """Split the chunks (numbered in C order) into contiguous ranges, one task each.
+
+    One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
+    more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
+    worker's share is small. Each task costs the scheduler and the app a round trip.
+    """
+    n = request.n_chunks
+    per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (n_workers * CHUNKS_PER_TASK))))
+    n_tasks = max(1, min(n, n_workers * per_worker))
+    size = math.ceil(n / n_tasks)
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 class JobManager:
@@ -346,7 +355,7 @@ class JobManager:
                 concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
                 deadline=deadline,
             )
-            batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
+            batches = plan_tasks(request, self.settings.n_workers)
             job.status = "running"
             _log(job).info(
                 "job %s running: shape %s, chunks %s, %s, %d tasks",
