@@ -1,4 +1,4 @@
-"""Start and watch the processes the benchmark measures: the real app under gunicorn, moto."""
+"""Start and watch the processes the benchmark measures: the real app under gunicorn and its workers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import requests
 
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, stop_process
+from gateway_dask_zarr.embedded_s3 import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,9 +43,8 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = 
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """This environment with the embedded credentials, without any store settings."""
+    """This environment without any store settings, then `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in ("STORE_URL", "S3_ENDPOINT_URL", "S3_PUBLIC_ENDPOINT_URL")}
-    env.update(EMBEDDED_CREDENTIALS)
     env.update(extra)
     return env
 
@@ -76,30 +75,21 @@ class Service:
         self.log.close()
 
 
-def gunicorn_app(log: Path) -> Service:
-    """The real service, as `make run` starts it: gunicorn, embedded S3, LocalCluster."""
+def gunicorn_app(log: Path, **env: str) -> Service:
+    """The real service, as `make run` starts it (gunicorn, LocalCluster), with `env` (its store)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    return Service([gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO")
+    return Service([gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO", **env)
 
 
-def stock_moto(log: Path) -> Service:
-    """moto's stock server (service detection, access log): the reference for the embedded one."""
-    moto = str(Path(sys.executable).with_name("moto_server"))
-    return Service([moto, "-H", "127.0.0.1", "-p", "{port}"], log, "/moto-api/data.json", timeout=60)
-
-
-def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], psutil.Process | None]:
-    """The gunicorn worker (the app), its Dask worker processes, and its embedded S3 server."""
+def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process]]:
+    """The gunicorn worker (the app, with the LocalCluster's scheduler in it) and its Dask worker processes."""
     app = psutil.Process(master).children()[0]
-    workers, s3 = [], None
+    workers = []
     for child in app.children():
         cmdline = " ".join(child.cmdline())
-        if "embedded_s3" in cmdline:
-            s3 = child
-        elif "spawn_main" in cmdline or "forkserver" in cmdline:
-            if "resource_tracker" not in cmdline:
-                workers.append(child)
-    return app, workers, s3
+        if ("spawn_main" in cmdline or "forkserver" in cmdline) and "resource_tracker" not in cmdline:
+            workers.append(child)
+    return app, workers
 
 
 def rss(process: psutil.Process) -> int:

@@ -376,6 +376,7 @@ class JobManager:
             )
             for future, batch in zip(futures, batches, strict=True):
                 future.add_done_callback(partial(self._progress, job, len(batch)))
+            _log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
             with client.as_current():
                 # The first task that fails for good fails the job now, not when the rest end.
                 for future in as_completed(futures, timeout=self.settings.job_timeout_s):
