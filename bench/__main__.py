@@ -42,11 +42,8 @@ def log(message: str) -> None:
 
 
 def floor_run(endpoint: str, count: int, size: int, concurrency: int = 32) -> float:
-    """Seconds to PUT `count` objects of `size` bytes from one process (obstore), then deleted."""
-    prefix = f"{BUCKET}/floor-{uuid.uuid4().hex[:8]}"
-    seconds = put_seconds(endpoint, prefix, count, size, concurrency)
-    s3(endpoint).rm(prefix, recursive=True)
-    return seconds
+    """Seconds to PUT `count` objects of `size` bytes from one process (obstore)."""
+    return put_seconds(endpoint, f"{BUCKET}/floor-{uuid.uuid4().hex[:8]}", count, size, concurrency)
 
 
 def floor_streams(endpoint: str, streams: int, per_stream: int) -> float:
@@ -241,7 +238,9 @@ def main() -> None:
     results["bench_seconds"] = time.perf_counter() - started
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
-    table = markdown(results)
+    # The step-by-step section comes from `python -m bench.steps` (its own cluster), if it has run.
+    steps = RESULTS / "steps.md"
+    table = markdown(results, steps.read_text() if steps.exists() else "")
     (ROOT / "docs" / "benchmarks.md").write_text(table)
     print(table)
     log(f"done in {results['bench_seconds']:.0f} s; JSON in {RESULTS}/bench-{stamp}.json")

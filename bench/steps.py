@@ -8,22 +8,24 @@ variants and the floor alternate, and every figure is a median.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import zarr
 from distributed import Client, LocalCluster, as_completed
 
-from bench import _before_blocks
-from bench.floor import put_seconds, s3
+from bench.floor import put_seconds
 from bench.seaweed import BUCKET, SeaweedS3
 from gateway_dask_zarr import blocks
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks
@@ -31,13 +33,33 @@ from gateway_dask_zarr.jobs import JobRequest
 from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata, object_store
 
 N_WORKERS = 3
+# The code before issue 14's changes: its chunk writer is loaded from git for the side-by-side.
+BEFORE = "03a10ed"
+BEFORE_BLOCKS = Path(__file__).parent / "results" / "before_blocks.py"
+LABELS = {
+    "old:12:ac": "before: 12 tasks (4 a worker), zarr's codec pipeline, publish by create_array on a new S3 client",
+    "new:12:ac": "after, but 12 tasks",
+    "new:3:ac": "after: 3 tasks (one a worker), codecs called directly, publish by one conditional PUT",
+    "new:3:g": "after, waiting with one gather (no as_completed, no progress callbacks)",
+}
+
+
+@lru_cache
+def before_blocks() -> Any:
+    """The chunk writer as it was at BEFORE (written to bench/results by main())."""
+    spec = importlib.util.spec_from_file_location("before_blocks", BEFORE_BLOCKS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def timed_write(writer: str, target: Any, batch: Any) -> dict[str, Any]:
     """write_blocks with its start and end on the worker's clock (the same machine's)."""
     start = time.time()
     if writer == "old":
-        facts = _before_blocks.write_blocks(_before_blocks.ArrayTarget(**vars(target)), batch)
+        old = before_blocks()
+        facts = old.write_blocks(old.ArrayTarget(**vars(target)), batch)
     else:
         facts = blocks.write_blocks(target, batch)
     return {**facts, "t0": start, "t1": time.time()}
@@ -117,10 +139,30 @@ def steps(t: dict[str, float]) -> dict[str, float]:
 
 def floor(endpoint: str, count: int, size: int, concurrency: int = 32) -> float:
     """The floor: the same PUTs from one process (obstore), then deleted."""
-    prefix = f"{BUCKET}/floor-{uuid.uuid4().hex[:8]}"
-    seconds = put_seconds(endpoint, prefix, count, size, concurrency)
-    s3(endpoint).rm(prefix, recursive=True)
-    return seconds
+    return put_seconds(endpoint, f"{BUCKET}/floor-{uuid.uuid4().hex[:8]}", count, size, concurrency)
+
+
+def markdown(out: dict[str, Any]) -> str:
+    """The medians as a markdown section: one column per variant, one row per step, in ms."""
+    variants = out["variants"]
+    names = list(variants)
+    steps_ = list(variants[names[0]])
+    lines = [
+        "## Where a default job's time goes, before and after",
+        "",
+        f"`python -m bench.steps` (in-process: a LocalCluster of 3 worker processes and a SeaweedFS, no HTTP; "
+        f"{out['reps']} repetitions, the variants and the floor in alternation; medians in ms; load average "
+        f"{out['load_average'][0]:.1f}). The floor (100 PUTs of 40 kB, 32 at once): {1000 * out['floor_s']:.1f} ms.",
+        "",
+        *(f"- `{n}`: {LABELS.get(n, n)}" for n in names),
+        "",
+        "| step | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "| --- |" + " --- |" * len(names),
+        *(f"| {step} | " + " | ".join(f"{1000 * variants[n][step]:.1f}" for n in names) + " |" for step in steps_),
+        "| total / floor | " + " | ".join(f"{variants[n]['total'] / out['floor_s']:.2f}x" for n in names) + " |",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -132,10 +174,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     # writer:tasks:wait. writer: old (the writer and publish before bench/steps.py) or new;
     # wait: ac (progress callbacks, as_completed, then gather) or g (one gather).
-    parser.add_argument("--variants", default="old:12:ac,new:3:g")
+    parser.add_argument("--variants", default=",".join(LABELS))
     args = parser.parse_args()
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
+    old = subprocess.run(["git", "show", f"{BEFORE}:gateway_dask_zarr/blocks.py"], capture_output=True, check=True)
+    BEFORE_BLOCKS.write_bytes(old.stdout)
     weed = SeaweedS3(results / "steps-weed.log")
     try:
         endpoint = weed.endpoint_url
@@ -166,7 +210,10 @@ def main() -> None:
         out: dict[str, Any] = {"floor_s": statistics.median(floors), "variants": {}}
         for spec, runs in timings.items():
             out["variants"][spec] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        out["reps"] = args.reps
+        out["load_average"] = os.getloadavg()
         print(json.dumps(out, indent=2))
+        (results / "steps.md").write_text(markdown(out))
     finally:
         weed.close()
 
