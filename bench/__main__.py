@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -64,7 +65,9 @@ def clear_bucket(endpoint: str) -> None:
     """Delete every job array (SeaweedFS keeps deleted space until a vacuum; the disk is a temp dir)."""
     fs = s3(endpoint)
     for path in fs.ls(BUCKET, detail=False):
-        fs.rm(path, recursive=True)
+        # SeaweedFS lists a prefix whose objects are gone as an empty directory.
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path, recursive=True)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -198,7 +198,7 @@ class JobStore:
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job, never over another."""
-        attributes = {"gateway": document}
+        attributes: dict[str, Any] = {"gateway": document}
         if self.protocol == "s3":
             # One conditional PUT through the process's own S3 client. zarr.create_array on a
             # new obstore client per job cost the app about 27 ms of CPU a job (building the
