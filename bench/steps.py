@@ -50,6 +50,7 @@ def before_blocks() -> Any:
     spec = importlib.util.spec_from_file_location("before_blocks", BEFORE_BLOCKS)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["before_blocks"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
