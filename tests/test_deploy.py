@@ -27,6 +27,8 @@ VALUES = ROOT / "dask_gateway_config.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SECRET_EXAMPLE = ROOT / "deploy" / "awsconfig.env.example"
+# The dask-gateway chart's values.yaml and values.schema.yaml, vendored with their licence.
+CHART_REFERENCE = ROOT / "deploy" / "reference" / "dask-gateway-chart"
 VENV_BIN = Path(sys.executable).parent
 CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # The dask-gateway chart's minimum (its Chart.yaml kubeVersion) and the newest bundled schema.
@@ -38,15 +40,6 @@ SECRET = "awsconfig"
 # read (AWS_*, DASK_*), Python's own, and the homes of what writes under $HOME.
 ALLOWED_PREFIXES = ("AWS_", "DASK_", "PYTHON")
 RUNTIME_ENV = frozenset({"HOME", "MPLCONFIGDIR"})
-
-
-def chart_reference() -> Path:
-    """The dask-gateway chart's values.yaml and values.schema.yaml, kept in shared/ beside the clone."""
-    for shared in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):
-        folder = shared / "reference" / "dask-gateway-chart"
-        if (folder / "values.schema.yaml").is_file():
-            return folder
-    pytest.fail("the dask-gateway chart reference (shared/reference/dask-gateway-chart) is not beside the repository")
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -126,13 +119,13 @@ def helm_merge(defaults: Any, override: Any) -> Any:
 
 def merged_values() -> dict[str, Any]:
     """The chart's defaults merged with dask_gateway_config.yaml."""
-    defaults = yaml.safe_load((chart_reference() / "values.yaml").read_text())
+    defaults = yaml.safe_load((CHART_REFERENCE / "values.yaml").read_text())
     return helm_merge(defaults, yaml.safe_load(VALUES.read_text()))
 
 
 def chart_schema_errors(values: dict[str, Any]) -> list[str]:
     """What the chart's values.schema says is wrong with the merged values."""
-    schema = yaml.safe_load((chart_reference() / "values.schema.yaml").read_text())
+    schema = yaml.safe_load((CHART_REFERENCE / "values.schema.yaml").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     validator = jsonschema.Draft7Validator(schema)
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(values)]
