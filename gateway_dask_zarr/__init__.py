@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import atexit
 import os
 from dataclasses import dataclass, field
@@ -11,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.logs import configure_logging
+from gateway_dask_zarr.version import __version__
+
+__all__ = ["Service", "__version__", "create_app"]
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -48,9 +49,10 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     # not pay for (or need) Flask.
     from flask import Flask
 
-    from gateway_dask_zarr.api import bp, register_error_handlers
+    from gateway_dask_zarr.api import bp
     from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
+    from gateway_dask_zarr.edge import register_error_handlers
     from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager
     from gateway_dask_zarr.store import JobStore

@@ -14,16 +14,13 @@ from typing import Any
 from distributed import Client
 
 from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import ClusterUnavailable
 
 log = logging.getLogger(__name__)
 
 # The most that closing a client or a cluster may take (an unreachable gateway would hold a
 # close for minutes): shutdown has to finish inside the pod's grace period.
 CLOSE_TIMEOUT_S = 30.0
-
-
-class ClusterUnavailable(RuntimeError):
-    """The cluster is starting, lost or being replaced; the message says which."""
 
 
 def _in_thread(fn: Callable[[], Any], name: str) -> concurrent.futures.Future[Any]:
@@ -189,7 +186,8 @@ class ClusterManager:
             if isinstance(exc, ClusterUnavailable):
                 raise
             raise ClusterUnavailable(
-                f"the Dask cluster ({self.settings.cluster}) could not be started while {attempt.stage}: {_describe(exc)}"
+                f"the Dask cluster ({self.settings.cluster}) could not be started "
+                f"while {attempt.stage}: {_describe(exc)}"
             ) from None
         with self._lock:
             if self._closing.is_set():

@@ -20,16 +20,25 @@ from typing import Any
 import numpy as np
 from distributed import as_completed
 
-from gateway_dask_zarr import __version__
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
-from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
+from gateway_dask_zarr.cluster import ClusterManager
 from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import (
+    Busy,
+    ClusterUnavailable,
+    Conflict,
+    InvalidParameter,
+    ServiceError,
+    StoreUnavailable,
+    TooLarge,
+)
 from gateway_dask_zarr.store import (
     S3_PUT_BOUND_S,
     JobStore,
     array_kwargs,
     array_metadata,
 )
+from gateway_dask_zarr.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +60,8 @@ CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restar
 LATE_WRITE_GRACE_S = float(S3_PUT_BOUND_S)
 
 
-class JobError(Exception):
-    """A request the service refuses: carries the HTTP status, a short code and the field at fault."""
-
-    def __init__(
-        self, status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.retry_after = retry_after
-
-
-def _bad(field_name: str, message: str) -> JobError:
-    return JobError(400, "invalid_parameter", message, field_name)
+def _bad(field_name: str, message: str) -> InvalidParameter:
+    return InvalidParameter(message, field=field_name)
 
 
 def _ints(value: Any, field_name: str) -> tuple[int, ...]:
@@ -137,17 +132,14 @@ class JobRequest:
         """Validate parameters (from a query string or a JSON body) against the limits."""
         unknown = sorted(set(params) - set(PARAMETERS))
         if unknown:
-            raise JobError(
-                400,
-                "unknown_parameter",
+            raise InvalidParameter(
                 f"unknown parameter {unknown[0]!r}; known: {', '.join(PARAMETERS)}",
-                unknown[0],
+                code="unknown_parameter",
+                field=unknown[0],
             )
         shape = _ints(params["shape"], "shape") if params.get("shape") not in (None, "") else DEFAULT_SHAPE
-        if params.get("chunks") not in (None, ""):
-            chunks = _ints(params["chunks"], "chunks")
-        else:
-            chunks = default_chunks(shape)
+        given = params.get("chunks") not in (None, "")
+        chunks = _ints(params["chunks"], "chunks") if given else default_chunks(shape)
         if len(chunks) != len(shape):
             raise _bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
         if any(c > s for c, s in zip(chunks, shape, strict=True)):
@@ -164,30 +156,30 @@ class JobRequest:
         """Refuse arrays, chunks or chunk counts beyond the configured limits."""
         shape, chunks = list(self.shape), list(self.chunks)
         if self.nbytes > settings.max_array_bytes:
-            raise JobError(
-                413,
-                "array_too_large",
-                f"shape {shape} makes an array of {self.nbytes} bytes; MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
-                "shape",
+            raise TooLarge(
+                f"shape {shape} makes an array of {self.nbytes} bytes; "
+                f"MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
+                code="array_too_large",
+                field="shape",
             )
         if self.chunk_bytes > settings.max_chunk_bytes:
-            raise JobError(
-                413,
-                "chunk_too_large",
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
-                "chunks",
+            raise TooLarge(
+                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; "
+                f"MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
+                code="chunk_too_large",
+                field="chunks",
             )
         if self.chunk_bytes < min(settings.min_chunk_bytes, self.nbytes):
             raise _bad(
                 "chunks",
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
+                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; "
+                f"MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
             )
         if self.n_chunks > settings.max_chunks:
-            raise JobError(
-                413,
-                "too_many_chunks",
+            raise TooLarge(
                 f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks",
-                "chunks",
+                code="too_many_chunks",
+                field="chunks",
             )
 
 
@@ -200,8 +192,10 @@ def new_job_id(now: datetime | None = None) -> str:
 def check_job_id(job_id: str) -> str:
     """Refuse ids that are not 1-64 of A-Za-z0-9_.- or that start with a dot."""
     if not JOB_ID.fullmatch(job_id) or job_id.startswith("."):
-        raise JobError(
-            400, "invalid_job_id", "a job id must be 1 to 64 of A-Z a-z 0-9 _ . - and must not start with '.'", "job_id"
+        raise InvalidParameter(
+            "a job id must be 1 to 64 of A-Z a-z 0-9 _ . - and must not start with '.'",
+            code="invalid_job_id",
+            field="job_id",
         )
     return job_id
 
@@ -277,45 +271,40 @@ class JobManager:
         """Jobs queued or running now."""
         return self._active
 
-    def _full(self) -> JobError:
-        """The 429 for a service running MAX_ACTIVE_JOBS jobs."""
-        return JobError(
-            429,
-            "too_many_jobs",
-            f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later",
-            retry_after=2,
-        )
+    def _full(self) -> Busy:
+        """The refusal for a service running MAX_ACTIVE_JOBS jobs."""
+        return Busy(f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
 
     def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
-        """Start a job; raise JobError for a conflict, a full service or an unavailable cluster."""
+        """Start a job; raise Conflict, Busy, ClusterUnavailable or StoreUnavailable when it cannot."""
         # Refuse a full service before asking the cluster: a burst of refusals then costs no
         # scheduler round trip each (measured: they delayed /healthz under load).
         if self._active >= self.settings.max_active_jobs:
             raise self._full()
         problem = self.cluster.problem()
         if problem:
-            raise JobError(503, "cluster_unavailable", f"{problem}; try again shortly", retry_after=10)
+            raise ClusterUnavailable(f"{problem}; try again shortly", retry_after=10)
         named = job_id is not None
         job_id = check_job_id(job_id) if named else new_job_id()
         with self._lock:
             if self._active >= self.settings.max_active_jobs:
                 raise self._full()
             if job_id in self._jobs and self._jobs[job_id].status != "failed":
-                raise JobError(409, "job_exists", f"job {job_id!r} exists; choose another id", "job_id")
+                raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
             self._active += 1
             job = Job(job_id, request)
             self._jobs[job_id] = job
         try:
             if named and self.store.exists(job_id):
-                raise JobError(409, "job_exists", f"job {job_id!r} exists in the store; choose another id", "job_id")
-        except JobError:
+                raise Conflict(
+                    f"job {job_id!r} exists in the store; choose another id", code="job_exists", field="job_id"
+                )
+        except ServiceError:
             self._finish_bookkeeping(job, forget=True)
             raise
         except Exception as exc:
             self._finish_bookkeeping(job, forget=True)
-            raise JobError(
-                503, "store_unavailable", f"the object store cannot be reached: {type(exc).__name__}"
-            ) from None
+            raise StoreUnavailable(f"the object store cannot be reached: {type(exc).__name__}") from None
         self._runner.submit(self._run, job)
         return job
 
@@ -498,14 +487,11 @@ def _store_errors() -> Iterator[None]:
     """Turn a failed store read into a 503 a person can act on (not a 500)."""
     try:
         yield
-    except JobError:
+    except ServiceError:
         raise
     except Exception as exc:
-        raise JobError(
-            503,
-            "store_unavailable",
-            f"the object store cannot be read now ({type(exc).__name__}); try again shortly",
-            retry_after=10,
+        raise StoreUnavailable(
+            f"the object store cannot be read now ({type(exc).__name__}); try again shortly", retry_after=10
         ) from None
 
 
@@ -530,6 +516,9 @@ def _reason(exc: BaseException, settings: Settings) -> str:
     if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")) or any(
         part in str(exc) for part in unreachable
     ):
-        return f"the object store could not be reached ({name}); check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
+        return (
+            f"the object store could not be reached ({name}); "
+            "check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
+        )
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{name}: {text}" if text else name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_dask_zarr import __version__
+from gateway_dask_zarr.version import __version__
 
 _INTS = r"^[0-9]{1,12}(,[0-9]{1,12}){0,3}$"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -207,10 +208,8 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
         path = self._path(f"{job_id}.zarr")
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(path, recursive=True)
-        except FileNotFoundError:
-            pass
         self.fs.invalidate_cache()
 
     def read(self, job_id: str) -> dict[str, Any] | None:

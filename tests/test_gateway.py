@@ -24,7 +24,7 @@ from gateway_server import BIN, ROOT, GatewayServer
 from helpers import assert_verified, free_port, wait_for
 
 from gateway_dask_zarr import create_app
-from gateway_dask_zarr.cluster import ClusterUnavailable
+from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 
