@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     from gateway_dask_zarr.edge import register_error_handlers
     from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager
+    from gateway_dask_zarr.storage import parse_storage
     from gateway_dask_zarr.store import JobStore
     from gateway_dask_zarr.web import init_web
 
@@ -69,8 +70,9 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
         owned.append(s3)
         store_url, endpoint = f"s3://{s3.bucket}", s3.endpoint_url
     assert store_url is not None
+    backend = parse_storage(store_url, endpoint)
     if cluster is None:
-        cluster = ClusterManager(settings)
+        cluster = ClusterManager(settings, in_process_workers=backend.in_process_workers)
         try:
             cluster.start()
         except Exception:
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
                 part.close()
             raise
         owned.append(cluster)
-    store = JobStore(store_url, endpoint)
+    store = JobStore(backend)
     jobs = JobManager(settings, cluster, store)
     cluster.on_lost(jobs.fail_running)
     service = Service(settings, cluster, store, jobs, public_endpoint or endpoint, owned)

@@ -9,8 +9,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from gateway_dask_zarr.edge import public_document
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
-from gateway_dask_zarr.jobs import JobManager, JobRequest, check_job_id
+from gateway_dask_zarr.jobs import JobManager, check_job_id
 from gateway_dask_zarr.openapi import openapi_document
+from gateway_dask_zarr.params import JobRequest
 
 log = logging.getLogger(__name__)
 

@@ -136,8 +136,17 @@ class _Attempt:
 class ClusterManager:
     """Owns one cluster and its Client for the life of the process (local, gateway or scheduler)."""
 
-    def __init__(self, settings: Settings, *, watch_interval_s: float = 2.0, lost_grace_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        in_process_workers: bool = False,
+        watch_interval_s: float = 2.0,
+        lost_grace_s: float = 10.0,
+    ) -> None:
         self.settings = settings
+        # A store that lives in this process (memory://) needs workers that are threads here.
+        self.in_process_workers = in_process_workers
         self.watch_interval_s = watch_interval_s
         # A client that reconnects within this time keeps its cluster (a proxy restart, a
         # network blip); one that stays disconnected longer has lost it.
@@ -219,9 +228,9 @@ class ClusterManager:
             from distributed import LocalCluster
 
             attempt.stage = "starting a LocalCluster"
-            # memory:// lives in this process, so its workers must be threads here (talking
-            # in-process, with no port); otherwise worker processes on loopback.
-            in_process = (self.settings.store_url or "").startswith("memory://")
+            # Threads of this process (talking in-process, with no port) for a store that
+            # lives here; otherwise worker processes on loopback.
+            in_process = self.in_process_workers
             network = {} if in_process else {"host": "127.0.0.1", "scheduler_port": 0}
             cluster = LocalCluster(
                 n_workers=n,

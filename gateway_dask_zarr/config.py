@@ -15,7 +15,6 @@ CLUSTER_KINDS = ("local", "gateway", "scheduler")
 AUTH_KINDS = ("none", "token", "jupyterhub")
 LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
-STORE_SCHEMES = ("s3", "file", "memory")
 LOG_LEVELS = ("info", "debug", "warning", "error")
 
 # Every variable the app itself reads; the deployment files may set only these (plus the
@@ -108,13 +107,13 @@ def _store_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("STORE_URL", "").strip()
     if not raw:
         return None
-    parsed = urlparse(raw)
-    if parsed.scheme not in STORE_SCHEMES:
-        raise ConfigError("STORE_URL", f"scheme must be s3://, file:// or memory://, got {raw!r}")
-    if parsed.scheme == "s3" and not parsed.netloc:
-        raise ConfigError("STORE_URL", f"an s3:// URL needs a bucket, got {raw!r}")
-    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
-        raise ConfigError("STORE_URL", f"a file:// URL needs an absolute path, got {raw!r}")
+    # Each storage backend judges its own URLs (storage.py); imported here, when a URL is
+    # set, as storage.py loads zarr and obstore.
+    from gateway_dask_zarr.storage import url_problem
+
+    problem = url_problem(raw)
+    if problem:
+        raise ConfigError("STORE_URL", problem)
     return raw.rstrip("/")
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway_dask_zarr.jobs import document_schema
+from gateway_dask_zarr.params import query_parameters, request_schema
 from gateway_dask_zarr.version import __version__
-
-_INTS = r"^[0-9]{1,12}(,[0-9]{1,12}){0,3}$"
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -23,12 +23,7 @@ def _job(description: str) -> dict[str, Any]:
     }
 
 
-_QUERY = [
-    {"name": "shape", "in": "query", "schema": {"type": "string", "pattern": _INTS}, "example": "1000,1000"},
-    {"name": "chunks", "in": "query", "schema": {"type": "string", "pattern": _INTS}, "example": "100,100"},
-    {"name": "dtype", "in": "query", "schema": {"type": "string", "enum": ["float32", "float64"]}},
-    {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
-]
+_QUERY = query_parameters()
 
 _JOB_ID = {
     "name": "job_id",
@@ -47,6 +42,23 @@ _RUN_RESPONSES = {
     "429": _error("too many jobs at once; see Retry-After"),
     "503": _error("the cluster or store is unavailable, or the job failed"),
 }
+
+
+def job_schema() -> dict[str, Any]:
+    """The job document as the API shows it: the jobs layer's document plus the edge's url, endpoint and links."""
+    schema = document_schema()
+    schema["properties"] = {
+        **schema["properties"],
+        "url": {"type": "string"},
+        "endpoint_url": {"type": "string", "nullable": True},
+        "links": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"self": {"type": "string"}, "preview": {"type": "string"}},
+        },
+    }
+    schema["required"] = ["id", "status", "url", "shape", "chunks", "dtype", "seed", "links"]
+    return schema
 
 
 def openapi_document(secured: bool = False) -> dict[str, Any]:
@@ -196,52 +208,8 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                         }
                     },
                 },
-                "JobRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "shape": {
-                            "type": "array",
-                            "items": {"type": "integer", "minimum": 1},
-                            "minItems": 1,
-                            "maxItems": 4,
-                        },
-                        "chunks": {
-                            "type": "array",
-                            "items": {"type": "integer", "minimum": 1},
-                            "minItems": 1,
-                            "maxItems": 4,
-                        },
-                        "dtype": {"type": "string", "enum": ["float32", "float64"]},
-                        "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                    },
-                },
-                "Job": {
-                    "type": "object",
-                    "required": ["id", "status", "url", "shape", "chunks", "dtype", "seed", "links"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "status": {"type": "string", "enum": ["queued", "running", "complete", "failed"]},
-                        "url": {"type": "string"},
-                        "endpoint_url": {"type": "string", "nullable": True},
-                        "shape": {"type": "array", "items": {"type": "integer"}},
-                        "chunks": {"type": "array", "items": {"type": "integer"}},
-                        "dtype": {"type": "string"},
-                        "seed": {"type": "integer"},
-                        "progress": {
-                            "type": "object",
-                            "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}},
-                        },
-                        "chunks_written": {"type": "integer"},
-                        "bytes_written": {"type": "integer"},
-                        "stats": {"type": "object", "nullable": True},
-                        "created": {"type": "string"},
-                        "finished": {"type": "string", "nullable": True},
-                        "seconds": {"type": "number", "nullable": True},
-                        "error": {"type": "string", "nullable": True},
-                        "links": {"type": "object"},
-                    },
-                },
+                "JobRequest": request_schema(),
+                "Job": job_schema(),
             }
         },
     }

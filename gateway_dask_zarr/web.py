@@ -14,6 +14,7 @@ from gateway_dask_zarr.edge import public_document
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.metrics import Metrics
+from gateway_dask_zarr.params import form_fields
 from gateway_dask_zarr.preview import SIZES, preview_png
 from gateway_dask_zarr.version import __version__
 
@@ -95,6 +96,7 @@ def index() -> str:
         store_root=service.store.root,
         endpoint_url=service.public_endpoint_url,
         page_jobs=PAGE_JOBS,
+        form_fields=form_fields(),
         version=__version__,
     )
 
