@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +30,16 @@ class Service:
     jobs: JobManager
     public_endpoint_url: str | None
     owned: list[Any] = field(default_factory=list)
+    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        """Stop jobs, then close what this app started, newest first. Safe to call twice."""
+        """Stop jobs, leave the cluster's callbacks, then close what this app started, newest first.
+
+        Safe to call twice. gunicorn's hooks call it (gunicorn.conf.py); tests close what they make.
+        """
         self.jobs.close()
+        while self.unsubscribe:
+            self.unsubscribe.pop()()
         while self.owned:
             self.owned.pop().close()
 
@@ -43,7 +48,8 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     """Build the app: validate settings, start S3 (embedded default) and the cluster, wire the routes.
 
     A `cluster` passed in (tests share one) is used and not closed; otherwise the app makes
-    its own and closes it at exit.
+    its own, and `app.extensions["gateway"].close()` closes it. The process environment is
+    left as it is: the embedded default's credentials are set by the entry point (app.py).
     """
     # Imported here, not at the top: workers import this package for blocks.py and must
     # not pay for (or need) Flask.
@@ -53,7 +59,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
     from gateway_dask_zarr.edge import register_error_handlers
-    from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
+    from gateway_dask_zarr.embedded_s3 import EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager
     from gateway_dask_zarr.storage import parse_storage
     from gateway_dask_zarr.store import JobStore
@@ -64,8 +70,6 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     owned: list[Any] = []
     store_url, endpoint, public_endpoint = settings.store_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
     if settings.embedded_s3:
-        for name, value in EMBEDDED_CREDENTIALS.items():
-            os.environ.setdefault(name, value)
         s3 = EmbeddedS3().start()
         owned.append(s3)
         store_url, endpoint = f"s3://{s3.bucket}", s3.endpoint_url
@@ -82,9 +86,8 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
         owned.append(cluster)
     store = JobStore(backend)
     jobs = JobManager(settings, cluster, store)
-    cluster.on_lost(jobs.fail_running)
     service = Service(settings, cluster, store, jobs, public_endpoint or endpoint, owned)
-    atexit.register(service.close)
+    service.unsubscribe.append(cluster.on_lost(jobs.fail_running))
 
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,39 @@ from gateway_dask_zarr.storage import StorageBackend
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
+# Complete jobs' documents kept in memory (they never change): enough for the lists people
+# page through, bounded so a long-lived process does not grow with its history.
+DOCUMENTS_CACHED = 10_000
+
+
+class RecentDocuments:
+    """A bounded, thread-safe map of job id to document; the least recently used is forgotten first."""
+
+    def __init__(self, size: int = DOCUMENTS_CACHED) -> None:
+        self._size = size
+        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The document of a job, or None."""
+        with self._lock:
+            document = self._docs.get(job_id)
+            if document is not None:
+                self._docs.move_to_end(job_id)
+            return document
+
+    def put(self, job_id: str, document: dict[str, Any]) -> None:
+        """Keep a document, forgetting the least recently used beyond the size."""
+        with self._lock:
+            self._docs[job_id] = document
+            self._docs.move_to_end(job_id)
+            while len(self._docs) > self._size:
+                self._docs.popitem(last=False)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job's document (its array was deleted)."""
+        with self._lock:
+            self._docs.pop(job_id, None)
 
 
 def codecs_for(compressor: str) -> list[Any]:
@@ -59,7 +94,7 @@ class JobStore:
         self.fs = backend.fs
         # Build the chunk writers' and previews' client now, at start-up, not during the first request.
         _ = backend.worker_store
-        self._docs: dict[str, dict[str, Any]] = {}
+        self._docs = RecentDocuments()
 
     def array_url(self, job_id: str) -> str:
         """The URL of a job's array."""
@@ -76,19 +111,21 @@ class JobStore:
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job."""
         zarr.create_array(self.backend.array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
-        self._docs[job_id] = document
+        self._docs.put(job_id, document)
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
         path = self._path(f"{job_id}.zarr")
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(path, recursive=True)
+        self._docs.forget(job_id)
         self.fs.invalidate_cache()
 
     def read(self, job_id: str) -> dict[str, Any] | None:
         """The stored job document of a complete job, or None."""
-        if job_id in self._docs:
-            return self._docs[job_id]
+        cached = self._docs.get(job_id)
+        if cached is not None:
+            return cached
         try:
             raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
         except FileNotFoundError:
@@ -98,7 +135,7 @@ class JobStore:
     def _remember(self, job_id: str, raw: bytes) -> dict[str, Any] | None:
         document = json.loads(raw).get("attributes", {}).get("gateway")
         if isinstance(document, dict) and document.get("status") == "complete":
-            self._docs[job_id] = document
+            self._docs.put(job_id, document)
             return document
         return None
 
@@ -110,14 +147,17 @@ class JobStore:
         except FileNotFoundError:
             return []
         ids = [e.rstrip("/").rsplit("/", 1)[-1][: -len(".zarr")] for e in entries if e.rstrip("/").endswith(".zarr")]
-        missing = [i for i in ids if i not in self._docs]
+        known = {i: d for i in ids if (d := self._docs.get(i)) is not None}
+        missing = [i for i in ids if i not in known]
         if missing:
             paths = {self._path(f"{i}.zarr", METADATA_KEY): i for i in missing}
             found = self.fs.cat(list(paths), on_error="omit")
             for path, raw in found.items():
-                if isinstance(raw, bytes):
-                    self._remember(paths[self.fs._strip_protocol(path)], raw)
-        docs = [self._docs[i] for i in ids if i in self._docs]
+                job_id = paths[self.fs._strip_protocol(path)]
+                document = self._remember(job_id, raw) if isinstance(raw, bytes) else None
+                if document is not None:
+                    known[job_id] = document
+        docs = list(known.values())
         docs.sort(key=lambda d: d.get("created", ""), reverse=True)
         return docs[:limit]
 

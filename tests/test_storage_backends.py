@@ -20,7 +20,7 @@ from gateway_dask_zarr.storage import (
     parse_storage,
     url_problem,
 )
-from gateway_dask_zarr.store import JobStore, array_kwargs
+from gateway_dask_zarr.store import JobStore, RecentDocuments, array_kwargs
 
 pytestmark = pytest.mark.fast
 
@@ -105,3 +105,14 @@ def test_the_obstore_of_a_backend_is_rooted_at_its_root(tmp_path: Path, scheme: 
     obstore.delete(backend.obstore, "_jobs/a")
     if scheme == "file":
         assert (tmp_path / "_jobs").is_dir() and not (tmp_path / "_jobs" / "a").exists()
+
+
+def test_the_document_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
+    cache = RecentDocuments(size=2)
+    cache.put("a", {"id": "a"})
+    cache.put("b", {"id": "b"})
+    assert cache.get("a") == {"id": "a"}
+    cache.put("c", {"id": "c"})
+    assert cache.get("b") is None and cache.get("a") and cache.get("c")
+    cache.forget("a")
+    assert cache.get("a") is None
