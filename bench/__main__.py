@@ -186,7 +186,8 @@ def measure_app(results: dict[str, Any]) -> None:
         clear_bucket(endpoint)
 
         log(
-            "(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), 3 each, RSS sampled"
+            "(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), "
+            "3 each, RSS sampled"
         )
         big = 1000 * 1000 * 8 + CRC
         time.sleep(1)

@@ -96,9 +96,8 @@ def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], ps
         cmdline = " ".join(child.cmdline())
         if "embedded_s3" in cmdline:
             s3 = child
-        elif "spawn_main" in cmdline or "forkserver" in cmdline:
-            if "resource_tracker" not in cmdline:
-                workers.append(child)
+        elif ("spawn_main" in cmdline or "forkserver" in cmdline) and "resource_tracker" not in cmdline:
+            workers.append(child)
     return app, workers, s3
 
 

@@ -2,29 +2,54 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from distributed import Client
 
 from gateway_dask_zarr.cluster_backends import (
-    CLOSE_TIMEOUT_S,
     Attempt,
     close_all,
     closers,
     cluster_backend,
-    describe,
-    in_thread,
 )
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import ClusterUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class Subscribers:
+    """Callbacks told a reason when the cluster goes away; each subscription can be removed."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
+
+    def add(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Subscribe; return the call that unsubscribes (an app closing on a shared cluster)."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+        def remove() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return remove
+
+    def notify(self, reason: str) -> None:
+        """Call every subscriber with the reason."""
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback(reason)
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
 
 
 class ClusterManager:
@@ -48,60 +73,36 @@ class ClusterManager:
         self._cluster: Any = None
         self._lock = threading.RLock()
         self._reason: str | None = "the Dask cluster is starting"
-        self._closing = threading.Event()
+        self.closing = threading.Event()
         self._attempt: Attempt | None = None
-        self._watchdog: threading.Thread | None = None
-        self._on_lost: list[Callable[[str], None]] = []
+        self._watchdog: Watchdog | None = None
+        self._on_lost = Subscribers()
         self.generation = 0
-
-    # -- start and stop -------------------------------------------------------------------
 
     def start(self) -> ClusterManager:
         """Make (or connect to) the cluster, wait for its workers under a deadline, start the watchdog."""
-        self._connect()
+        self.connect()
         if self._watchdog is None:
-            self._watchdog = threading.Thread(target=self._watch, name="cluster-watchdog", daemon=True)
-            self._watchdog.start()
+            self._watchdog = Watchdog(self).start()
         return self
 
-    def _connect(self) -> None:
+    def connect(self) -> None:
         """One start attempt: everything (gateway requests, cluster start, workers) under one deadline."""
-        deadline = self.settings.cluster_start_timeout_s
         attempt = Attempt()
         with self._lock:
-            if self._closing.is_set():
+            if self.closing.is_set():
                 raise ClusterUnavailable("the app is shutting down")
             self._attempt = attempt
-        # Cluster creation has been seen to hang (an unreachable gateway, a pending pod): run
-        # it in a thread so that the deadline holds whatever the backend does.
-        future = in_thread(partial(self._make, attempt, deadline), "cluster-start")
-        try:
-            cluster, client = future.result(timeout=deadline)
-        except concurrent.futures.TimeoutError:
-            attempt.abandon()
-            raise ClusterUnavailable(
-                f"the Dask cluster ({self.settings.cluster}) did not start within "
-                f"CLUSTER_START_TIMEOUT_S={deadline} s; it was {attempt.stage}"
-            ) from None
-        except Exception as exc:
-            attempt.abandon()
-            if isinstance(exc, ClusterUnavailable):
-                raise
-            raise ClusterUnavailable(
-                f"the Dask cluster ({self.settings.cluster}) could not be started "
-                f"while {attempt.stage}: {describe(exc)}"
-            ) from None
+        cluster, client = self.backend.start(attempt)
         with self._lock:
-            if self._closing.is_set():
-                installed = False
-            else:
+            installed = not self.closing.is_set()
+            if installed:
                 # The parts are the manager's now: a later close() must not undo them twice.
                 attempt.commit()
                 self._attempt = None
                 self._cluster, self._client = cluster, client
                 self._reason = None
                 self.generation += 1
-                installed = True
         if not installed:
             attempt.abandon()
             raise ClusterUnavailable("the app is shutting down")
@@ -112,21 +113,11 @@ class ClusterManager:
             self.dashboard_link,
         )
 
-    def _make(self, attempt: Attempt, deadline: float) -> tuple[Any, Client]:
-        """Make the cluster and client and wait for the workers; runs in the start thread."""
-        n = self.settings.n_workers
-        started = time.monotonic()
-        cluster, client = self.backend.make(attempt, deadline)
-        attempt.keep(partial(client.close, timeout=CLOSE_TIMEOUT_S))
-        attempt.stage = f"waiting for its {n} workers to connect"
-        client.wait_for_workers(n, timeout=max(1.0, deadline - (time.monotonic() - started)))
-        return cluster, client
-
     def close(self) -> None:
         """Stop the watchdog, fail running jobs, shut the cluster down (a gateway cluster is stopped)."""
         reason = "the app is shutting down"
         with self._lock:
-            self._closing.set()
+            self.closing.set()
             cluster, client = self._cluster, self._client
             self._cluster = self._client = None
             self._reason = reason
@@ -135,11 +126,8 @@ class ClusterManager:
             # A replacement being made now must not outlive the app.
             attempt.abandon()
         if client is not None:
-            for callback in list(self._on_lost):
-                callback(reason)
+            self._on_lost.notify(reason)
         close_all(closers(cluster, client))
-
-    # -- state ----------------------------------------------------------------------------
 
     @property
     def client(self) -> Client:
@@ -151,26 +139,9 @@ class ClusterManager:
 
     def problem(self) -> str | None:
         """Why the cluster cannot take work now, or None when it can."""
-        return self._state(count=False)[0]
-
-    def _state(self, *, count: bool) -> tuple[str | None, int]:
-        """The problem (or None) and the number of workers, asking the scheduler at most once.
-
-        Without `count`, a known problem is answered without asking the scheduler.
-        """
         with self._lock:
             reason, client = self._reason, self._client
-        running = client is not None and client.status == "running"
-        if reason is not None and not (count and running):
-            return reason, 0
-        assert client is not None
-        if not running:
-            return f"the Dask client is {client.status}: the connection to the scheduler was lost", 0
-        workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-        if reason is None and workers < 1:
-            # It had its workers when it started (start waits for them): they were lost.
-            reason = "the Dask cluster has lost all its workers"
-        return reason, workers
+        return cluster_state(reason, client, count=False)[0]
 
     @property
     def dashboard_link(self) -> str | None:
@@ -190,7 +161,9 @@ class ClusterManager:
 
     def status(self) -> dict[str, Any]:
         """A small, secret-free summary for the page and the API."""
-        problem, workers = self._state(count=True)
+        with self._lock:
+            reason, client = self._reason, self._client
+        problem, workers = cluster_state(reason, client, count=True)
         return {
             "backend": self.settings.cluster,
             "workers": workers,
@@ -200,57 +173,88 @@ class ClusterManager:
         }
 
     def on_lost(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call `callback(reason)` whenever the cluster goes away under running jobs (lost or closing).
+        """Call `callback(reason)` whenever the cluster goes away (lost or closing); return the unsubscribe."""
+        return self._on_lost.add(callback)
 
-        Returns the call that removes the subscription (an app closing on a shared cluster).
-        """
+    def current_client(self) -> Client | None:
+        """The client now, whatever its state (None while there is none)."""
         with self._lock:
-            self._on_lost.append(callback)
+            return self._client
 
-        def remove() -> None:
-            with self._lock:
-                if callback in self._on_lost:
-                    self._on_lost.remove(callback)
+    def drop(self, reason: str) -> None:
+        """The cluster is lost: forget it (closed aside), tell the subscribers, refuse work with `reason`."""
+        log.warning("%s", reason)
+        with self._lock:
+            old = self._cluster, self._client
+            self._cluster = self._client = None
+            self._reason = reason
+        self._on_lost.notify(reason)
+        # Closing a cluster whose scheduler is gone waits out connect timeouts (about 30 s
+        # measured for a LocalCluster): do it aside, so the replacement starts now.
+        threading.Thread(target=close_all, args=(closers(*old),), name="cluster-close-lost", daemon=True).start()
 
-        return remove
+    def still_lost(self, reason: str) -> None:
+        """A replacement failed: say why, unless the app is closing."""
+        with self._lock:
+            if not self.closing.is_set():
+                self._reason = reason
 
-    # -- the watchdog -----------------------------------------------------------------------
+
+class Watchdog:
+    """Watches a manager's client; a cluster lost for longer than the grace is replaced."""
+
+    def __init__(self, manager: ClusterManager) -> None:
+        self.manager = manager
+        self._thread = threading.Thread(target=self._watch, name="cluster-watchdog", daemon=True)
+
+    def start(self) -> Watchdog:
+        """Start watching, in a daemon thread that ends when the manager closes."""
+        self._thread.start()
+        return self
 
     def _watch(self) -> None:
+        manager = self.manager
         bad_since: float | None = None
-        while not self._closing.wait(self.watch_interval_s):
-            with self._lock:
-                client = self._client
+        while not manager.closing.wait(manager.watch_interval_s):
+            client = manager.current_client()
             if client is None or client.status == "running":
                 bad_since = None
                 continue
             now = time.monotonic()
             bad_since = bad_since or now
             # "connecting" may still recover; "closed" (reconnection given up) will not.
-            if client.status == "connecting" and now - bad_since < self.lost_grace_s:
+            if client.status == "connecting" and now - bad_since < manager.lost_grace_s:
                 continue
             bad_since = None
             self._replace(f"the Dask cluster was lost (client {client.status}); a new one is being made")
 
     def _replace(self, reason: str) -> None:
-        log.warning("%s", reason)
-        with self._lock:
-            old = self._cluster, self._client
-            self._cluster = self._client = None
-            self._reason = reason
-        for callback in list(self._on_lost):
-            callback(reason)
-        # Closing a cluster whose scheduler is gone waits out connect timeouts (about 30 s
-        # measured for a LocalCluster): do it aside, so the replacement starts now.
-        threading.Thread(target=close_all, args=(closers(*old),), name="cluster-close-lost", daemon=True).start()
-        while not self._closing.is_set():
+        manager = self.manager
+        manager.drop(reason)
+        while not manager.closing.is_set():
             try:
-                self._connect()
+                manager.connect()
                 log.info("the Dask cluster was replaced")
                 return
             except Exception as exc:
-                with self._lock:
-                    if not self._closing.is_set():
-                        self._reason = f"the Dask cluster was lost and could not be replaced yet: {exc}"
+                manager.still_lost(f"the Dask cluster was lost and could not be replaced yet: {exc}")
                 log.warning("the Dask cluster could not be replaced yet: %s", exc)
-                self._closing.wait(self.watch_interval_s)
+                manager.closing.wait(manager.watch_interval_s)
+
+
+def cluster_state(reason: str | None, client: Client | None, *, count: bool) -> tuple[str | None, int]:
+    """The problem (or None) and the number of workers, asking the scheduler at most once.
+
+    Without `count`, a known problem is answered without asking the scheduler.
+    """
+    running = client is not None and client.status == "running"
+    if reason is not None and not (count and running):
+        return reason, 0
+    assert client is not None
+    if not running:
+        return f"the Dask client is {client.status}: the connection to the scheduler was lost", 0
+    workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+    if reason is None and workers < 1:
+        # It had its workers when it started (start waits for them): they were lost.
+        reason = "the Dask cluster has lost all its workers"
+    return reason, workers

@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, ClassVar
@@ -149,6 +150,38 @@ class ClusterBackend:
     def make(self, attempt: Attempt, deadline: float) -> tuple[Any, Client]:
         """Make the cluster and its client (not waiting for workers); record undo steps in `attempt`."""
         raise NotImplementedError
+
+    def start(self, attempt: Attempt) -> tuple[Any, Client]:
+        """Make the cluster and wait for its workers, all under CLUSTER_START_TIMEOUT_S; undo on failure."""
+        deadline = self.settings.cluster_start_timeout_s
+        # Cluster creation has been seen to hang (an unreachable gateway, a pending pod): run
+        # it in a thread so that the deadline holds whatever the backend does.
+        future = in_thread(partial(self._make_and_wait, attempt, deadline), "cluster-start")
+        try:
+            return future.result(timeout=deadline)
+        except concurrent.futures.TimeoutError:
+            attempt.abandon()
+            raise ClusterUnavailable(
+                f"the Dask cluster ({self.kind}) did not start within "
+                f"CLUSTER_START_TIMEOUT_S={deadline} s; it was {attempt.stage}"
+            ) from None
+        except Exception as exc:
+            attempt.abandon()
+            if isinstance(exc, ClusterUnavailable):
+                raise
+            raise ClusterUnavailable(
+                f"the Dask cluster ({self.kind}) could not be started while {attempt.stage}: {describe(exc)}"
+            ) from None
+
+    def _make_and_wait(self, attempt: Attempt, deadline: float) -> tuple[Any, Client]:
+        """Make the cluster and client and wait for the workers; runs in the start thread."""
+        n = self.settings.n_workers
+        started = time.monotonic()
+        cluster, client = self.make(attempt, deadline)
+        attempt.keep(partial(client.close, timeout=CLOSE_TIMEOUT_S))
+        attempt.stage = f"waiting for its {n} workers to connect"
+        client.wait_for_workers(n, timeout=max(1.0, deadline - (time.monotonic() - started)))
+        return cluster, client
 
     def name(self, cluster: Any) -> str | None:
         """The cluster's name on its service (None when it has none)."""

@@ -147,8 +147,6 @@ class GatewayServer:
             self.process.kill()
             self.process.wait()
         for child in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
         self.process = None

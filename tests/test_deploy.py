@@ -349,7 +349,7 @@ def test_extra_config_sets_the_commands_and_an_idle_timeout() -> None:
     config = ClusterConfig(config=c)
     assert config.scheduler_cmd == ["dask", "scheduler"]
     assert config.worker_cmd == ["dask", "worker"]
-    assert 0 < config.idle_timeout
+    assert config.idle_timeout > 0
     # Those commands exist with the pinned distributed (the image's).
     for command in (config.scheduler_cmd, config.worker_cmd):
         argv = [str(VENV_BIN / command[0]), *command[1:], "--help"]

@@ -24,9 +24,9 @@ from gateway_server import BIN, ROOT, GatewayServer
 from helpers import assert_verified, free_port, wait_for
 
 from gateway_dask_zarr import create_app
-from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.errors import ClusterUnavailable
 
 # Credentials only the gateway's workers (from ClusterConfig.environment) and the gunicorn
 # app (from its environment) hold; moto accepts any. Distinctive, so a leak is findable.

@@ -52,7 +52,7 @@ def test_make_run_serves_then_stopping_leaves_nothing_running(tmp_path: Path, st
             # What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
             os.killpg(make.pid, signal.SIGINT)
         make.wait(timeout=120)
-        gone, alive = psutil.wait_procs(started, timeout=60)
+        _gone, alive = psutil.wait_procs(started, timeout=60)
         assert alive == [], [p.cmdline() for p in alive]
     finally:
         if make.poll() is None:
