@@ -33,15 +33,16 @@ class Service:
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        """Stop jobs, leave the cluster's callbacks, then close what this app started, newest first.
+        """Stop jobs, close what this app started (newest first), then leave the cluster's callbacks.
 
         Safe to call twice. gunicorn's hooks call it (gunicorn.conf.py); tests close what they make.
         """
         self.jobs.close()
-        while self.unsubscribe:
-            self.unsubscribe.pop()()
         while self.owned:
             self.owned.pop().close()
+        # Only now: closing our own cluster tells the running jobs why they fail.
+        while self.unsubscribe:
+            self.unsubscribe.pop()()
 
 
 def create_app(settings: Settings | None = None, *, cluster: ClusterManager | None = None) -> Flask:

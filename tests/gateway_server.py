@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import requests
-from helpers import free_port
+from serve import free_port
 
 from gateway_dask_zarr.cluster_backends import forget_loop
 
