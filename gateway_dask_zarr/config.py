@@ -217,3 +217,23 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The settings safe to show: every field but the secrets."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's settings from GUNICORN_* (read by gunicorn.conf.py), validated like the others."""
+
+    threads: int = 32
+    timeout_s: int = 360
+    graceful_timeout_s: int = 60
+
+    @classmethod
+    def from_env(cls, cluster_start_timeout_s: int, env: Mapping[str, str] | None = None) -> ServerSettings:
+        """Read GUNICORN_*; the worker timeout defaults to the cluster start timeout + 60 s."""
+        env = os.environ if env is None else env
+        return cls(
+            threads=_int(env, "GUNICORN_THREADS", cls.threads, 1, 1000),
+            # The worker loads the app (and so starts the cluster) before its first heartbeat.
+            timeout_s=_int(env, "GUNICORN_TIMEOUT_S", cluster_start_timeout_s + 60, 1),
+            graceful_timeout_s=_int(env, "GUNICORN_GRACEFUL_TIMEOUT_S", cls.graceful_timeout_s, 1),
+        )

@@ -1,0 +1,122 @@
+"""The JSON HTTP API: job routes, health, readiness, OpenAPI, and JSON error handlers."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from gateway_dask_zarr.edge import public_document
+from gateway_dask_zarr.errors import InvalidParameter, NotFound
+from gateway_dask_zarr.jobs import JobManager, check_job_id
+from gateway_dask_zarr.openapi import openapi_document
+from gateway_dask_zarr.params import JobRequest
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__)
+
+
+def _jobs() -> JobManager:
+    return current_app.extensions["gateway"].jobs
+
+
+def _query_params() -> dict[str, str]:
+    """The query string as a flat dict; a parameter given twice is an error."""
+    params: dict[str, str] = {}
+    for key, values in request.args.lists():
+        if len(values) > 1:
+            raise InvalidParameter(f"parameter {key!r} was given {len(values)} times; give it once", field=key)
+        params[key] = values[0]
+    return params
+
+
+def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
+    service = current_app.extensions["gateway"]
+    job_request = JobRequest.parse(_query_params(), service.settings)
+    job = service.jobs.submit(job_request, job_id)
+    job.ended.wait(service.settings.job_timeout_s + 60)
+    document = public_document(service.jobs.get(job.id) or job.document())
+    if document["status"] == "complete":
+        return jsonify(document), 200
+    body = {
+        "error": {"code": "job_failed", "message": document.get("error") or "the job did not finish"},
+        "job": document,
+    }
+    return jsonify(body), 503
+
+
+@bp.get("/run")
+def run() -> tuple[Response, int]:
+    """Run one job and answer when it has finished."""
+    return _run_and_wait(None)
+
+
+@bp.get("/submit_job/<job_id>")
+def submit_job(job_id: str) -> tuple[Response, int]:
+    """The seed's route: run a job with the caller's id; 409 if the id exists."""
+    return _run_and_wait(check_job_id(job_id))
+
+
+@bp.post("/jobs")
+def create_job() -> tuple[Response, int, dict[str, str]]:
+    """Start a job from a JSON body and answer 202 at once."""
+    body = request.get_json(force=True, silent=True) if request.content_length else {}
+    if not isinstance(body, dict):
+        raise InvalidParameter('the body must be a JSON object such as {"shape": [1000, 1000]}', code="invalid_body")
+    service = current_app.extensions["gateway"]
+    job = service.jobs.submit(JobRequest.parse(body, service.settings))
+    document = public_document(job.document())
+    return jsonify(document), 202, {"Location": document["links"]["self"]}
+
+
+@bp.get("/jobs")
+def list_jobs() -> Response:
+    """Recent jobs, newest first."""
+    params = _query_params()
+    unknown = sorted(set(params) - {"limit"})
+    if unknown:
+        raise InvalidParameter(
+            f"unknown parameter {unknown[0]!r}; known: limit", code="unknown_parameter", field=unknown[0]
+        )
+    raw = params.get("limit", "50")
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
+        raise InvalidParameter(f"limit must be an integer from 1 to 1000, got {raw!r}", field="limit")
+    return jsonify({"jobs": [public_document(d) for d in _jobs().list(int(raw))]})
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    """One job document."""
+    document = _jobs().get(check_job_id(job_id))
+    if document is None:
+        raise NotFound(f"no job {job_id!r}")
+    return jsonify(public_document(document))
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness: the process answers. Touches neither cluster nor store."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Readiness: the cluster has workers and the store is writable."""
+    service = current_app.extensions["gateway"]
+    problem = service.cluster.problem()
+    if problem is None:
+        try:
+            service.store.check_writable()
+        except Exception as exc:
+            problem = f"the object store is not writable: {type(exc).__name__}"
+    if problem:
+        return jsonify({"status": "unavailable", "reason": problem}), 503
+    return jsonify({"status": "ready", "cluster": service.cluster.status()}), 200
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 document of this API."""
+    return jsonify(openapi_document(secured=current_app.extensions["gateway"].settings.auth != "none"))

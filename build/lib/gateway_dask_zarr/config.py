@@ -1,0 +1,219 @@
+"""Settings read from the environment and validated once, at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlparse
+
+from dask.utils import parse_bytes
+
+CLUSTER_KINDS = ("local", "gateway", "scheduler")
+AUTH_KINDS = ("none", "token", "jupyterhub")
+LOG_FORMATS = ("text", "json")
+COMPRESSORS = ("none", "zstd", "blosc", "gzip")
+LOG_LEVELS = ("info", "debug", "warning", "error")
+
+# Every variable the app itself reads; the deployment files may set only these (plus the
+# AWS_* and DASK_* families that botocore and dask read on their own).
+KNOWN_ENV: frozenset[str] = frozenset(
+    {
+        "CLUSTER",
+        "N_WORKERS",
+        "SCHEDULER_ADDRESS",
+        "DASK_GATEWAY_CLUSTER_OPTIONS",
+        "CLUSTER_START_TIMEOUT_S",
+        "STORE_URL",
+        "S3_ENDPOINT_URL",
+        "S3_PUBLIC_ENDPOINT_URL",
+        "MAX_ARRAY_BYTES",
+        "MAX_CHUNK_BYTES",
+        "MIN_CHUNK_BYTES",
+        "MAX_CHUNKS",
+        "MAX_ACTIVE_JOBS",
+        "JOB_TIMEOUT_S",
+        "COMPRESSOR",
+        "AUTH",
+        "API_TOKENS",
+        "JUPYTERHUB_API_URL",
+        "JUPYTERHUB_API_TOKEN",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
+        "HOST",
+        "PORT",
+        "GUNICORN_THREADS",
+        "GUNICORN_TIMEOUT_S",
+        "GUNICORN_GRACEFUL_TIMEOUT_S",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected an integer, got {raw!r}") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ConfigError(name, f"must be {bound}, got {value}")
+    return value
+
+
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = parse_bytes(raw)
+    except (ValueError, TypeError):
+        raise ConfigError(name, f"expected a size such as 16GiB or 1048576, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(name, f"must be positive, got {raw!r}")
+    return int(value)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(name, f"expected an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _store_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("STORE_URL", "").strip()
+    if not raw:
+        return None
+    # Each storage backend judges its own URLs (storage.py); imported here, when a URL is
+    # set, as storage.py loads zarr and obstore.
+    from gateway_dask_zarr.storage import url_problem
+
+    problem = url_problem(raw)
+    if problem:
+        raise ConfigError("STORE_URL", problem)
+    return raw.rstrip("/")
+
+
+def _cluster_options(env: Mapping[str, str]) -> dict[str, Any]:
+    raw = env.get("DASK_GATEWAY_CLUSTER_OPTIONS", "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("DASK_GATEWAY_CLUSTER_OPTIONS", f"not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError("DASK_GATEWAY_CLUSTER_OPTIONS", "must be a JSON object")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The app's validated configuration; secrets are kept out of repr."""
+
+    cluster: str = "local"
+    n_workers: int = 3
+    scheduler_address: str | None = None
+    gateway_cluster_options: dict[str, Any] = field(default_factory=dict)
+    cluster_start_timeout_s: int = 300
+    store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    max_array_bytes: int = 16 * 2**30
+    max_chunk_bytes: int = 256 * 2**20
+    min_chunk_bytes: int = 2**10
+    max_chunks: int = 100_000
+    max_active_jobs: int = 8
+    job_timeout_s: int = 600
+    compressor: str = "none"
+    auth: str = "none"
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    jupyterhub_api_url: str | None = None
+    jupyterhub_api_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise ConfigError naming the first bad one."""
+        env = os.environ if env is None else env
+        cluster = _choice(env, "CLUSTER", CLUSTER_KINDS)
+        scheduler_address = env.get("SCHEDULER_ADDRESS", "").strip() or None
+        if cluster == "scheduler" and not scheduler_address:
+            raise ConfigError("SCHEDULER_ADDRESS", "is required when CLUSTER=scheduler")
+        auth = _choice(env, "AUTH", AUTH_KINDS)
+        api_tokens = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
+        if auth == "token" and not api_tokens:
+            raise ConfigError("API_TOKENS", "is required (comma-separated) when AUTH=token")
+        if auth == "token" and any(len(t) < 16 for t in api_tokens):
+            raise ConfigError("API_TOKENS", "each token must be at least 16 characters")
+        hub_url = _url(env, "JUPYTERHUB_API_URL")
+        hub_token = env.get("JUPYTERHUB_API_TOKEN", "").strip() or None
+        if auth == "jupyterhub" and not (hub_url and hub_token):
+            raise ConfigError("JUPYTERHUB_API_URL", "and JUPYTERHUB_API_TOKEN are required when AUTH=jupyterhub")
+        settings = cls(
+            cluster=cluster,
+            n_workers=_int(env, "N_WORKERS", 3, 1, 100),
+            scheduler_address=scheduler_address,
+            gateway_cluster_options=_cluster_options(env),
+            cluster_start_timeout_s=_int(env, "CLUSTER_START_TIMEOUT_S", 300, 1),
+            store_url=_store_url(env),
+            s3_endpoint_url=_url(env, "S3_ENDPOINT_URL"),
+            s3_public_endpoint_url=_url(env, "S3_PUBLIC_ENDPOINT_URL"),
+            max_array_bytes=_bytes(env, "MAX_ARRAY_BYTES", cls.max_array_bytes),
+            max_chunk_bytes=_bytes(env, "MAX_CHUNK_BYTES", cls.max_chunk_bytes),
+            min_chunk_bytes=_bytes(env, "MIN_CHUNK_BYTES", cls.min_chunk_bytes),
+            max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
+            max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
+            job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
+            compressor=_choice(env, "COMPRESSOR", COMPRESSORS),
+            auth=auth,
+            api_tokens=api_tokens,
+            jupyterhub_api_url=hub_url,
+            jupyterhub_api_token=hub_token,
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
+            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Check the rules that relate two settings to each other."""
+        if self.min_chunk_bytes > self.max_chunk_bytes:
+            raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
+        if self.max_chunk_bytes > self.max_array_bytes:
+            raise ConfigError("MAX_CHUNK_BYTES", "must not exceed MAX_ARRAY_BYTES")
+        if self.cluster != "local" and self.store_url is not None and self.store_url.startswith("memory"):
+            raise ConfigError("STORE_URL", "memory:// works only with CLUSTER=local (tests)")
+
+    @property
+    def embedded_s3(self) -> bool:
+        """True when the app must start its own loopback S3 server (STORE_URL unset)."""
+        return self.store_url is None
+
+    def public(self) -> dict[str, Any]:
+        """The settings safe to show: every field but the secrets."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}

@@ -1,0 +1,79 @@
+"""Prometheus metrics of one app: jobs, chunks and bytes written, active jobs, cluster workers, HTTP requests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from gateway_dask_zarr.jobs import Job, JobManager
+
+log = logging.getLogger(__name__)
+
+# Seconds, from a small array on an idle cluster to JOB_TIMEOUT_S's default and beyond.
+DURATION_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    """The app's metrics in a registry of its own (tests build many apps in one process)."""
+
+    def __init__(self, jobs: JobManager, cluster: Any) -> None:
+        self.registry = CollectorRegistry()
+        self._cluster = cluster
+        self.jobs = Counter("gateway_jobs", "Jobs that ended, by final status", ["status"], registry=self.registry)
+        self.duration = Histogram(
+            "gateway_job_duration_seconds",
+            "Wall time of jobs that ended, by final status",
+            ["status"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.chunks = Counter("gateway_chunks_written", "Chunks written by complete jobs", registry=self.registry)
+        self.bytes = Counter(
+            "gateway_bytes_written", "Array bytes (uncompressed) written by complete jobs", registry=self.registry
+        )
+        self.active = Gauge("gateway_active_jobs", "Jobs queued or running now", registry=self.registry)
+        self.active.set_function(lambda: jobs.active)
+        self.workers = Gauge("gateway_cluster_workers", "Workers the Dask cluster has now", registry=self.registry)
+        self.workers.set_function(self._workers)
+        self.requests = Counter(
+            "gateway_http_requests",
+            "HTTP requests by method, route (the URL rule) and status code",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        for status in ("complete", "failed"):
+            self.jobs.labels(status)
+            self.duration.labels(status)
+
+    def _workers(self) -> float:
+        # A scrape must not fail because the cluster is being replaced: it then has 0 workers.
+        try:
+            return float(self._cluster.status()["workers"])
+        except Exception as exc:
+            log.debug("cluster status unavailable for metrics: %s", type(exc).__name__)
+            return 0.0
+
+    def job_ended(self, job: Job) -> None:
+        """Count a job that ended (a JobManager listener)."""
+        self.jobs.labels(job.status).inc()
+        if job.seconds is not None:
+            self.duration.labels(job.status).observe(job.seconds)
+        if job.status == "complete":
+            self.chunks.inc(job.chunks_written)
+            self.bytes.inc(job.bytes_written)
+
+    def request_done(self, method: str, route: str, status: int) -> None:
+        """Count one HTTP request."""
+        self.requests.labels(method, route, str(status)).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

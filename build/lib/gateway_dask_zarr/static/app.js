@@ -1,0 +1,238 @@
+// gateway-dask-zarr's page: submit jobs, follow their progress, show previews. Plain JS, no build step.
+(function () {
+  "use strict";
+
+  const POLL_MS = 500; // a running job's progress
+  const LIST_MS = 10000; // jobs started elsewhere (curl, notebooks)
+
+  const form = document.getElementById("run-form");
+  const button = document.getElementById("run-button");
+  const formError = document.getElementById("form-error");
+  const formStatus = document.getElementById("form-status");
+  const list = document.getElementById("jobs");
+  const empty = document.getElementById("jobs-empty");
+  const template = document.getElementById("job-template");
+  const following = new Set();
+
+  class ApiError extends Error {
+    constructor(message, status, code, field) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.field = field;
+    }
+  }
+
+  // Every API error is {"error": {"code", "message", "field"}}; anything else still reads as a sentence.
+  async function api(method, url, body) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method: method,
+        headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError("The gateway could not be reached. Is it running? (" + err.message + ")", 0, "network");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = data && data.error;
+      const message = error && error.message ? error.message : "The gateway answered " + response.status + " " + response.statusText + ".";
+      throw new ApiError(message, response.status, error && error.code, error && error.field);
+    }
+    return data;
+  }
+
+  function humanBytes(n) {
+    if (n === null || n === undefined) return "";
+    const units = ["B", "kB", "MB", "GB", "TB"];
+    let i = 0;
+    while (Math.abs(n) >= 1000 && i < units.length - 1) {
+      n /= 1000;
+      i += 1;
+    }
+    return i === 0 ? n.toFixed(0) + " B" : n.toFixed(1) + " " + units[i];
+  }
+
+  function field(row, name) {
+    return row.querySelector('[data-field="' + name + '"]');
+  }
+
+  // Update a row in place from a job document.
+  function fill(row, job) {
+    const progress = job.progress || { done: 0, total: 0 };
+    const pct = progress.total ? (100 * progress.done) / progress.total : 0;
+    row.dataset.id = job.id;
+    row.dataset.status = job.status;
+    row.dataset.created = job.created || "";
+    field(row, "self").textContent = job.id;
+    field(row, "self").href = job.links.self;
+    field(row, "status").textContent = job.status;
+    field(row, "shape").textContent = job.shape.join(" × ");
+    field(row, "chunks").textContent = job.chunks.join(" × ");
+    field(row, "dtype").textContent = job.dtype;
+    field(row, "seed").textContent = String(job.seed);
+    const bar = row.querySelector(".progress");
+    bar.setAttribute("aria-valuemax", String(progress.total));
+    bar.setAttribute("aria-valuenow", String(progress.done));
+    bar.firstElementChild.style.width = pct.toFixed(1) + "%";
+    field(row, "progress-text").textContent = progress.done + " / " + progress.total + " chunks";
+    field(row, "summary").textContent =
+      job.status === "complete"
+        ? humanBytes(job.bytes_written) + " in " + job.seconds + " s" + (job.stats ? " · mean " + job.stats.mean.toFixed(4) : "")
+        : "";
+    field(row, "error").textContent = job.error || "";
+    field(row, "url").textContent = job.url || "";
+    const img = field(row, "preview");
+    const link = field(row, "preview-link");
+    if (job.status === "complete") {
+      const thumb = job.links.preview + "?size=thumb";
+      if (img.getAttribute("src") !== thumb) {
+        img.alt = "preview of " + job.id;
+        img.src = thumb;
+        img.hidden = false;
+        link.href = job.links.preview;
+      }
+      field(row, "thumb-note").textContent = "";
+    } else {
+      field(row, "thumb-note").textContent = job.status === "running" ? Math.floor(pct) + "%" : job.status;
+    }
+  }
+
+  function rowFor(id) {
+    for (const row of list.children) {
+      if (row.dataset.id === id) return row;
+    }
+    return null;
+  }
+
+  // Show a job: update its row, or add one in created order (newest first).
+  function show(job) {
+    let row = rowFor(job.id);
+    if (!row) {
+      row = template.content.firstElementChild.cloneNode(true);
+      const before = Array.from(list.children).find(function (r) {
+        return (r.dataset.created || "") < (job.created || "");
+      });
+      list.insertBefore(row, before || null);
+    }
+    fill(row, job);
+    empty.hidden = true;
+    return row;
+  }
+
+  function sleep(ms) {
+    return new Promise(function (resolve) {
+      setTimeout(resolve, ms);
+    });
+  }
+
+  // Poll one job until it has ended.
+  async function follow(job) {
+    if (following.has(job.id)) return;
+    following.add(job.id);
+    const url = job.links.self;
+    try {
+      while (job.status === "queued" || job.status === "running") {
+        await sleep(POLL_MS);
+        try {
+          job = await api("GET", url);
+          show(job);
+        } catch (err) {
+          const row = rowFor(job.id);
+          if (row) field(row, "error").textContent = err.message;
+          if (err.status === 404) return;
+          await sleep(2 * POLL_MS);
+        }
+      }
+    } finally {
+      following.delete(job.id);
+    }
+  }
+
+  function showFormError(err) {
+    formError.textContent = "";
+    const title = document.createElement("strong");
+    title.textContent = err.status ? "The job was refused (" + err.status + (err.code ? ", " + err.code : "") + ")" : "No answer";
+    formError.append(title, document.createTextNode(err.message));
+    formError.hidden = false;
+    if (err.field && form.elements[err.field]) {
+      form.elements[err.field].setAttribute("aria-invalid", "true");
+      form.elements[err.field].focus();
+    }
+  }
+
+  function clearFormError() {
+    formError.hidden = true;
+    formError.textContent = "";
+    for (const el of form.elements) el.removeAttribute("aria-invalid");
+  }
+
+  // The server validates; the page sends what was typed and shows what the server says.
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    clearFormError();
+    const body = {};
+    // The fields come from the server's parameter declarations (params.py).
+    for (const el of form.querySelectorAll("[data-param]")) {
+      const value = el.value.trim();
+      if (value !== "") body[el.name] = value;
+    }
+    button.disabled = true;
+    formStatus.textContent = "Submitting…";
+    try {
+      const job = await api("POST", form.action, body);
+      formStatus.textContent = "Started " + job.id;
+      show(job);
+      follow(job);
+    } catch (err) {
+      formStatus.textContent = "";
+      showFormError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  list.addEventListener("click", function (event) {
+    const copy = event.target.closest("button.copy");
+    if (!copy) return;
+    const text = field(copy.closest(".job"), "url").textContent;
+    const done = function () {
+      copy.textContent = "Copied";
+      setTimeout(function () {
+        copy.textContent = "Copy";
+      }, 1500);
+    };
+    if (navigator.clipboard) {
+      navigator.clipboard.writeText(text).then(done, function () {});
+    }
+  });
+
+  async function refresh() {
+    try {
+      const data = await api("GET", list.dataset.jobsUrl);
+      for (const job of data.jobs) {
+        show(job);
+        if (job.status === "queued" || job.status === "running") follow(job);
+      }
+    } catch (err) {
+      // The next refresh tries again; a job being followed reports its own errors.
+    }
+  }
+
+  for (const row of list.children) {
+    const status = row.dataset.status;
+    if (status === "queued" || status === "running") {
+      follow({ id: row.dataset.id, status: status, links: { self: field(row, "self").getAttribute("href") } });
+    }
+  }
+  setInterval(function () {
+    if (!document.hidden) refresh();
+  }, LIST_MS);
+})();

@@ -1,0 +1,172 @@
+"""The job arrays' format (codecs, metadata) and the JobStore: publishing, deleting, listing and reading jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+
+from gateway_dask_zarr.storage import StorageBackend
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "zarr.json"
+# Complete jobs' documents kept in memory (they never change): enough for the lists people
+# page through, bounded so a long-lived process does not grow with its history.
+DOCUMENTS_CACHED = 10_000
+
+
+class RecentDocuments:
+    """A bounded, thread-safe map of job id to document; the least recently used is forgotten first."""
+
+    def __init__(self, size: int = DOCUMENTS_CACHED) -> None:
+        self._size = size
+        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The document of a job, or None."""
+        with self._lock:
+            document = self._docs.get(job_id)
+            if document is not None:
+                self._docs.move_to_end(job_id)
+            return document
+
+    def put(self, job_id: str, document: dict[str, Any]) -> None:
+        """Keep a document, forgetting the least recently used beyond the size."""
+        with self._lock:
+            self._docs[job_id] = document
+            self._docs.move_to_end(job_id)
+            while len(self._docs) > self._size:
+                self._docs.popitem(last=False)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job's document (its array was deleted)."""
+        with self._lock:
+            self._docs.pop(job_id, None)
+
+
+def codecs_for(compressor: str) -> list[Any]:
+    """The bytes-to-bytes codecs: an optional compressor, then crc32c for per-chunk integrity."""
+    choices: dict[str, list[Any]] = {
+        "none": [],
+        "zstd": [ZstdCodec(level=3)],
+        "blosc": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
+        "gzip": [GzipCodec(level=5)],
+    }
+    return [*choices[compressor], Crc32cCodec()]
+
+
+def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
+    """The zarr.create_array arguments every job array is made with."""
+    return {
+        "shape": shape,
+        "chunks": chunks,
+        "dtype": dtype,
+        "fill_value": np.nan,
+        "compressors": codecs_for(compressor),
+        "filters": None,
+        "dimension_names": ["y", "x"] if len(shape) == 2 else None,
+        "config": {"write_empty_chunks": True},
+    }
+
+
+def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
+    """The array's zarr v3 metadata as a dict, built in memory: nothing is written."""
+    array = zarr.create_array(zarr.storage.MemoryStore(), **array_kwargs(shape, chunks, dtype, compressor))
+    return array.metadata.to_dict()
+
+
+class JobStore:
+    """The root of all job arrays: publishing, deleting, listing and reading job documents."""
+
+    def __init__(self, backend: StorageBackend) -> None:
+        self.backend = backend
+        self.root = backend.root
+        self.fs = backend.fs
+        # Build the chunk writers' and previews' client now, at start-up, not during the first request.
+        _ = backend.worker_store
+        self._docs = RecentDocuments()
+
+    def array_url(self, job_id: str) -> str:
+        """The URL of a job's array."""
+        return self.backend.array_url(job_id)
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.fs._strip_protocol(self.root), *parts])
+
+    def exists(self, job_id: str) -> bool:
+        """True if anything at all is stored under the job's array path."""
+        self.fs.invalidate_cache()
+        return bool(self.fs.find(self._path(f"{job_id}.zarr")))
+
+    def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
+        """Write the array's zarr.json with the job document: the last write of a job."""
+        zarr.create_array(self.backend.array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
+        self._docs.put(job_id, document)
+
+    def delete(self, job_id: str) -> None:
+        """Delete every object under the job's array path."""
+        path = self._path(f"{job_id}.zarr")
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(path, recursive=True)
+        self._docs.forget(job_id)
+        self.fs.invalidate_cache()
+
+    def read(self, job_id: str) -> dict[str, Any] | None:
+        """The stored job document of a complete job, or None."""
+        cached = self._docs.get(job_id)
+        if cached is not None:
+            return cached
+        try:
+            raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
+        except FileNotFoundError:
+            return None
+        return self._remember(job_id, raw)
+
+    def _remember(self, job_id: str, raw: bytes) -> dict[str, Any] | None:
+        document = json.loads(raw).get("attributes", {}).get("gateway")
+        if isinstance(document, dict) and document.get("status") == "complete":
+            self._docs.put(job_id, document)
+            return document
+        return None
+
+    def list(self, limit: int) -> list[dict[str, Any]]:
+        """Complete jobs, newest first by their `created` attribute."""
+        self.fs.invalidate_cache()
+        try:
+            entries = self.fs.ls(self._path(), detail=False)
+        except FileNotFoundError:
+            return []
+        ids = [e.rstrip("/").rsplit("/", 1)[-1][: -len(".zarr")] for e in entries if e.rstrip("/").endswith(".zarr")]
+        known = {i: d for i in ids if (d := self._docs.get(i)) is not None}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            paths = {self._path(f"{i}.zarr", METADATA_KEY): i for i in missing}
+            found = self.fs.cat(list(paths), on_error="omit")
+            for path, raw in found.items():
+                job_id = paths[self.fs._strip_protocol(path)]
+                document = self._remember(job_id, raw) if isinstance(raw, bytes) else None
+                if document is not None:
+                    known[job_id] = document
+        docs = list(known.values())
+        docs.sort(key=lambda d: d.get("created", ""), reverse=True)
+        return docs[:limit]
+
+    def open_array(self, job_id: str) -> zarr.Array:
+        """Open a job's published array for reading, through this process's shared store."""
+        return zarr.open_array(self.backend.worker_store, path=f"{job_id}.zarr", mode="r")
+
+    def check_writable(self) -> None:
+        """Write and delete a small probe object; raise if the store cannot be written."""
+        path = self._path(f".readyz-{uuid.uuid4().hex}")
+        self.backend.probe_fs.pipe_file(path, b"ok")
+        self.backend.probe_fs.rm_file(path)

@@ -1,0 +1,156 @@
+"""What people see: the web page, array previews and the Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, render_template, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gateway_dask_zarr.edge import public_document
+from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
+from gateway_dask_zarr.jobs import check_job_id
+from gateway_dask_zarr.metrics import Metrics
+from gateway_dask_zarr.params import form_fields
+from gateway_dask_zarr.preview import SIZES, preview_png
+from gateway_dask_zarr.version import __version__
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("web", __name__)
+
+PAGE_JOBS = 20
+PREVIEWS_CACHED = 128
+
+
+class PreviewCache:
+    """PNG previews of complete jobs, newest used kept: a complete array never changes."""
+
+    def __init__(self, size: int = PREVIEWS_CACHED) -> None:
+        self._size = size
+        self._pngs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        """The cached PNG of (job id, size), or None."""
+        with self._lock:
+            png = self._pngs.get(key)
+            if png is not None:
+                self._pngs.move_to_end(key)
+            return png
+
+    def put(self, key: tuple[str, str], png: bytes) -> None:
+        """Keep a PNG, forgetting the least recently used beyond the size."""
+        with self._lock:
+            self._pngs[key] = png
+            while len(self._pngs) > self._size:
+                self._pngs.popitem(last=False)
+
+
+def human_bytes(n: float | None) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as S3 bills them)."""
+    if n is None:
+        return ""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _service() -> Any:
+    return current_app.extensions["gateway"]
+
+
+@bp.get("/")
+def index() -> str:
+    """The page: run form, recent jobs with progress and previews, cluster state."""
+    service = _service()
+    try:
+        cluster = service.cluster.status()
+    except Exception as exc:
+        cluster = {
+            "backend": service.settings.cluster,
+            "workers": 0,
+            "expected_workers": service.settings.n_workers,
+            "dashboard": None,
+            "problem": f"the cluster state cannot be read: {type(exc).__name__}",
+        }
+    jobs_error = None
+    try:
+        jobs = [public_document(d) for d in service.jobs.list(PAGE_JOBS)]
+    except Exception as exc:
+        log.warning("the page could not list jobs: %s", type(exc).__name__)
+        jobs, jobs_error = (
+            [],
+            f"The job list could not be read from the store ({type(exc).__name__}); new jobs still show here.",
+        )
+    return render_template(
+        "index.html",
+        cluster=cluster,
+        jobs=jobs,
+        jobs_error=jobs_error,
+        store_root=service.store.root,
+        endpoint_url=service.public_endpoint_url,
+        page_jobs=PAGE_JOBS,
+        form_fields=form_fields(),
+        version=__version__,
+    )
+
+
+@bp.get("/jobs/<job_id>/preview.png")
+def preview(job_id: str) -> Response:
+    """A PNG picture of a complete job's array (`size=thumb` for a bare thumbnail), from a bounded strided read."""
+    service = _service()
+    document = service.jobs.get(check_job_id(job_id))
+    if document is None:
+        raise NotFound(f"no job {job_id!r}")
+    if document["status"] != "complete":
+        raise Conflict(
+            f"job {job_id!r} is {document['status']}; a preview exists once it is complete", code="job_not_complete"
+        )
+    size = request.args.get("size", "full")
+    if size not in SIZES:
+        raise InvalidParameter(f"size must be one of {', '.join(SIZES)}, got {size!r}", field="size")
+    cache: PreviewCache = current_app.extensions["previews"]
+    png = cache.get((job_id, size))
+    if png is None:
+        try:
+            png = preview_png(service.store.open_array(job_id), document, size)
+        except Exception as exc:
+            log.warning("preview of job %s failed: %s: %s", job_id, type(exc).__name__, exc)
+            raise Unavailable(
+                f"the array of job {job_id!r} could not be read for a preview ({type(exc).__name__}); "
+                "try again shortly",
+                code="preview_unavailable",
+            ) from None
+        cache.put((job_id, size), png)
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format."""
+    return Response(current_app.extensions["metrics"].render(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _count_request(response: Response) -> Response:
+    # The URL rule, not the raw path, so job ids do not make one time series each.
+    rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    current_app.extensions["metrics"].request_done(request.method, rule, response.status_code)
+    return response
+
+
+def init_web(app: Flask) -> None:
+    """Add the page, previews and metrics to an app made by create_app."""
+    service = app.extensions["gateway"]
+    metrics_ = Metrics(service.jobs, service.cluster)
+    service.jobs.listeners.append(metrics_.job_ended)
+    app.extensions["metrics"] = metrics_
+    app.extensions["previews"] = PreviewCache()
+    app.jinja_env.filters["human_bytes"] = human_bytes
+    app.register_blueprint(bp)
+    app.after_request(_count_request)
