@@ -33,7 +33,7 @@ VENV_BIN = Path(sys.executable).parent
 CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # The dask-gateway chart's minimum (its Chart.yaml kubeVersion) and the newest bundled schema.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
-# The Helm release name the README installs the dask-gateway chart as.
+# The Helm release name docs/deploying.md installs the dask-gateway chart as.
 RELEASE = "dask-gateway"
 SECRET = "awsconfig"
 # Variables the deployment may set beyond the app's own (KNOWN_ENV): those botocore and dask
@@ -478,8 +478,8 @@ def test_checkov_finds_no_unaddressed_issue() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_readme_walkthrough_uses_these_files_and_names() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_deploying_walkthrough_uses_these_files_and_names() -> None:
+    readme = (ROOT / "docs" / "deploying.md").read_text()
     assert "kubectl create secret generic awsconfig --from-env-file=deploy/awsconfig.env" in readme
     assert f"helm upgrade --install {RELEASE} dask/dask-gateway" in readme
     assert "--values dask_gateway_config.yaml" in readme
