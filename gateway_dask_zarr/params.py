@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.errors import InvalidParameter, TooLarge
+from gateway_dask_zarr.errors import InvalidParameter, ServiceError, TooLarge
 
 MAX_NDIM = 4
 MAX_LENGTH = 10**12
@@ -236,30 +236,41 @@ class JobRequest:
 
     def check_limits(self, settings: Settings) -> None:
         """Refuse arrays, chunks or chunk counts beyond the configured limits."""
-        shape, chunks = list(self.shape), list(self.chunks)
-        if self.nbytes > settings.max_array_bytes:
-            raise TooLarge(
-                f"shape {shape} makes an array of {self.nbytes} bytes; "
+        shape, chunks, size, chunk_size = list(self.shape), list(self.chunks), self.nbytes, self.chunk_bytes
+        # (over the limit, the error, its code, the field at fault, the message)
+        limits: tuple[tuple[bool, type[ServiceError], str, str, str], ...] = (
+            (
+                size > settings.max_array_bytes,
+                TooLarge,
+                "array_too_large",
+                "shape",
+                f"shape {shape} makes an array of {size} bytes; "
                 f"MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
-                code="array_too_large",
-                field="shape",
-            )
-        if self.chunk_bytes > settings.max_chunk_bytes:
-            raise TooLarge(
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; "
-                f"MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
-                code="chunk_too_large",
-                field="chunks",
-            )
-        if self.chunk_bytes < min(settings.min_chunk_bytes, self.nbytes):
-            raise _bad(
+            ),
+            (
+                chunk_size > settings.max_chunk_bytes,
+                TooLarge,
+                "chunk_too_large",
                 "chunks",
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; "
+                f"chunks {chunks} make chunks of {chunk_size} bytes; "
+                f"MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
+            ),
+            (
+                chunk_size < min(settings.min_chunk_bytes, size),
+                InvalidParameter,
+                "invalid_parameter",
+                "chunks",
+                f"chunks {chunks} make chunks of {chunk_size} bytes; "
                 f"MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
-            )
-        if self.n_chunks > settings.max_chunks:
-            raise TooLarge(
+            ),
+            (
+                self.n_chunks > settings.max_chunks,
+                TooLarge,
+                "too_many_chunks",
+                "chunks",
                 f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks",
-                code="too_many_chunks",
-                field="chunks",
-            )
+            ),
+        )
+        for over, error, code, field, message in limits:
+            if over:
+                raise error(message, code=code, field=field)
