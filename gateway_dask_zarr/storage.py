@@ -13,6 +13,7 @@ from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
+import botocore.exceptions
 import fsspec
 import obstore.store
 from zarr.abc.store import Store
@@ -98,8 +99,14 @@ class S3Backend(StorageBackend):
 
     scheme = "s3"
     put_bound_s = float(S3_PUT_BOUND_S)
-    # botocore's names for a request that never got an answer, and obstore's words for it.
-    UNREACHABLE_TYPES = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError")
+    # botocore's errors for a request that never got an answer (the app's s3fs), and
+    # obstore's words for it (the workers' chunk PUTs: its errors say it only in text).
+    UNREACHABLE_TYPES = (
+        botocore.exceptions.EndpointConnectionError,
+        botocore.exceptions.ConnectTimeoutError,
+        botocore.exceptions.ReadTimeoutError,
+        botocore.exceptions.ConnectionClosedError,
+    )
     UNREACHABLE_WORDS = ("error sending request", "operation timed out", "timed out")
 
     @classmethod
@@ -180,7 +187,7 @@ class S3Backend(StorageBackend):
     def describe(self, exc: BaseException) -> str | None:
         """An unreachable endpoint, in words that say what to check."""
         name = type(exc).__name__
-        if name in self.UNREACHABLE_TYPES or any(w in str(exc) for w in self.UNREACHABLE_WORDS):
+        if isinstance(exc, self.UNREACHABLE_TYPES) or any(w in str(exc) for w in self.UNREACHABLE_WORDS):
             return (
                 f"the object store could not be reached ({name}); "
                 "check that it is up and S3_ENDPOINT_URL is right, then submit the job again"

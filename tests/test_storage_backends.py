@@ -8,6 +8,7 @@ from pathlib import Path
 import obstore
 import pytest
 import zarr
+from botocore.exceptions import EndpointConnectionError
 from obstore.exceptions import AlreadyExistsError
 
 from gateway_dask_zarr.params import JobRequest
@@ -65,6 +66,8 @@ def test_s3_options_carry_the_endpoint_and_no_credentials() -> None:
 def test_s3_describes_an_unreachable_store_and_nothing_else() -> None:
     backend = S3Backend("s3://bucket")
     assert "could not be reached" in (backend.describe(OSError("error sending request for url")) or "")
+    unreachable = EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+    assert "(EndpointConnectionError)" in (backend.describe(unreachable) or "")
     assert backend.describe(ValueError("something else")) is None
 
 
