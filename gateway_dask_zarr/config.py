@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "MAX_CHUNKS",
         "MAX_ACTIVE_JOBS",
         "JOB_TIMEOUT_S",
+        "MAX_BODY_BYTES",
+        "FORWARDED_ALLOW_IPS",
         "COMPRESSOR",
         "AUTH",
         "API_TOKENS",
@@ -85,6 +88,22 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(name, f"must be positive, got {raw!r}")
     return int(value)
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    # The same syntax gunicorn reads from this variable: "*", or IP addresses and networks.
+    raw = env.get(name, "").strip() or default
+    entries = tuple(e.strip() for e in raw.split(",") if e.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ConfigError(
+                name, f"expected '*' or comma-separated IP addresses or networks, got {entry!r}"
+            ) from None
+    return entries
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -149,6 +168,8 @@ class Settings:
     max_chunks: int = 100_000
     max_active_jobs: int = 8
     job_timeout_s: int = 600
+    max_body_bytes: int = 64 * 2**10
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     compressor: str = "none"
     auth: str = "none"
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -190,6 +211,8 @@ class Settings:
             max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
             max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
             job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
+            max_body_bytes=_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
             compressor=_choice(env, "COMPRESSOR", COMPRESSORS),
             auth=auth,
             api_tokens=api_tokens,
