@@ -18,6 +18,8 @@ LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
 STORE_SCHEMES = ("s3", "file", "memory")
 LOG_LEVELS = ("info", "debug", "warning", "error")
+# Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
+MAX_BODY_CEILING = 16 * 2**20
 
 # Every variable the app itself reads; the deployment files may set only these (plus the
 # AWS_* and DASK_* families that botocore and dask read on their own).
@@ -230,6 +232,8 @@ class Settings:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:
             raise ConfigError("MAX_CHUNK_BYTES", "must not exceed MAX_ARRAY_BYTES")
+        if self.max_body_bytes > MAX_BODY_CEILING:
+            raise ConfigError("MAX_BODY_BYTES", f"must be at most {MAX_BODY_CEILING} bytes: a body is read into memory")
         if self.cluster != "local" and self.store_url is not None and self.store_url.startswith("memory"):
             raise ConfigError("STORE_URL", "memory:// works only with CLUSTER=local (tests)")
 

@@ -75,6 +75,7 @@ def test_values_are_parsed() -> None:
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),
+        ({"MAX_BODY_BYTES": "1GiB"}, "MAX_BODY_BYTES"),
         ({"FORWARDED_ALLOW_IPS": "proxy.local"}, "FORWARDED_ALLOW_IPS"),
         ({"FORWARDED_ALLOW_IPS": "10.0.0.1/8"}, "FORWARDED_ALLOW_IPS"),
         ({"CLUSTER": "gateway", "STORE_URL": "memory://x"}, "STORE_URL"),
