@@ -62,7 +62,8 @@ def submit_job(job_id: str) -> tuple[Response, int]:
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Start a job from a JSON body and answer 202 at once."""
-    body = request.get_json(force=True, silent=True) if request.content_length else {}
+    # get_data, not content_length: a chunked body has none and is still the body.
+    body = request.get_json(force=True, silent=True) if request.get_data() else {}
     if not isinstance(body, dict):
         raise InvalidParameter('the body must be a JSON object such as {"shape": [1000, 1000]}', code="invalid_body")
     service = current_app.extensions["gateway"]
