@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import psutil
-import requests
 
-from gateway_dask_zarr.embedded_s3 import stop_process
+from tests.serve import ROOT, Served, free_port, gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = None) -> None:
-    """Poll url until it answers 200; fail if the process dies or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+__all__ = ["ROOT", "PeakRSS", "app_processes", "free_port", "gunicorn_app", "rss"]
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -49,36 +20,9 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Service:
-    """A child process serving HTTP on 127.0.0.1, stopped with SIGTERM."""
-
-    def __init__(self, args: Sequence[str], log: Path, ready_path: str, timeout: float = 300, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "w")  # noqa: SIM115 - closed in close()
-        self.process = subprocess.Popen(
-            [a.format(port=self.port) for a in args],
-            cwd=ROOT,
-            env=bench_env(PORT=str(self.port), HOST="127.0.0.1", **env),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_http(self.url + ready_path, timeout, self.process)
-        except Exception:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """SIGTERM, wait, then kill if it hangs."""
-        stop_process(self.process, 60)
-        self.log.close()
-
-
-def gunicorn_app(log: Path, **env: str) -> Service:
+def gunicorn_app(log: Path, **env: str) -> Served:
     """The real service, as `make run` starts it (gunicorn, LocalCluster), with `env` (its store)."""
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    return Service([gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO", **env)
+    return gunicorn(bench_env(LOG_LEVEL="INFO", **env), log)
 
 
 def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process]]:

@@ -29,8 +29,9 @@ from bench.floor import put_seconds
 from bench.seaweed import BUCKET, SeaweedS3
 from gateway_dask_zarr import blocks
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks
-from gateway_dask_zarr.jobs import JobRequest
-from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata, object_store
+from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.storage import S3Backend
+from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
 
 N_WORKERS = 3
 # The code before issue 14's changes: its chunk writer is loaded from git for the side-by-side.
@@ -90,7 +91,8 @@ def run_job(
     metadata = array_metadata(request.shape, request.chunks, request.dtype, "none")
     t["metadata"] = time.time()
     concurrency = max(1, min(16, 8 * 2**20 // request.chunk_bytes))
-    target = ArrayTarget(store.root, store.options, job_id, metadata, request.seed, time.time() + 600, concurrency)
+    endpoint = store.backend.endpoint_url
+    target = ArrayTarget(store.root, endpoint, job_id, metadata, request.seed, time.time() + 600, concurrency)
     batches = plan(request, n_tasks, writer)
     t["plan"] = time.time()
     futures = client.map(
@@ -112,7 +114,7 @@ def run_job(
     kwargs = array_kwargs(request.shape, request.chunks, request.dtype, "none")
     if writer == "old":  # as before: zarr.create_array on a new obstore client rooted at the array
         attributes = {"gateway": document}
-        zarr.create_array(object_store(store.array_url(job_id), store.options), attributes=attributes, **kwargs)
+        zarr.create_array(store.backend.array_store(job_id), attributes=attributes, **kwargs)
     else:
         store.publish(job_id, kwargs, document)
     t["publish"] = time.time()
@@ -173,9 +175,11 @@ def main() -> None:
     parser.add_argument("--shape", default="1000,1000")
     parser.add_argument("--chunks", default="100,100")
     parser.add_argument("--dtype", default="float32")
-    # writer:tasks:wait. writer: old (the writer and publish before bench/steps.py) or new;
+    # writer:tasks:wait. writer: old (the writer and publish before bench/steps.py: its
+    # ArrayTarget took storage options, so since the storage backends run the old variants
+    # at commit 7208010) or new;
     # wait: ac (progress callbacks, as_completed, then gather) or g (one gather).
-    parser.add_argument("--variants", default=",".join(LABELS))
+    parser.add_argument("--variants", default="new:12:ac,new:3:ac,new:3:g")
     args = parser.parse_args()
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
@@ -184,7 +188,7 @@ def main() -> None:
     weed = SeaweedS3(results / "steps-weed.log")
     try:
         endpoint = weed.endpoint_url
-        store = JobStore(f"s3://{BUCKET}", endpoint)
+        store = JobStore(S3Backend(f"s3://{BUCKET}", endpoint))
         shape = tuple(int(x) for x in args.shape.split(","))
         chunks = tuple(int(x) for x in args.chunks.split(","))
         request = JobRequest(shape, chunks, args.dtype, 7)

@@ -20,10 +20,11 @@ from zarr.abc.codec import SupportsSyncCodec
 from zarr.core.array import AsyncArray
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import Buffer, default_buffer_prototype
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import StorePath
 
-from gateway_dask_zarr.store import zarr_store
+from gateway_dask_zarr.storage import cached_backend
 
 BlockIndex = tuple[int, ...]
 S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
@@ -63,7 +64,7 @@ class ArrayTarget:
     """Where and what a task writes: the store root, the job's array and its metadata."""
 
     root_url: str
-    storage_options: dict[str, Any]
+    endpoint_url: str | None
     job_id: str
     metadata: dict[str, Any]
     seed: int
@@ -75,15 +76,15 @@ def write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
     """Generate and write whole chunks (numbered in C order); return only small facts (counts and stats).
 
     A task owns a range of chunk numbers, not a list of indices: its arguments stay a few
-    bytes however many chunks it owns (100,000 chunks in 12 tasks, measured in bench/).
+    bytes however many chunks it owns (100,000 chunks in 24 tasks, measured in bench/).
     """
     return sync(_write_blocks(target, numbers))
 
 
 async def _write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
-    store = zarr_store(target.root_url, target.storage_options)
+    store = cached_backend(target.root_url, target.endpoint_url).worker_store
     array = AsyncArray(
-        metadata=target.metadata,
+        metadata=ArrayV3Metadata.from_dict(target.metadata),
         store_path=StorePath(store, f"{target.job_id}.zarr"),
         config={"write_empty_chunks": True},
     )
@@ -94,7 +95,7 @@ async def _write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
     prototype = default_buffer_prototype()
     codecs = list(array.codec_pipeline)
     # zarr's async pipeline costs about 0.8 ms a chunk of 40 kB, most of the job's CPU on a
-    # worker; the same codecs called directly, about 0.02 ms (bench/).
+    # worker; the same codecs called directly, about 0.02 ms (bench/steps.py).
     encode_now = all(isinstance(c, SupportsSyncCodec) for c in codecs)
     facts = {"chunks": 0, "bytes": 0, "min": math.inf, "max": -math.inf, "sum": 0.0, "count": 0}
     # A few writers share one iterator of chunk numbers: at most `concurrency` chunks are in
