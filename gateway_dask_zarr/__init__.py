@@ -9,13 +9,11 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.logs import configure_logging
-
 if TYPE_CHECKING:
     from flask import Flask
 
     from gateway_dask_zarr.cluster import ClusterManager
+    from gateway_dask_zarr.config import Settings
     from gateway_dask_zarr.jobs import JobManager
     from gateway_dask_zarr.store import JobStore
 
@@ -44,15 +42,17 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     A `cluster` passed in (tests share one) is used and not closed; otherwise the app makes
     its own and closes it at exit.
     """
-    # Imported here, not at the top: workers import this package for blocks.py and must
-    # not pay for (or need) Flask.
+    # Imported here, not at the top: workers (blocks.py) and the client import this package
+    # and must not pay for (or need) Flask or the app's settings.
     from flask import Flask
 
     from gateway_dask_zarr.api import bp, register_error_handlers
     from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
+    from gateway_dask_zarr.config import Settings
     from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager
+    from gateway_dask_zarr.logs import configure_logging
     from gateway_dask_zarr.store import JobStore
     from gateway_dask_zarr.web import init_web
 
