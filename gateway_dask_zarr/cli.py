@@ -39,6 +39,14 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
+def _say(args: argparse.Namespace, value: Any, text: str) -> None:
+    """`value` as JSON with --json, else a line for people."""
+    if args.json:
+        _print_json(value)
+    else:
+        print(text)
+
+
 def _summary(job: Job) -> str:
     d = job.document
     return (
@@ -51,12 +59,13 @@ def cmd_run(gateway: Gateway, args: argparse.Namespace) -> int:
     """Submit a job, follow it, and print its array's URL (or its document with --json)."""
     job = gateway.submit(args.shape, args.chunks, args.dtype, args.seed)
     if args.no_wait:
-        _print_json(job.document) if args.json else print(job.id)
+        _say(args, job.document, job.id)
         return OK
     try:
         job.wait(progress=not args.json and not args.quiet, timeout=args.timeout)
     except JobFailed:
-        _print_json(job.document) if args.json else print(_summary(job), file=sys.stderr)
+        if args.json:
+            _print_json(job.document)
         raise
     if args.json:
         _print_json(job.document)
@@ -90,7 +99,7 @@ def cmd_show(gateway: Gateway, args: argparse.Namespace) -> int:
 def cmd_delete(gateway: Gateway, args: argparse.Namespace) -> int:
     """Cancel or delete one job."""
     gateway.delete(args.id)
-    _print_json({"id": args.id, "deleted": True}) if args.json else print(f"deleted {args.id}")
+    _say(args, {"id": args.id, "deleted": True}, f"deleted {args.id}")
     return OK
 
 
