@@ -16,8 +16,7 @@ import dask.array
 import numpy as np
 import psutil
 import pytest
-import requests
-from helpers import assert_verified, free_port, wait_for
+from helpers import assert_verified, free_port, http_status, wait_for
 
 from gateway_dask_zarr.blocks import block_data, block_shape
 from gateway_dask_zarr.client import Gateway, GatewayError, Job
@@ -57,20 +56,13 @@ def service(client_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> 
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _status(f"{url}/readyz") == 200 or process.poll() is not None, 240, 0.5)
+        wait_for(lambda: http_status(f"{url}/readyz") == 200 or process.poll() is not None, 240, 0.5)
         assert process.poll() is None, log_path.read_text()
         # `serve` became gunicorn itself (exec): signals reach it as under `make run`.
         assert "gunicorn" in " ".join(psutil.Process(process.pid).cmdline())
         yield url
     finally:
         stop_process(process, 90)
-
-
-def _status(url: str) -> int | None:
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.RequestException:
-        return None
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

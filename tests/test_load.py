@@ -17,7 +17,7 @@ import psutil
 import pytest
 import requests
 import s3fs
-from helpers import assert_verified, free_port, wait_for
+from helpers import assert_verified, free_port, http_status, wait_for
 
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3, stop_process
 
@@ -56,7 +56,7 @@ def gunicorn(load_s3: EmbeddedS3) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _status(f"{url}/readyz") == 200 or process.poll() is not None, 180, 0.2)
+        wait_for(lambda: http_status(f"{url}/readyz") == 200 or process.poll() is not None, 180, 0.2)
         assert process.poll() is None, "gunicorn exited"
         # In production the Dask workers and S3 run on other machines; here they share two
         # cores with the web process, so lower their priority to leave it what it would have.
@@ -66,13 +66,6 @@ def gunicorn(load_s3: EmbeddedS3) -> Iterator[str]:
         yield url
     finally:
         stop_process(process, 60)
-
-
-def _status(url: str) -> int | None:
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.RequestException:
-        return None
 
 
 def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_stays_fast(gunicorn: str, bucket: Any) -> None:
