@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+MIN_RETRY_S = 0.5
 ENDED = ("complete", "failed", "cancelled")
 # The AWS_* variables (and files) botocore finds credentials in; with none, arrays are read unsigned.
 CREDENTIAL_VARIABLES = (
@@ -161,7 +162,8 @@ class Gateway:
             if response.ok:
                 return response
             error = _error(response)
-            delay = error.retry_after
+            # At least a moment between tries, so that even "Retry-After: 0" ends within busy_wait.
+            delay = None if error.retry_after is None else max(error.retry_after, MIN_RETRY_S)
             if response.status_code in (429, 503) and delay is not None and waited + delay <= self.busy_wait:
                 log.info("the gateway is busy (%s): retrying in %g s, as its Retry-After says", error.code, delay)
                 time.sleep(delay)
@@ -256,8 +258,7 @@ class Job:
     def wait(self, progress: bool = True, timeout: float | None = None, interval: float = 0.5) -> Job:
         """Poll until the job ends, showing a progress bar; raise JobFailed, or TimeoutError after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        done, total = self.progress
-        bar = _progress_bar(total, self.id, progress)
+        bar = _progress_bar(self.progress[1], self.id, progress)
         try:
             while True:
                 done, _ = self.progress

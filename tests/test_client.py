@@ -11,12 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dask.array
 import numpy as np
 import psutil
 import pytest
 from helpers import assert_verified, free_port, http_status, wait_for
+from live import serve
 
 from gateway_dask_zarr.blocks import block_data, block_shape
 from gateway_dask_zarr.client import Gateway, GatewayError, Job
@@ -192,6 +194,29 @@ def test_errors_carry_the_servers_code_and_message(service: str) -> None:
     with pytest.raises(GatewayError) as unreachable:
         Gateway(f"http://127.0.0.1:{free_port()}").list()
     assert unreachable.value.status is None and unreachable.value.code == "unreachable"
+
+
+def test_token_from_the_argument_or_the_environment_is_sent(
+    make_app: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "client-test-token-" + os.urandom(8).hex()
+    for name in ("GATEWAY_TOKEN", "JUPYTERHUB_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with serve(make_app(settings, auth="token", api_tokens=(token,))) as url:
+        with pytest.raises(GatewayError) as refused:
+            Gateway(url).list()
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+        assert _cli("jobs", "--url", url).returncode == 3
+        assert Gateway(url, token).run(shape=[200, 200], chunks=[100, 100], seed=1, progress=False).status == "complete"
+        # In a JupyterHub session the hub's token is in JUPYTERHUB_API_TOKEN; GATEWAY_TOKEN comes first.
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+        assert len(Gateway(url).list()) == 1
+        assert _cli("jobs", "--url", url, "--json").returncode == 0
+        monkeypatch.setenv("GATEWAY_TOKEN", "not-the-token")
+        with pytest.raises(GatewayError):
+            Gateway(url).list()
+        assert len(Gateway(url, token).list()) == 1
+        assert token not in repr(Gateway(url, token))
 
 
 def test_list_shows_jobs_newest_first(service: str) -> None:
