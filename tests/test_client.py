@@ -17,6 +17,7 @@ import dask.array
 import numpy as np
 import psutil
 import pytest
+import s3fs
 from helpers import assert_verified, free_port, http_status, wait_for
 from live import serve
 
@@ -268,6 +269,21 @@ def test_cli_run_prints_a_progress_bar_then_the_arrays_url(service: str) -> None
     job_id = lines[-1].rsplit("/", 1)[1].removesuffix(".zarr")
     assert lines[0].startswith(f"job {job_id} complete")
     assert_verified(Gateway(service).get(job_id).document)
+
+
+def test_cli_exit_code_1_and_the_document_when_the_job_fails(service: str, client_s3: EmbeddedS3) -> None:
+    # The bucket gone, every chunk PUT fails: the job fails for good, with the store's reason.
+    bucket = s3fs.S3FileSystem(endpoint_url=client_s3.endpoint_url, skip_instance_cache=True)
+    bucket.rm(BUCKET, recursive=True)
+    try:
+        failed = _cli("run", "--url", service, "--shape", "200,200", "--chunks", "100,100", "--json")
+        human = _cli("run", "--url", service, "--shape", "200,200", "--chunks", "100,100")
+    finally:
+        client_s3.create_bucket()
+    assert failed.returncode == 1, failed.stderr
+    document = json.loads(failed.stdout)
+    assert document["status"] == "failed" and "NoSuchBucket" in document["error"]
+    assert human.returncode == 1 and "error: job_failed: job " in human.stderr and "NoSuchBucket" in human.stderr
 
 
 def test_pip_install_gives_the_client_and_the_command(service: str, tmp_path: Path) -> None:
