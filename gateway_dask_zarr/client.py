@@ -19,6 +19,8 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 if TYPE_CHECKING:
     import xarray
@@ -141,6 +143,11 @@ class Gateway:
         self.timeout = timeout
         self.busy_wait = busy_wait
         self.session = requests.Session()
+        # A pooled connection the server has closed (gunicorn drops keep-alive ones idle for 2 s)
+        # fails the next request on it: retry on a fresh one, except a POST that may have arrived.
+        adapter = HTTPAdapter(max_retries=Retry(total=2, backoff_factor=0.1, status=0))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers["Accept"] = "application/json"
         if token:
             self.session.headers["Authorization"] = f"token {token}"
@@ -168,6 +175,8 @@ class Gateway:
                 log.info("the gateway is busy (%s): retrying in %g s, as its Retry-After says", error.code, delay)
                 time.sleep(delay)
                 waited += delay
+                # After a wait as long as the server's keep-alive, its connections are stale: drop them.
+                self.session.close()
                 continue
             if waited:
                 error.message += f" (gave up after waiting {waited:g} s)"
