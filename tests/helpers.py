@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
-import requests
 import zarr
 
 from gateway_dask_zarr.verify import mismatched_blocks
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_status(url: str) -> int | None:
-    """The status of a GET of `url`, or None when nothing answers (yet)."""
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.RequestException:
-        return None
 
 
 def open_job_array(document: dict[str, Any]) -> zarr.Array:

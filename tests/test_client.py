@@ -18,7 +18,8 @@ import numpy as np
 import psutil
 import pytest
 import s3fs
-from helpers import assert_verified, free_port, http_status, wait_for
+from helpers import assert_verified, wait_for
+from serve import free_port, http_status
 from live import serve
 
 from gateway_dask_zarr.blocks import block_data, block_shape
