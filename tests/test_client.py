@@ -19,8 +19,8 @@ import psutil
 import pytest
 import s3fs
 from helpers import assert_verified, wait_for
-from serve import free_port, http_status
 from live import serve
+from serve import free_port, http_status
 
 from gateway_dask_zarr.blocks import block_data, block_shape
 from gateway_dask_zarr.client import Gateway, GatewayError, Job
