@@ -259,10 +259,11 @@ class JobManager:
             for future, batch in zip(futures, batches, strict=True):
                 future.add_done_callback(partial(self._progress, job, len(batch)))
             _log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
-            with client.as_current():
-                # The first task that fails for good fails the job now, not when the rest end.
-                for future in as_completed(futures, timeout=self.settings.job_timeout_s):
-                    self._check(future)
+            # The first task that fails for good fails the job now, not when the rest end. The
+            # client's loop is given, not made current: Client.as_current() sets dask's global
+            # config (scheduler="dask.distributed"), which overlapping jobs left set for good.
+            for future in as_completed(futures, loop=client.loop, timeout=self.settings.job_timeout_s):
+                self._check(future)
             # One gather for all the results: a result() per future is a round trip each.
             self._complete(job, client.gather(futures), started)
         except Exception as exc:

@@ -75,6 +75,12 @@ def codecs_for(compressor: str) -> list[Any]:
     return [*choices[compressor], Crc32cCodec()]
 
 
+def dimension_names(ndim: int) -> list[str]:
+    """The axes' names xarray shows: x last, then y, z and t (as in CF); dim_0.. beyond four dimensions."""
+    names = ["t", "z", "y", "x"]
+    return names[-ndim:] if ndim <= len(names) else [f"dim_{i}" for i in range(ndim)]
+
+
 def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
     """The zarr.create_array arguments every job array is made with."""
     return {
@@ -84,7 +90,7 @@ def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, co
         "fill_value": np.nan,
         "compressors": codecs_for(compressor),
         "filters": None,
-        "dimension_names": ["y", "x"] if len(shape) == 2 else None,
+        "dimension_names": dimension_names(len(shape)),
         "config": {"write_empty_chunks": True},
     }
 
