@@ -137,13 +137,13 @@ def document_schema() -> dict[str, Any]:
 
 
 def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
-    """Split the chunks (numbered in C order) into contiguous ranges, one task each.
+    """Split the write units (JobRequest.unit_shape, numbered in C order) into contiguous ranges, one task each.
 
     One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
     more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
     worker's share is small. Each task costs the scheduler and the app a round trip.
     """
-    n = request.n_chunks
+    n = request.n_units
     per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (max(1, n_workers) * CHUNKS_PER_TASK))))
     n_tasks = max(1, min(n, n_workers * per_worker))
     size = math.ceil(n / n_tasks)
@@ -232,9 +232,11 @@ class JobManager:
                 root_url=self.store.root,
                 endpoint_url=self.store.backend.endpoint_url,
                 job_id=job.id,
-                metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
+                metadata=array_metadata(
+                    request.shape, request.chunks, request.dtype, self.settings.compressor, request.shards
+                ),
                 seed=request.seed,
-                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
+                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.unit_bytes)),
                 deadline=deadline,
             )
             batches = plan_tasks(request, self.settings.n_workers)
@@ -257,7 +259,7 @@ class JobManager:
                 retries=1,
             )
             for future, batch in zip(futures, batches, strict=True):
-                future.add_done_callback(partial(self._progress, job, len(batch)))
+                future.add_done_callback(partial(self._progress, job, request.chunks_in(batch)))
             _log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
             # The first task that fails for good fails the job now, not when the rest end. The
             # client's loop is given, not made current: Client.as_current() sets dask's global
@@ -310,7 +312,9 @@ class JobManager:
         del document["progress"]
         document["status"] = "complete"
         self.store.publish(
-            job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document
+            job.id,
+            array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor, request.shards),
+            document,
         )
         # Only now: a reader polling the job must not see "complete" before the array exists.
         job.status = "complete"

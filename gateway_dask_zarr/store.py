@@ -81,11 +81,22 @@ def dimension_names(ndim: int) -> list[str]:
     return names[-ndim:] if ndim <= len(names) else [f"dim_{i}" for i in range(ndim)]
 
 
-def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
-    """The zarr.create_array arguments every job array is made with."""
+def array_kwargs(
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: str,
+    compressor: str,
+    shards: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
+    """The zarr.create_array arguments every job array is made with.
+
+    With shards, the codecs (compressor, crc32c) apply to each chunk inside a shard, and the
+    shard's index gets zarr's default index codecs (bytes, crc32c).
+    """
     return {
         "shape": shape,
         "chunks": chunks,
+        "shards": shards,
         "dtype": dtype,
         "fill_value": np.nan,
         "compressors": codecs_for(compressor),
@@ -95,9 +106,15 @@ def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, co
     }
 
 
-def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
+def array_metadata(
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: str,
+    compressor: str,
+    shards: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
     """The array's zarr v3 metadata as a dict, built in memory: nothing is written."""
-    array = zarr.create_array(zarr.storage.MemoryStore(), **array_kwargs(shape, chunks, dtype, compressor))
+    array = zarr.create_array(zarr.storage.MemoryStore(), **array_kwargs(shape, chunks, dtype, compressor, shards))
     return array.metadata.to_dict()
 
 
