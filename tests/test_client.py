@@ -260,6 +260,23 @@ def test_cli_run_json_and_the_documented_exit_codes(service: str) -> None:
     assert_verified(latest.wait(progress=False).document)
 
 
+def test_a_sharded_job_from_the_cli_and_the_client_reads_as_the_rule(service: str) -> None:
+    shape, chunks = [1050, 730], [100, 100]
+    done = _cli("run", "--url", service, "--shape", "1050,730", "--chunks", "100,100", "--shards", "500,300", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["shards"] == [500, 300]
+    assert_verified(document)
+    job = Gateway(service).run(shape=shape, chunks=chunks, seed=3, shards=[500, 300], progress=False)
+    assert job.document["shards"] == [500, 300] and job.progress == (88, 88)
+    # xarray through dask reads chunk by chunk, each a range of its shard.
+    data = job.to_xarray()
+    assert data.data.chunksize == (100, 100) and data.data.numblocks == (11, 8)
+    for index in [(0, 0), (10, 7), (5, 3)]:
+        expected = _expected(3, shape, chunks, "float32", index)
+        assert np.array_equal(data.isel(_region(data.dims, chunks, index, expected.shape)).values, expected), index
+
+
 def test_cli_run_prints_a_progress_bar_then_the_arrays_url(service: str) -> None:
     env = {**os.environ, "GATEWAY_URL": service}
     done = _cli("run", "--shape", "400,300", "--chunks", "100,100", "--seed", "8", env=env)
