@@ -22,6 +22,7 @@ from gateway_dask_zarr.storage import S3Backend, StorageBackend
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
+Shape = tuple[int, ...]
 # Complete jobs' documents kept in memory (they never change): enough for the lists people
 # page through, bounded so a long-lived process does not grow with its history.
 DOCUMENTS_CACHED = 10_000
@@ -82,11 +83,7 @@ def dimension_names(ndim: int) -> list[str]:
 
 
 def array_kwargs(
-    shape: tuple[int, ...],
-    chunks: tuple[int, ...],
-    dtype: str,
-    compressor: str,
-    shards: tuple[int, ...] | None = None,
+    shape: Shape, chunks: Shape, dtype: str, compressor: str, shards: Shape | None = None
 ) -> dict[str, Any]:
     """The zarr.create_array arguments every job array is made with.
 
@@ -107,11 +104,7 @@ def array_kwargs(
 
 
 def array_metadata(
-    shape: tuple[int, ...],
-    chunks: tuple[int, ...],
-    dtype: str,
-    compressor: str,
-    shards: tuple[int, ...] | None = None,
+    shape: Shape, chunks: Shape, dtype: str, compressor: str, shards: Shape | None = None
 ) -> dict[str, Any]:
     """The array's zarr v3 metadata as a dict, built in memory: nothing is written."""
     array = zarr.create_array(zarr.storage.MemoryStore(), **array_kwargs(shape, chunks, dtype, compressor, shards))
