@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from gateway_dask_zarr.jobs import JobError, JobManager, JobRequest, check_job_id
@@ -19,6 +19,11 @@ bp = Blueprint("api", __name__)
 
 def _jobs() -> JobManager:
     return current_app.extensions["gateway"].jobs
+
+
+def viewer() -> str | None:
+    """Whose jobs the caller may see: their own, or everyone's (None) for an admin."""
+    return None if g.is_admin else g.user
 
 
 def public_document(document: dict[str, Any]) -> dict[str, Any]:
@@ -53,9 +58,9 @@ def _query_params() -> dict[str, str]:
 def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
     service = current_app.extensions["gateway"]
     job_request = JobRequest.parse(_query_params(), service.settings)
-    job = service.jobs.submit(job_request, job_id)
+    job = service.jobs.submit(job_request, g.user, job_id)
     job.ended.wait(service.settings.job_timeout_s + 60)
-    document = public_document(service.jobs.get(job.id) or job.document())
+    document = public_document(service.jobs.get(job.id, None) or job.document())
     if document["status"] == "complete":
         return jsonify(document), 200
     body = {
@@ -84,7 +89,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if not isinstance(body, dict):
         raise JobError(400, "invalid_body", 'the body must be a JSON object such as {"shape": [1000, 1000]}')
     service = current_app.extensions["gateway"]
-    job = service.jobs.submit(JobRequest.parse(body, service.settings))
+    job = service.jobs.submit(JobRequest.parse(body, service.settings), g.user)
     document = public_document(job.document())
     return jsonify(document), 202, {"Location": document["links"]["self"]}
 
@@ -99,16 +104,24 @@ def list_jobs() -> Response:
     raw = params.get("limit", "50")
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
         raise JobError(400, "invalid_parameter", f"limit must be an integer from 1 to 1000, got {raw!r}", "limit")
-    return jsonify({"jobs": [public_document(d) for d in _jobs().list(int(raw))]})
+    return jsonify({"jobs": [public_document(d) for d in _jobs().list(viewer(), int(raw))]})
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """One job document."""
-    document = _jobs().get(check_job_id(job_id))
+    document = _jobs().get(check_job_id(job_id), viewer())
     if document is None:
         raise JobError(404, "not_found", f"no job {job_id!r}")
     return jsonify(public_document(document))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> tuple[str, int]:
+    """Delete a job that has ended: its array and its record."""
+    if not _jobs().delete(check_job_id(job_id), viewer()):
+        raise JobError(404, "not_found", f"no job {job_id!r}")
+    return "", 204
 
 
 @bp.get("/healthz")

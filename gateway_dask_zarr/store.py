@@ -207,6 +207,7 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
         path = self._path(f"{job_id}.zarr")
+        self._docs.pop(job_id, None)
         try:
             self.fs.rm(path, recursive=True)
         except FileNotFoundError:

@@ -1,4 +1,4 @@
-"""Fixtures: a real loopback S3 server, a real LocalCluster, and apps wired to them."""
+"""Fixtures: a real loopback S3 server, a real LocalCluster, a real JupyterHub, and apps wired to them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 import s3fs
+from hub_server import HubServer
 
 from gateway_dask_zarr import create_app
 from gateway_dask_zarr.cluster import ClusterManager
@@ -85,3 +86,20 @@ def app(make_app: Callable[..., Any], settings: Settings) -> Any:
 def client(app: Any) -> Any:
     """Flask's test client for `app`."""
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """One real JupyterHub (with configurable-http-proxy) on 127.0.0.1 for the session's hub tests."""
+    server = HubServer(tmp_path_factory.mktemp("hub")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_app(hub: HubServer, make_app: Callable[..., Any], settings: Settings) -> Iterator[Any]:
+    """An app as the hub's service, behind the hub's proxy at hub.app_url."""
+    app = make_app(hub.app_settings(settings))
+    hub.slot.app = app
+    yield app
+    hub.slot.app = None
