@@ -1,4 +1,4 @@
-"""The notebook, executed top to bottom in a real kernel against a real running service."""
+"""The notebook, executed top to bottom in a real kernel against a real running service (alone and behind a hub)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import requests
 from helpers import assert_verified
+from hub_server import HubServer
 from live import serve
 from nbclient import NotebookClient
 
@@ -22,6 +23,7 @@ def gateway_url(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with serve(app) as url:
         monkeypatch.setenv("GATEWAY_URL", url)
         monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+        monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
         yield url
 
 
@@ -32,18 +34,38 @@ def test_notebook_is_committed_without_outputs() -> None:
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
-def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
+def _execute(tmp_path: Path) -> str:
+    """Run the notebook top to bottom in a real kernel; any failing cell, a failed assert included, raises."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    # Any failing cell, a failed assert included, raises CellExecutionError here.
     NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert f"gateway: {gateway_url} (no token)" in text
-    assert "verified: 5 chunks and the job's summary statistics" in text
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type == "display_data")
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "verified: 5 chunks and the job's summary statistics" in text
+    return text
+
+
+def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
+    text = _execute(tmp_path)
+    assert f"gateway: {gateway_url} (no token)" in text
     # The job the notebook ran is in the service, complete, and every chunk verifies.
     jobs = requests.get(f"{gateway_url}/jobs", timeout=30).json()["jobs"]
     assert len(jobs) == 1 and jobs[0]["seed"] == 7 and jobs[0]["shape"] == [1200, 1000]
+    assert_verified(jobs[0])
+
+
+def test_notebook_runs_through_the_hubs_proxy_with_a_users_token(
+    hub: HubServer, hub_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a user's notebook server: the hub's token in JUPYTERHUB_API_TOKEN, the service's URL.
+    token = hub.mint_token("bob")
+    monkeypatch.setenv("GATEWAY_URL", hub.app_url)
+    monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    text = _execute(tmp_path)
+    assert f"gateway: {hub.app_url.rstrip('/')} (with a token)" in text
+    jobs = requests.get(hub.app_url + "jobs", headers={"Authorization": f"token {token}"}, timeout=30).json()["jobs"]
+    assert len(jobs) == 1 and jobs[0]["owner"] == "bob" and jobs[0]["seed"] == 7
     assert_verified(jobs[0])
