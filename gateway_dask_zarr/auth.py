@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 
 from flask import Flask, Response, g, jsonify, request, session
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway_dask_zarr.api import error_body
 from gateway_dask_zarr.config import Settings
@@ -122,7 +123,7 @@ def install_auth(app: Flask, settings: Settings) -> None:
         app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.service_prefix)  # type: ignore[method-assign]
 
     @app.before_request
-    def find_caller() -> Response | tuple[Response, int, dict[str, str]] | None:
+    def find_caller() -> WerkzeugResponse | tuple[Response, int, dict[str, str]] | None:
         if request.endpoint in OPEN_ENDPOINTS:
             return None
         try:
@@ -139,6 +140,9 @@ def install_auth(app: Flask, settings: Settings) -> None:
         return None
 
     @app.context_processor
-    def csrf_token() -> dict[str, str]:
-        # The page puts it in a <meta> for app.js to send back on writes.
-        return {"csrf_token": session.get("csrf", "") if authenticator.hub is not None else ""}
+    def page_auth() -> dict[str, str]:
+        # The page says who is signed in, and puts the CSRF token in a <meta> for app.js.
+        return {
+            "signed_in_as": g.get("user", "") if authenticator.kind != "none" else "",
+            "csrf_token": session.get("csrf", "") if authenticator.hub is not None else "",
+        }

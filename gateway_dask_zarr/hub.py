@@ -15,10 +15,11 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, redirect, request, session
+from flask import Blueprint, current_app, redirect, request, session
 from flask.sessions import SecureCookieSessionInterface
 from jupyterhub.services.auth import HubOAuth, check_scopes
 from tornado.web import HTTPError
+from werkzeug.wrappers import Response
 
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import Forbidden, Unauthorized, Unavailable

@@ -162,6 +162,7 @@ def test_browser_logs_in_through_the_hub_and_runs_a_job(hub: HubServer, hub_app:
     # Back on the page it asked for, through the hub's OAuth and the app's callback.
     page.wait_for_url(hub.app_url + "?from=test")
     expect(page.locator("h1")).to_have_text("gateway-dask-zarr")
+    expect(page.locator("#signed-in-as")).to_have_text("Signed in as alice")
     page.fill("input[name=shape]", "1000,800")
     page.fill("input[name=chunks]", "100,100")
     page.fill("input[name=seed]", "13")
