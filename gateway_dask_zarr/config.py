@@ -142,8 +142,9 @@ def _api_tokens(env: Mapping[str, str], auth: str) -> tuple[str, ...]:
     if not entries:
         raise ConfigError("API_TOKENS", "is required (comma-separated name:token pairs) when AUTH=token")
     for entry in entries:
-        name, _, token = entry.partition(":") if ":" in entry else ("", "", entry)
-        if name and not TOKEN_NAME.fullmatch(name):
+        named = ":" in entry
+        name, _, token = entry.partition(":") if named else ("", "", entry)
+        if named and not TOKEN_NAME.fullmatch(name):
             raise ConfigError("API_TOKENS", "a token's name must be 1 to 64 of A-Z a-z 0-9 _ . @ -")
         if len(token) < 16:
             raise ConfigError("API_TOKENS", "each token must be at least 16 characters")
