@@ -11,6 +11,7 @@ import pytest
 import requests
 import s3fs
 from hub_server import HubServer
+from playwright.sync_api import Browser, sync_playwright
 
 from gateway_dask_zarr import create_app
 from gateway_dask_zarr.cluster import ClusterManager
@@ -23,6 +24,17 @@ for _name, _value in EMBEDDED_CREDENTIALS.items():
     os.environ.setdefault(_name, _value)
 
 BUCKET = "test-bucket"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +115,12 @@ def hub_app(hub: HubServer, make_app: Callable[..., Any], settings: Settings) ->
     hub.slot.app = app
     yield app
     hub.slot.app = None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium (Debian's) for a module's tests."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from helpers import assert_verified, wait_for
 from hub_server import ADMIN_USER, APP, HubServer
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 JOB_TIMEOUT_MS = 180_000
 PREFIX = f"/services/{APP}/"
 JSON = {"Accept": "application/json"}
@@ -32,15 +28,6 @@ def _finished(url: str, headers: dict[str, str]) -> dict[str, Any]:
         timeout=120,
         interval=0.2,
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium (Debian's) for this module."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_tokens_need_the_services_access_scope(hub: HubServer, hub_app: Any) -> None:
