@@ -114,6 +114,8 @@ def install_auth(app: Flask, settings: Settings) -> None:
         app.secret_key = session_secret(settings)
         app.config.update(
             SESSION_COOKIE_NAME=settings.oauth_client_id,
+            # Only this service's paths: the hub and users' servers share the domain.
+            SESSION_COOKIE_PATH=settings.service_prefix,
             SESSION_COOKIE_HTTPONLY=True,
             SESSION_COOKIE_SAMESITE="Lax",
         )

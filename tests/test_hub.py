@@ -98,7 +98,11 @@ def test_cookie_writes_need_the_pages_csrf_token(hub: HubServer, hub_app: Any) -
     assert page.status_code == 200 and "gateway-dask-zarr" in page.text
     match = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
     assert match, page.text[:500]
-    cookie = bob.cookies.get(f"service-{APP}")
+    (jar,) = [c for c in bob.cookies if c.name == f"service-{APP}"]
+    # The session cookie stays on the service's paths, away from the hub and users' servers.
+    assert jar.path == PREFIX and jar.has_nonstandard_attr("HttpOnly")
+    assert jar.get_nonstandard_attr("SameSite") == "Lax"
+    cookie = jar.value
     assert cookie
     # A forged cross-site POST: bob's session cookie, another site's Origin, no CSRF token.
     forged = requests.post(
