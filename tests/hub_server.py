@@ -40,8 +40,8 @@ c.ConfigurableHTTPProxy.pid_file = "{workdir}/proxy.pid"
 c.JupyterHub.db_url = "sqlite:///{workdir}/hub.sqlite"
 c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
 c.JupyterHub.pid_file = "{workdir}/hub.pid"
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = {password!r}
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = {password!r}
 c.Authenticator.allowed_users = {users!r}
 c.Authenticator.admin_users = {{{admin!r}}}
 c.JupyterHub.services = [
@@ -61,14 +61,15 @@ c.JupyterHub.load_roles = [
 
 
 class AppSlot:
-    """The WSGI app behind the service's registered URL: the app a test plugs in, or 503."""
+    """The WSGI app behind the service's registered URL: the app a test plugs in, or 404."""
 
     def __init__(self) -> None:
         self.app: Any = None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self.app is None:
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            # Not a 5xx: the hub would take that for a service still starting, and wait ~32 s.
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"no app plugged in"]
         return self.app(environ, start_response)
 
