@@ -72,7 +72,9 @@ class HubLogin:
                 f"this token lacks the scope {self.access_scope}; ask the hub's admin for access to this service"
             )
         is_admin = model.get("admin") is True or bool(check_scopes(ADMIN_SCOPE, scopes))
-        return model["name"], is_admin
+        # A service's token owns jobs as `service:<name>` (dask-gateway's rule): never a user's.
+        kind = model.get("kind", "user")
+        return (model["name"] if kind == "user" else f"{kind}:{model['name']}"), is_admin
 
     def login_redirect(self, next_url: str) -> Response:
         """Send a browser to the hub's OAuth authorize page; the state and PKCE verifier wait in the session."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import requests
-from helpers import assert_verified, wait_for
+from helpers import assert_verified, free_port, wait_for
 from hub_server import ADMIN_USER, APP, HubServer
 from playwright.sync_api import Browser, expect
 
@@ -175,3 +176,13 @@ def test_browser_logs_in_through_the_hub_and_runs_a_job(hub: HubServer, hub_app:
     assert_verified(document)
     context.close()
     assert problems == []
+
+
+def test_an_unreachable_hub_answers_503_not_401(hub: HubServer, make_app: Any, settings: Any) -> None:
+    # Nothing listens there: the app cannot ask the hub, and says so (a retry may succeed).
+    gone = replace(hub.app_settings(settings), jupyterhub_api_url=f"http://127.0.0.1:{free_port()}/hub/api")
+    client = make_app(gone).test_client()
+    answer = client.get("/jobs", headers=_as(hub.mint_token("alice")))
+    assert answer.status_code == 503, answer.get_json()
+    assert answer.get_json()["error"]["code"] == "auth_unavailable" and answer.headers["Retry-After"] == "5"
+    assert client.get("/healthz").status_code == 200
