@@ -12,7 +12,7 @@ CHP_VERSION ?= 5.3.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test bench clean
+.PHONY: install install-test run lint test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -43,8 +43,19 @@ $(NODE_DIR)/.installed: Makefile scripts/install-system-packages.sh
 run: install
 	HOST=$(HOST) PORT=$(PORT) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
 
-test: install install-test
+# Lint, format, types and sizes: a finding fails the build.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --python-executable $(PY)
+	$(PY) scripts/check_sizes.py
+
+test: install install-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests that need no cluster and no server (marked `fast`): seconds.
+test-fast: install install-test
+	$(PY) -m pytest -m fast -q $(PYTEST_ARGS)
 
 bench: install install-test
 	$(PY) -m bench

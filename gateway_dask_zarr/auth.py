@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Flask, Response, g, jsonify, request, session
+from flask import Flask, g, request, session
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gateway_dask_zarr.api import error_body
 from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.errors import Forbidden, ServiceError, Unauthorized, Unavailable
-from gateway_dask_zarr.hub import HubLogin, HubSessionInterface, PrefixMiddleware, session_secret
+from gateway_dask_zarr.errors import Forbidden, Unauthorized
+from gateway_dask_zarr.hub import HubLogin, PrefixMiddleware, session_secret
 from gateway_dask_zarr.hub import bp as hub_bp
 
 # Probes must answer without a token (Kubernetes sends none); the hub's OAuth callback is how a
 # browser gets its session. Every other path, the page, /metrics and /openapi.json included,
 # needs a caller.
 OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "hub.oauth_callback"})
-CHALLENGE = 'Bearer realm="gateway-dask-zarr"'
 PLAIN_TOKEN_NAME = "token"  # noqa: S105 - a name, not a secret
 # The header the page's fetch sends on writes; a cross-site form or fetch cannot set it
 # without a CORS preflight, which this app never grants.
@@ -95,16 +93,6 @@ def _wants_page() -> bool:
     )
 
 
-def _refusal(exc: ServiceError) -> tuple[Response, int, dict[str, str]]:
-    if isinstance(exc, Unauthorized):
-        status, headers = 401, {"WWW-Authenticate": CHALLENGE}
-    elif isinstance(exc, Unavailable):
-        status, headers = 503, {"Retry-After": str(exc.retry_after or 5)}
-    else:
-        status, headers = 403, {}
-    return jsonify(error_body(status, exc.code, exc.message)), status, headers
-
-
 def install_auth(app: Flask, settings: Settings) -> None:
     """Find the caller of every request but the probes before any view runs; serve under the hub's prefix."""
     authenticator = Authenticator(settings)
@@ -116,29 +104,25 @@ def install_auth(app: Flask, settings: Settings) -> None:
             SESSION_COOKIE_NAME=settings.oauth_client_id,
             # Only this service's paths: the hub and users' servers share the domain.
             SESSION_COOKIE_PATH=settings.service_prefix,
-            SESSION_COOKIE_HTTPONLY=True,
-            SESSION_COOKIE_SAMESITE="Lax",
         )
-        app.session_interface = HubSessionInterface()
         app.register_blueprint(hub_bp)
     if settings.service_prefix != "/":
         app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.service_prefix)  # type: ignore[method-assign]
 
     @app.before_request
-    def find_caller() -> WerkzeugResponse | tuple[Response, int, dict[str, str]] | None:
+    def find_caller() -> WerkzeugResponse | None:
+        # A refusal raised here is answered by the edge's error handlers (401, 403, 503).
         if request.endpoint in OPEN_ENDPOINTS:
             return None
         try:
             g.user, g.is_admin, by_cookie = authenticator.caller()
-            if by_cookie and request.method in UNSAFE_METHODS:
-                check_csrf()
-        except Unauthorized as exc:
+        except Unauthorized:
             if authenticator.hub is not None and _wants_page():
                 here = request.full_path if request.query_string else request.path
                 return authenticator.hub.login_redirect(request.script_root + here)
-            return _refusal(exc)
-        except ServiceError as exc:
-            return _refusal(exc)
+            raise
+        if by_cookie and request.method in UNSAFE_METHODS:
+            check_csrf()
         return None
 
     @app.context_processor

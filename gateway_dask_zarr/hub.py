@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, redirect, request, session
-from flask.sessions import SecureCookieSessionInterface
 from jupyterhub.services.auth import HubOAuth, check_scopes
 from tornado.web import HTTPError
 from werkzeug.wrappers import Response
@@ -108,14 +107,6 @@ def session_secret(settings: Settings) -> bytes:
     return hmac.new(
         settings.jupyterhub_api_token.encode(), b"gateway-dask-zarr session cookie", hashlib.sha256
     ).digest()
-
-
-class HubSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure when the browser reached the hub over https."""
-
-    def get_cookie_secure(self, app: Any) -> bool:
-        """The hub's proxy says the browser's scheme in X-Forwarded-Proto."""
-        return request.is_secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
 
 
 @bp.get("/oauth_callback")

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 from gateway_server import BIN, ROOT
-from helpers import free_port
+from serve import free_port
 from werkzeug.serving import make_server
 
 from gateway_dask_zarr.config import Settings

@@ -38,8 +38,12 @@ class _Server:
         self.thread.join(10)
 
 
-SLOWDOWN = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
-INTERNAL = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>'
+XML_HEADER = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+SLOWDOWN = XML_HEADER + b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+INTERNAL = (
+    XML_HEADER
+    + b"<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from helpers import assert_verified, free_port, wait_for
+from helpers import assert_verified, wait_for
 from hub_server import ADMIN_USER, APP, HubServer
 from playwright.sync_api import Browser, expect
+from serve import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 JOB_TIMEOUT_MS = 180_000
