@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from gateway_dask_zarr.edge import public_document
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
@@ -22,6 +22,11 @@ def _jobs() -> JobManager:
     return current_app.extensions["gateway"].jobs
 
 
+def viewer() -> str | None:
+    """Whose jobs the caller may see: their own, or everyone's (None) for an admin."""
+    return None if g.is_admin else g.user
+
+
 def _query_params() -> dict[str, str]:
     """The query string as a flat dict; a parameter given twice is an error."""
     params: dict[str, str] = {}
@@ -35,9 +40,9 @@ def _query_params() -> dict[str, str]:
 def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
     service = current_app.extensions["gateway"]
     job_request = JobRequest.parse(_query_params(), service.settings)
-    job = service.jobs.submit(job_request, job_id)
+    job = service.jobs.submit(job_request, g.user, job_id)
     job.ended.wait(service.settings.job_timeout_s + 60)
-    document = public_document(service.jobs.get(job.id) or job.document())
+    document = public_document(service.jobs.get(job.id, None) or job.document())
     if document["status"] == "complete":
         return jsonify(document), 200
     body = {
@@ -67,7 +72,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if not isinstance(body, dict):
         raise InvalidParameter('the body must be a JSON object such as {"shape": [1000, 1000]}', code="invalid_body")
     service = current_app.extensions["gateway"]
-    job = service.jobs.submit(JobRequest.parse(body, service.settings))
+    job = service.jobs.submit(JobRequest.parse(body, service.settings), g.user)
     document = public_document(job.document())
     return jsonify(document), 202, {"Location": document["links"]["self"]}
 
@@ -84,16 +89,24 @@ def list_jobs() -> Response:
     raw = params.get("limit", "50")
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
         raise InvalidParameter(f"limit must be an integer from 1 to 1000, got {raw!r}", field="limit")
-    return jsonify({"jobs": [public_document(d) for d in _jobs().list(int(raw))]})
+    return jsonify({"jobs": [public_document(d) for d in _jobs().list(viewer(), int(raw))]})
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """One job document."""
-    document = _jobs().get(check_job_id(job_id))
+    document = _jobs().get(check_job_id(job_id), viewer())
     if document is None:
         raise NotFound(f"no job {job_id!r}")
     return jsonify(public_document(document))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> tuple[str, int]:
+    """Delete a job that has ended: its array and its record."""
+    if not _jobs().delete(check_job_id(job_id), viewer()):
+        raise NotFound(f"no job {job_id!r}")
+    return "", 204
 
 
 @bp.get("/healthz")

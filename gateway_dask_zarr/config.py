@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -17,6 +18,8 @@ AUTH_KINDS = ("none", "token", "jupyterhub")
 LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
 LOG_LEVELS = ("info", "debug", "warning", "error")
+# A name for an API token (API_TOKENS=name:token): what jobs record as their owner.
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 # Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
 MAX_BODY_CEILING = 16 * 2**20
 
@@ -45,6 +48,11 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "API_TOKENS",
         "JUPYTERHUB_API_URL",
         "JUPYTERHUB_API_TOKEN",
+        "JUPYTERHUB_SERVICE_NAME",
+        "JUPYTERHUB_SERVICE_PREFIX",
+        "JUPYTERHUB_CLIENT_ID",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL",
+        "JUPYTERHUB_BASE_URL",
         "LOG_FORMAT",
         "LOG_LEVEL",
         "HOST",
@@ -138,6 +146,31 @@ def _store_url(env: Mapping[str, str]) -> str | None:
     return raw.rstrip("/")
 
 
+def _path(env: Mapping[str, str], name: str, default: str) -> str:
+    """A URL path such as /services/gdz/, always with a leading and a trailing slash."""
+    raw = env.get(name, "").strip() or default
+    if not raw.startswith("/") or "//" in raw or any(c in raw for c in "?#\\ "):
+        raise ConfigError(name, f"expected a URL path such as /services/name/, got {raw!r}")
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def _api_tokens(env: Mapping[str, str], auth: str) -> tuple[str, ...]:
+    """API_TOKENS: comma-separated `name:token` pairs or plain tokens (whose owner is `token`)."""
+    entries = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
+    if auth != "token":
+        return entries
+    if not entries:
+        raise ConfigError("API_TOKENS", "is required (comma-separated name:token pairs) when AUTH=token")
+    for entry in entries:
+        named = ":" in entry
+        name, _, token = entry.partition(":") if named else ("", "", entry)
+        if named and not TOKEN_NAME.fullmatch(name):
+            raise ConfigError("API_TOKENS", "a token's name must be 1 to 64 of A-Z a-z 0-9 _ . @ -")
+        if len(token) < 16:
+            raise ConfigError("API_TOKENS", "each token must be at least 16 characters")
+    return entries
+
+
 def _cluster_options(env: Mapping[str, str]) -> dict[str, Any]:
     raw = env.get("DASK_GATEWAY_CLUSTER_OPTIONS", "").strip()
     if not raw:
@@ -176,6 +209,12 @@ class Settings:
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     jupyterhub_api_url: str | None = None
     jupyterhub_api_token: str | None = field(default=None, repr=False)
+    # AUTH=jupyterhub: the service as the hub knows it (JupyterHub's own variable names).
+    service_name: str | None = None
+    service_prefix: str = "/"
+    oauth_client_id: str | None = None
+    oauth_callback_url: str | None = None
+    hub_base_url: str = "/"
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -188,15 +227,17 @@ class Settings:
         if cluster == "scheduler" and not scheduler_address:
             raise ConfigError("SCHEDULER_ADDRESS", "is required when CLUSTER=scheduler")
         auth = _choice(env, "AUTH", AUTH_KINDS)
-        api_tokens = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
-        if auth == "token" and not api_tokens:
-            raise ConfigError("API_TOKENS", "is required (comma-separated) when AUTH=token")
-        if auth == "token" and any(len(t) < 16 for t in api_tokens):
-            raise ConfigError("API_TOKENS", "each token must be at least 16 characters")
+        api_tokens = _api_tokens(env, auth)
         hub_url = _url(env, "JUPYTERHUB_API_URL")
         hub_token = env.get("JUPYTERHUB_API_TOKEN", "").strip() or None
+        service_name = env.get("JUPYTERHUB_SERVICE_NAME", "").strip() or None
         if auth == "jupyterhub" and not (hub_url and hub_token):
             raise ConfigError("JUPYTERHUB_API_URL", "and JUPYTERHUB_API_TOKEN are required when AUTH=jupyterhub")
+        if auth == "jupyterhub" and not (service_name and TOKEN_NAME.fullmatch(service_name)):
+            raise ConfigError(
+                "JUPYTERHUB_SERVICE_NAME", "is required when AUTH=jupyterhub: the service's name in the hub"
+            )
+        prefix = _path(env, "JUPYTERHUB_SERVICE_PREFIX", f"/services/{service_name}/" if service_name else "/")
         settings = cls(
             cluster=cluster,
             n_workers=_int(env, "N_WORKERS", 3, 1, 100),
@@ -219,6 +260,11 @@ class Settings:
             api_tokens=api_tokens,
             jupyterhub_api_url=hub_url,
             jupyterhub_api_token=hub_token,
+            service_name=service_name,
+            service_prefix=prefix,
+            oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", "").strip() or (service_name and f"service-{service_name}"),
+            oauth_callback_url=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", "").strip() or prefix + "oauth_callback",
+            hub_base_url=_path(env, "JUPYTERHUB_BASE_URL", "/"),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
             log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
         )

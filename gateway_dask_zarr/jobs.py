@@ -79,6 +79,7 @@ class Job:
 
     id: str
     request: JobRequest
+    owner: str = "anonymous"
     status: str = "queued"
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished: datetime | None = None
@@ -94,6 +95,7 @@ class Job:
         """The job document as stored in the array's attributes (no URLs, no secrets)."""
         return {
             "id": self.id,
+            "owner": self.owner,
             "status": self.status,
             **self.request.document(),
             "created": _iso(self.created),
@@ -121,6 +123,7 @@ def document_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "id": text,
+            "owner": text,
             "status": {"type": "string", "enum": list(STATUSES)},
             **{p.name: p.json_schema() for p in PARAMETERS},
             "created": text,
@@ -177,7 +180,7 @@ class JobManager:
         """The refusal for a service running MAX_ACTIVE_JOBS jobs."""
         return Busy(f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
 
-    def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
+    def submit(self, request: JobRequest, owner: str, job_id: str | None = None) -> Job:
         """Start a job; raise Conflict, Busy, ClusterUnavailable or StoreUnavailable when it cannot."""
         # Refuse a full service before asking the cluster: a burst of refusals then costs no
         # scheduler round trip each (measured: they delayed /healthz under load).
@@ -194,7 +197,7 @@ class JobManager:
             if job_id in self._jobs and self._jobs[job_id].status != "failed":
                 raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
             self._active += 1
-            job = Job(job_id, request)
+            job = Job(job_id, request, owner)
             self._jobs[job_id] = job
         try:
             if named and self.store.exists(job_id):
@@ -360,26 +363,41 @@ class JobManager:
         for job in running:
             job.error = reason
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        """A job's document from memory (queued, running, failed) or from the store (complete)."""
+    def get(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
+        """A job's document from memory or the store; None if there is none or `viewer` may not see it."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is not None and job.status != "complete":
-            return job.document()
-        with _store_errors():
-            document = self.store.read(job_id)
-        if document is None and job is not None:
-            return job.document()
-        return document
+            document: dict[str, Any] | None = job.document()
+        else:
+            with _store_errors():
+                document = self.store.read(job_id)
+            if document is None and job is not None:
+                document = job.document()
+        return document if document is not None and _visible(document, viewer) else None
 
-    def list(self, limit: int) -> list[dict[str, Any]]:
-        """Recent jobs, newest first: running and failed from memory, complete from the store."""
+    def list(self, viewer: str | None, limit: int) -> list[dict[str, Any]]:
+        """`viewer`'s recent jobs (everyone's for None), newest first: from memory and the store."""
         with self._lock:
             in_memory = [j.document() for j in self._jobs.values() if j.status != "complete"]
         with _store_errors():
             documents = in_memory + self.store.list(limit)
+        documents = [d for d in documents if _visible(d, viewer)]
         documents.sort(key=lambda d: d.get("created") or "", reverse=True)
         return documents[:limit]
+
+    def delete(self, job_id: str, viewer: str | None) -> bool:
+        """Delete a job that has ended (its array and memory of it); False if `viewer` may not see it."""
+        document = self.get(job_id, viewer)
+        if document is None:
+            return False
+        if document["status"] in ("queued", "running"):
+            raise Conflict(f"job {job_id!r} is {document['status']}; delete it once it has ended", code="job_running")
+        with _store_errors():
+            self.store.delete(job_id)
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        return True
 
     def close(self) -> None:
         """Stop taking jobs and pending re-deletes; running jobs end when the cluster closes."""
@@ -401,6 +419,11 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(
             f"the object store cannot be read now ({type(exc).__name__}); try again shortly", retry_after=10
         ) from None
+
+
+def _visible(document: dict[str, Any], viewer: str | None) -> bool:
+    """An admin (None) sees every job; anyone else only their own."""
+    return viewer is None or document.get("owner") == viewer
 
 
 def _log(job: Job) -> logging.LoggerAdapter[logging.Logger]:

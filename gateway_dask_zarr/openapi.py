@@ -141,7 +141,20 @@ def _one_job_paths() -> dict[str, Any]:
                     "404": _error("no such job"),
                     "503": _error("the store cannot be read now"),
                 },
-            }
+            },
+            "delete": {
+                "summary": "Delete a job that has ended: its array and its record",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "204": {"description": "deleted; the id is free again"},
+                    "400": _error("a bad id"),
+                    "401": _error("no or wrong token"),
+                    "403": _error("a browser session's write without the page's X-CSRF-Token"),
+                    "404": _error("no such job, or another user's"),
+                    "409": _error("the job is still running"),
+                    "503": _error("the store cannot be reached now"),
+                },
+            },
         },
         "/jobs/{job_id}/preview.png": {
             "get": {

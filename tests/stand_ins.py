@@ -1,9 +1,8 @@
-"""Small real servers the reliability tests run on loopback: a stand-in JupyterHub API, a fault-injecting S3 proxy."""
+"""Small real servers the reliability tests run on loopback: a fault-injecting S3 proxy."""
 
 from __future__ import annotations
 
 import http.client
-import json
 import random
 import threading
 import time
@@ -37,43 +36,6 @@ class _Server:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(10)
-
-
-class _HubHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        hub: StandInHub = self.server.owner  # type: ignore[attr-defined]
-        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
-        with hub.lock:
-            hub.calls.append(self.path)
-        user = hub.users.get(token) if scheme == "token" and self.path == "/hub/api/user" else None
-        body = json.dumps(
-            {"name": user, "kind": "user", "scopes": ["access:services"]}
-            if user
-            else {"status": 403, "message": "Forbidden"}
-        ).encode()
-        self.send_response(200 if user else 403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class StandInHub(_Server):
-    """Answers GET /hub/api/user as JupyterHub does: the user model for a known token, 403 otherwise."""
-
-    handler = _HubHandler
-
-    def __init__(self, users: dict[str, str]) -> None:
-        self.users = users
-        self.calls: list[str] = []
-        self.lock = threading.Lock()
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.url}/hub/api"
 
 
 XML_HEADER = b'<?xml version="1.0" encoding="UTF-8"?>\n'

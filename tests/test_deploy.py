@@ -268,6 +268,26 @@ def test_the_configmap_is_valid_settings_for_the_app() -> None:
     assert settings.log_format == "json"
 
 
+def test_the_hub_values_register_the_app_as_the_configmaps_service() -> None:
+    """deploy/jupyterhub_values.yaml: the hub proxies the app's Service, and users may reach it."""
+    hub = yaml.safe_load((ROOT / "deploy" / "jupyterhub_values.yaml").read_text())["hub"]
+    settings = Settings.from_env(app_env())
+    name = settings.service_name
+    assert name and settings.service_prefix == f"/services/{name}/"
+    service = hub["services"][name]
+    web = one("Service")
+    assert service["url"] == f"http://{web['metadata']['name']}.{web['metadata']['namespace']}.svc.cluster.local:80"
+    assert web["spec"]["ports"][0]["port"] == 80
+    assert service["oauth_no_confirm"] is True
+    access = f"access:services!service={name}"
+    assert access in hub["loadRoles"]["user"]["scopes"]
+    assert access in hub["loadRoles"]["server"]["scopes"]
+    # The app's token may use dask-gateway, the hub's service that dask_gateway_config.yaml names.
+    gateway = merged_values()["gateway"]["auth"]["jupyterhub"]["jupyterhubServiceName"]
+    assert gateway in hub["services"]
+    assert hub["loadRoles"][name] == {"services": [name], "scopes": [f"access:services!service={gateway}"]}
+
+
 def test_the_secret_example_holds_placeholders_only() -> None:
     for name, value in secret_example().items():
         if name != "AWS_DEFAULT_REGION":

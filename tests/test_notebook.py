@@ -1,4 +1,4 @@
-"""The notebook, executed top to bottom in a real kernel against a real running service."""
+"""The notebook, executed top to bottom in a real kernel against a real running service (alone and behind a hub)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 import nbformat
 import pytest
+import requests
 from helpers import assert_verified
+from hub_server import HubServer
 from live import serve
 from nbclient import NotebookClient
 
@@ -39,17 +41,22 @@ def test_notebook_is_committed_without_outputs() -> None:
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
-def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
+def _execute(tmp_path: Path) -> tuple[Any, list[Any], str]:
+    """Run the notebook top to bottom; any failing cell, a failed assert included, raises CellExecutionError."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    # Any failing cell, a failed assert included, raises CellExecutionError here.
     NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert f"gateway: {gateway_url} (no token)" in text
     assert "verified: 5 chunks and the job's summary statistics" in text
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type == "display_data")
+    return notebook, outputs, text
+
+
+def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
+    notebook, outputs, text = _execute(tmp_path)
+    assert f"gateway: {gateway_url} (no token)" in text
     # The progress bar was tqdm's notebook widget, and it reached every chunk: 120 of 120.
     assert any(WIDGET in o.get("data", {}) for o in outputs if o.output_type == "display_data")
     states = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
@@ -59,5 +66,22 @@ def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
     # The two jobs the notebook ran (the client's and the plain HTTP one) are complete, and every chunk verifies.
     jobs = [j.document for j in Gateway(gateway_url).list()]
     assert [(j["seed"], j["shape"]) for j in jobs] == [(7, [1200, 1000])] * 2
+    for job in jobs:
+        assert_verified(job)
+
+
+def test_notebook_runs_through_the_hubs_proxy_with_a_users_token(
+    hub: HubServer, hub_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a user's notebook server: the hub's token in JUPYTERHUB_API_TOKEN, the service's URL.
+    token = hub.mint_token("bob")
+    monkeypatch.setenv("GATEWAY_URL", hub.app_url)
+    monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    _, _, text = _execute(tmp_path)
+    assert "(with a token)" in text
+    jobs = requests.get(hub.app_url + "jobs", headers={"Authorization": f"token {token}"}, timeout=30).json()["jobs"]
+    assert len(jobs) == 2 and {j["owner"] for j in jobs} == {"bob"} and {j["seed"] for j in jobs} == {7}
     for job in jobs:
         assert_verified(job)

@@ -13,6 +13,10 @@
   const empty = document.getElementById("jobs-empty");
   const template = document.getElementById("job-template");
   const following = new Set();
+  // With AUTH=jupyterhub the browser's session cookie authenticates; a write must also carry
+  // this page's CSRF token, which a page of another site cannot read.
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const csrfToken = csrfMeta ? csrfMeta.content : "";
 
   class ApiError extends Error {
     constructor(message, status, code, field) {
@@ -27,10 +31,14 @@
   async function api(method, url, body) {
     let response;
     try {
+      const headers = { Accept: "application/json" };
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
       response = await fetch(url, {
         method: method,
-        headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+        headers: headers,
         body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
       });
     } catch (err) {
       throw new ApiError("The gateway could not be reached. Is it running? (" + err.message + ")", 0, "network");
