@@ -142,6 +142,9 @@ async def _write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
     unit_grid = grid(shape, unit_shape)
     dtype = str(metadata.dtype.to_native_dtype())
     prototype = default_buffer_prototype()
+    # Sharded: each chunk with the shard's inner codecs, then zarr's ShardingCodec lays out
+    # the shard (its _get_chunk_spec and _encode_shard_dict are private: zarr is pinned, and
+    # tests/test_shards.py reads the result with zarr-python and TensorStore).
     sharding = next((c for c in metadata.codecs if isinstance(c, ShardingCodec)), None)
     encoder = ChunkEncoder(array.codec_pipeline if sharding is None else sharding.codec_pipeline)
     facts = {"chunks": 0, "bytes": 0, "min": math.inf, "max": -math.inf, "sum": 0.0, "count": 0}
