@@ -52,8 +52,9 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
     from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
-    from gateway_dask_zarr.jobs import JobManager
-    from gateway_dask_zarr.store import JobStore
+    from gateway_dask_zarr.jobs import JobManager, Records
+    from gateway_dask_zarr.jobs.retention import Retention
+    from gateway_dask_zarr.store import JobStore, obstore_for
     from gateway_dask_zarr.web import init_web
 
     settings = settings or Settings.from_env()
@@ -77,7 +78,9 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
             raise
         owned.append(cluster)
     store = JobStore(store_url, endpoint)
-    jobs = JobManager(settings, cluster, store)
+    jobs = JobManager(settings, cluster, store, Records(obstore_for(store_url, endpoint)))
+    if settings.retention_days:
+        owned.append(Retention(jobs, jobs.records, settings.retention_days).start())
     cluster.on_lost(jobs.fail_running)
     service = Service(settings, cluster, store, jobs, public_endpoint or endpoint, owned)
     atexit.register(service.close)

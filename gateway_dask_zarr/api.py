@@ -6,9 +6,10 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from gateway_dask_zarr import errors
 from gateway_dask_zarr.jobs import JobError, JobManager, JobRequest, check_job_id
 from gateway_dask_zarr.openapi import openapi_document
 
@@ -19,6 +20,16 @@ bp = Blueprint("api", __name__)
 
 def _jobs() -> JobManager:
     return current_app.extensions["gateway"].jobs
+
+
+def owner() -> str:
+    """The caller, who owns the jobs it submits."""
+    return str(g.get("user", "anonymous"))
+
+
+def viewer() -> str | None:
+    """Whose jobs the caller may see: its own, or everyone's (None) for an admin."""
+    return None if g.get("is_admin") else owner()
 
 
 def public_document(document: dict[str, Any]) -> dict[str, Any]:
@@ -53,9 +64,9 @@ def _query_params() -> dict[str, str]:
 def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
     service = current_app.extensions["gateway"]
     job_request = JobRequest.parse(_query_params(), service.settings)
-    job = service.jobs.submit(job_request, job_id)
+    job = service.jobs.submit(job_request, owner(), job_id)
     job.ended.wait(service.settings.job_timeout_s + 60)
-    document = public_document(service.jobs.get(job.id) or job.document())
+    document = public_document(job.document())
     if document["status"] == "complete":
         return jsonify(document), 200
     body = {
@@ -84,31 +95,44 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if not isinstance(body, dict):
         raise JobError(400, "invalid_body", 'the body must be a JSON object such as {"shape": [1000, 1000]}')
     service = current_app.extensions["gateway"]
-    job = service.jobs.submit(JobRequest.parse(body, service.settings))
+    job = service.jobs.submit(JobRequest.parse(body, service.settings), owner())
     document = public_document(job.document())
     return jsonify(document), 202, {"Location": document["links"]["self"]}
 
 
 @bp.get("/jobs")
-def list_jobs() -> Response:
-    """Recent jobs, newest first."""
+def list_jobs() -> tuple[Response, int, dict[str, str]]:
+    """The caller's jobs, newest first, a page at a time (`limit`, `before`; Link rel="next")."""
     params = _query_params()
-    unknown = sorted(set(params) - {"limit"})
+    unknown = sorted(set(params) - {"limit", "before"})
     if unknown:
-        raise JobError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r}; known: limit", unknown[0])
+        raise JobError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r}; known: limit, before", unknown[0])
     raw = params.get("limit", "50")
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
         raise JobError(400, "invalid_parameter", f"limit must be an integer from 1 to 1000, got {raw!r}", "limit")
-    return jsonify({"jobs": [public_document(d) for d in _jobs().list(int(raw))]})
+    documents, cursor = _jobs().list(viewer(), int(raw), params.get("before"))
+    headers = {}
+    if cursor is not None:
+        headers["Link"] = f'<{url_for("api.list_jobs", limit=raw, before=cursor)}>; rel="next"'
+    return jsonify([public_document(d) for d in documents]), 200, headers
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """One job document."""
-    document = _jobs().get(check_job_id(job_id))
+    document = _jobs().get(check_job_id(job_id), viewer())
     if document is None:
         raise JobError(404, "not_found", f"no job {job_id!r}")
     return jsonify(public_document(document))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> tuple[Response | str, int]:
+    """Delete a job: 204 when it is gone, 202 with its document while it is being cancelled or cleaned up."""
+    document = _jobs().delete(check_job_id(job_id), viewer())
+    if document is None:
+        return "", 204
+    return jsonify(public_document(document)), 202
 
 
 @bp.get("/healthz")
@@ -138,6 +162,20 @@ def openapi() -> Response:
     return jsonify(openapi_document(secured=current_app.extensions["gateway"].settings.auth != "none"))
 
 
+# Each domain error's status; the first class that matches wins.
+STATUS: tuple[tuple[type[errors.ServiceError], int], ...] = (
+    (errors.InvalidParameter, 400),
+    (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.TooLarge, 413),
+    (errors.Busy, 429),
+    (errors.Unavailable, 503),
+    (errors.ServiceError, 500),
+)
+
+
 def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
     """The one error shape: {"error": {"code", "message", "field"?}}."""
     error: dict[str, Any] = {"code": code, "message": message}
@@ -153,6 +191,12 @@ def register_error_handlers(app: Flask) -> None:
     def job_error(exc: JobError) -> tuple[Response, int, dict[str, str]]:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return jsonify(error_body(exc.status, exc.code, exc.message, exc.field)), exc.status, headers
+
+    @app.errorhandler(errors.ServiceError)
+    def service_error(exc: errors.ServiceError) -> tuple[Response, int, dict[str, str]]:
+        status = next(code for kind, code in STATUS if isinstance(exc, kind))
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return jsonify(error_body(status, exc.code, exc.message, exc.field)), status, headers
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:

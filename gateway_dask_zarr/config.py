@@ -36,6 +36,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "MAX_CHUNKS",
         "MAX_ACTIVE_JOBS",
         "JOB_TIMEOUT_S",
+        "CLEANUP_GRACE_S",
+        "RETENTION_DAYS",
         "COMPRESSOR",
         "AUTH",
         "API_TOKENS",
@@ -149,6 +151,10 @@ class Settings:
     max_chunks: int = 100_000
     max_active_jobs: int = 8
     job_timeout_s: int = 600
+    # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
+    # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
+    cleanup_grace_s: int = 240
+    retention_days: int = 0  # 0: keep every job until it is deleted
     compressor: str = "none"
     auth: str = "none"
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -190,6 +196,8 @@ class Settings:
             max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
             max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
             job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
+            cleanup_grace_s=_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
+            retention_days=_int(env, "RETENTION_DAYS", 0, 0, 36500),
             compressor=_choice(env, "COMPRESSOR", COMPRESSORS),
             auth=auth,
             api_tokens=api_tokens,

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -75,24 +76,23 @@ def open_store(url: str, options: Mapping[str, Any]) -> Store:
     return FsspecStore.from_url(url, storage_options=dict(options))
 
 
-def object_store(url: str, options: Mapping[str, Any]) -> Store:
-    """A zarr store on obstore's S3 client: measured faster than s3fs per PUT (bench/).
+def s3_store(url: str, options: Mapping[str, Any]) -> Any:
+    """An obstore S3 store rooted at an s3:// URL, with the same bounds as botocore's above.
 
     Credentials and region come from the environment (AWS_*), as for botocore.
     """
     from obstore.store import S3Store
-    from zarr.storage import ObjectStore
 
     parsed = urlparse(url)
     endpoint = options.get("endpoint_url")
-    s3 = S3Store(
+    return S3Store(
         parsed.netloc,
         prefix=parsed.path.strip("/") or None,
         endpoint=endpoint,
         # As with s3fs above: chunks carry their own crc32c, so the body is not hashed again.
         unsigned_payload=True,
-        # The same bounds as botocore's above: a dead endpoint fails a job within a minute.
-        # The whole-request timeout is longer than a read timeout: a chunk may be 256 MiB.
+        # A dead endpoint fails a job within a minute. The whole-request timeout is longer
+        # than a read timeout: a chunk may be 256 MiB.
         client_options={
             "connect_timeout": timedelta(seconds=S3_CONNECT_TIMEOUT_S),
             "timeout": timedelta(seconds=S3_REQUEST_TIMEOUT_S),
@@ -104,7 +104,29 @@ def object_store(url: str, options: Mapping[str, Any]) -> Store:
             "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
         },
     )
-    return ObjectStore(s3)
+
+
+def object_store(url: str, options: Mapping[str, Any]) -> Store:
+    """A zarr store on obstore's S3 client: measured faster than s3fs per PUT (bench/)."""
+    from zarr.storage import ObjectStore
+
+    return ObjectStore(s3_store(url, options))
+
+
+_memory_stores: dict[str, Any] = {}
+
+
+def obstore_for(url: str, endpoint_url: str | None) -> Any:
+    """The obstore store rooted at STORE_URL (s3, file or memory), for job records and the index."""
+    from obstore.store import LocalStore, MemoryStore
+
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        return s3_store(url, storage_options(url, endpoint_url))
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path, mkdir=True)
+    # memory:// lives in this process, as fsspec's memory filesystem does: one store per URL.
+    return _memory_stores.setdefault(url.rstrip("/"), MemoryStore())
 
 
 @lru_cache(maxsize=16)
@@ -156,7 +178,7 @@ def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, 
 
 @dataclass
 class JobStore:
-    """The root of all job arrays: publishing, deleting, listing and reading job documents."""
+    """The root of all job arrays: publishing, deleting and reading published job documents."""
 
     root: str
     endpoint_url: str | None = None
@@ -172,7 +194,6 @@ class JobStore:
             self.probe_fs.retries = 1
             # Build the previews' client now, at start-up, not during the first request.
             zarr_store(self.root, self.options)
-        self._docs: dict[str, dict[str, Any]] = {}
 
     def array_url(self, job_id: str) -> str:
         """The URL of a job's array."""
@@ -189,7 +210,6 @@ class JobStore:
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job."""
         zarr.create_array(self._array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
-        self._docs[job_id] = document
 
     def _array_store(self, job_id: str) -> Store:
         """A store rooted at the job's array, so zarr writes no parent group's zarr.json.
@@ -205,49 +225,21 @@ class JobStore:
         return open_store(self.array_url(job_id), self.options)
 
     def delete(self, job_id: str) -> None:
-        """Delete every object under the job's array path."""
+        """Delete every object under the job's array path, its zarr.json first (readers stop at once)."""
         path = self._path(f"{job_id}.zarr")
-        try:
-            self.fs.rm(path, recursive=True)
-        except FileNotFoundError:
-            pass
+        for target, recursive in ((f"{path}/{METADATA_KEY}", False), (path, True)):
+            with suppress(FileNotFoundError):
+                self.fs.rm(target, recursive=recursive)
         self.fs.invalidate_cache()
 
     def read(self, job_id: str) -> dict[str, Any] | None:
-        """The stored job document of a complete job, or None."""
-        if job_id in self._docs:
-            return self._docs[job_id]
+        """The job document in a published (complete) array's attributes, or None."""
         try:
             raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
         except FileNotFoundError:
             return None
-        return self._remember(job_id, raw)
-
-    def _remember(self, job_id: str, raw: bytes) -> dict[str, Any] | None:
         document = json.loads(raw).get("attributes", {}).get("gateway")
-        if isinstance(document, dict) and document.get("status") == "complete":
-            self._docs[job_id] = document
-            return document
-        return None
-
-    def list(self, limit: int) -> list[dict[str, Any]]:
-        """Complete jobs, newest first by their `created` attribute."""
-        self.fs.invalidate_cache()
-        try:
-            entries = self.fs.ls(self._path(), detail=False)
-        except FileNotFoundError:
-            return []
-        ids = [e.rstrip("/").rsplit("/", 1)[-1][: -len(".zarr")] for e in entries if e.rstrip("/").endswith(".zarr")]
-        missing = [i for i in ids if i not in self._docs]
-        if missing:
-            paths = {self._path(f"{i}.zarr", METADATA_KEY): i for i in missing}
-            found = self.fs.cat(list(paths), on_error="omit")
-            for path, raw in found.items():
-                if isinstance(raw, bytes):
-                    self._remember(paths[self.fs._strip_protocol(path)], raw)
-        docs = [self._docs[i] for i in ids if i in self._docs]
-        docs.sort(key=lambda d: d.get("created", ""), reverse=True)
-        return docs[:limit]
+        return document if isinstance(document, dict) and document.get("status") == "complete" else None
 
     def open_array(self, job_id: str) -> zarr.Array:
         """Open a job's published array for reading, through this process's shared store."""

@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway_dask_zarr import __version__
-from gateway_dask_zarr.api import public_document
+from gateway_dask_zarr.api import public_document, viewer
 from gateway_dask_zarr.jobs import JobError, check_job_id
 from gateway_dask_zarr.metrics import Metrics
 from gateway_dask_zarr.preview import SIZES, preview_png
@@ -79,7 +79,7 @@ def index() -> str:
         }
     jobs_error = None
     try:
-        jobs = [public_document(d) for d in service.jobs.list(PAGE_JOBS)]
+        jobs = [public_document(d) for d in service.jobs.list(viewer(), PAGE_JOBS)[0]]
     except Exception as exc:
         log.warning("the page could not list jobs: %s", type(exc).__name__)
         jobs, jobs_error = (
@@ -102,7 +102,7 @@ def index() -> str:
 def preview(job_id: str) -> Response:
     """A PNG picture of a complete job's array (`size=thumb` for a bare thumbnail), from a bounded strided read."""
     service = _service()
-    document = service.jobs.get(check_job_id(job_id))
+    document = service.jobs.get(check_job_id(job_id), viewer())
     if document is None:
         raise JobError(404, "not_found", f"no job {job_id!r}")
     if document["status"] != "complete":

@@ -44,6 +44,6 @@ def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
     assert "verified: 5 chunks and the job's summary statistics" in text
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type == "display_data")
     # The job the notebook ran is in the service, complete, and every chunk verifies.
-    jobs = requests.get(f"{gateway_url}/jobs", timeout=30).json()["jobs"]
+    jobs = requests.get(f"{gateway_url}/jobs", timeout=30).json()
     assert len(jobs) == 1 and jobs[0]["seed"] == 7 and jobs[0]["shape"] == [1200, 1000]
     assert_verified(jobs[0])

@@ -21,7 +21,7 @@ def test_history_survives_a_restart_on_a_file_store(make_app: Any, tmp_path: Pat
 
     # A new app (a restart, or a second replica) reads the history from the store alone.
     second = make_app(settings).test_client()
-    listed = second.get("/jobs").get_json()["jobs"]
+    listed = second.get("/jobs").get_json()
     assert [d["id"] for d in listed] == ids[::-1]
     for doc in listed:
         assert doc["url"] == f"file://{tmp_path}/jobs/{doc['id']}.zarr"

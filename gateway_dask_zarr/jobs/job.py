@@ -1,0 +1,108 @@
+"""One job's state: what a runner holds in memory, and the record and document made from it."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway_dask_zarr import __version__
+from gateway_dask_zarr.jobs.records import now_iso
+from gateway_dask_zarr.jobs.request import JobRequest
+
+# The keys of a record that a job document shows; the others are the service's own.
+DOCUMENT_KEYS = (
+    "id",
+    "owner",
+    "status",
+    "seed",
+    "shape",
+    "chunks",
+    "dtype",
+    "created",
+    "finished",
+    "seconds",
+    "chunks_written",
+    "bytes_written",
+    "stats",
+    "error",
+    "version",
+    "progress",
+)
+ACTIVE = ("queued", "running")
+
+
+@dataclass
+class Job:
+    """A job this process runs: its request, owner, attempt and progress."""
+
+    id: str
+    request: JobRequest
+    owner: str
+    deadline: float  # epoch seconds: no chunk write starts after it
+    attempt: str = field(default_factory=lambda: secrets.token_hex(8))
+    status: str = "queued"
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished: datetime | None = None
+    seconds: float | None = None
+    done: int = 0
+    chunks_written: int = 0
+    bytes_written: int = 0
+    stats: dict[str, float] | None = None
+    error: str | None = None
+    # Epoch seconds after which no write of this attempt can land (set when it fails or is cancelled).
+    frees_at: float | None = None
+    cleanup: str | None = None  # "pending" until the last delete of a failed attempt's chunks, then "done"
+    futures: list[Any] = field(default_factory=list, repr=False)
+    saved_done: int = -1  # the progress the record has
+    final: bool = False  # the record has its final status: no more writes of this attempt
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Serialises this job's record writes: a progress write must never land after the final one.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def document(self) -> dict[str, Any]:
+        """The job document (no URLs, no secrets)."""
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "status": self.status,
+            "seed": self.request.seed,
+            "shape": list(self.request.shape),
+            "chunks": list(self.request.chunks),
+            "dtype": self.request.dtype,
+            "created": now_iso(self.created),
+            "finished": now_iso(self.finished) if self.finished else None,
+            "seconds": self.seconds,
+            "chunks_written": self.chunks_written,
+            "bytes_written": self.bytes_written,
+            "stats": self.stats,
+            "error": self.error,
+            "version": __version__,
+            "progress": {"done": self.done, "total": self.request.n_chunks},
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The record stored for this job: its document and what replicas need to act on it."""
+        return {
+            **self.document(),
+            "attempt": self.attempt,
+            "deadline": self.deadline,
+            "frees_at": self.frees_at,
+            "cleanup": self.cleanup,
+            "updated": time.time(),
+        }
+
+
+def document_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as a job document: only the keys a document has."""
+    return {key: record.get(key) for key in DOCUMENT_KEYS}
+
+
+def stale(record: dict[str, Any], grace_s: float, now: float | None = None) -> bool:
+    """True for a queued or running record whose runner stopped: past its deadline and every bound."""
+    now = time.time() if now is None else now
+    return record["status"] in ACTIVE and now > record["deadline"] + 2 * grace_s

@@ -1,0 +1,288 @@
+"""Running jobs on the cluster: submit the chunk tasks in one batch, track progress, publish or clean up."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from distributed import as_completed
+
+from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
+from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.jobs.admission import Admission
+from gateway_dask_zarr.jobs.job import Job
+from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
+from gateway_dask_zarr.jobs.records import Records
+from gateway_dask_zarr.jobs.request import JobRequest
+from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
+
+log = logging.getLogger(__name__)
+
+# A task's chunks in flight at once: enough concurrency to hide S3 latency, few enough
+# bytes that a worker holds only a handful of chunks (each chunk in flight costs about
+# three copies of itself: the encoded chunk, the request body and the client's buffers).
+TASK_BYTES_IN_FLIGHT = 8 * 2**20
+MAX_TASK_CONCURRENCY = 16
+DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
+# How often a running job's record gets its progress (when it changed), and delete requests are looked for.
+PROGRESS_S = 1.0
+
+
+def plan_batches(request: JobRequest, n_tasks: int) -> list[list[tuple[int, ...]]]:
+    """Split the chunk grid into n_tasks contiguous batches of whole chunks."""
+    blocks = list(all_blocks(request.shape, request.chunks))
+    n_tasks = max(1, min(n_tasks, len(blocks)))
+    size = math.ceil(len(blocks) / n_tasks)
+    return [blocks[i : i + size] for i in range(0, len(blocks), size)]
+
+
+def job_log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
+    """The jobs logger with the job's id on every record (a field of LOG_FORMAT=json lines)."""
+    return logging.LoggerAdapter(log, {"job_id": job.id})
+
+
+class Runner:
+    """Runs each job on the cluster from a thread of its own and keeps its record current."""
+
+    def __init__(
+        self, settings: Settings, cluster: ClusterManager, store: JobStore, records: Records, admission: Admission
+    ) -> None:
+        self.settings = settings
+        self.admission = admission
+        self.cluster = cluster
+        self.store = store
+        self.records = records
+        # One thread per active job only waits on futures; the work happens on the workers.
+        self._pool = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
+        self.on_end: list[Callable[[Job], None]] = []
+        self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
+        # The jobs this process runs now: at most MAX_ACTIVE_JOBS.
+        self.running: dict[str, Job] = {}
+        self._closed = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="job-progress", daemon=True)
+        self._ticker.start()
+
+    def start(self, job: Job) -> None:
+        """Run a claimed job (holding an admission slot) in the background."""
+        self.running[job.id] = job
+        self._pool.submit(self._run, job)
+
+    def save(self, job: Job, final: bool = False) -> None:
+        """Write the job's record; after the final write no other write of this attempt lands."""
+        with job.lock:
+            if job.final:
+                return
+            job.saved_done = job.done
+            self.records.write(job.record())
+            job.final = final
+
+    def cancel(self, job: Job) -> None:
+        """Cancel a job this process runs: its tasks are cancelled and it ends as cancelled."""
+        job.cancel.set()
+        for future in job.futures:
+            future.cancel()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(PROGRESS_S):
+            for job in list(self.running.values()):
+                try:
+                    if not job.cancel.is_set() and self.records.delete_requested(job.id):
+                        self.cancel(job)
+                    if job.status == "running" and job.done != job.saved_done:
+                        self.save(job)
+                except Exception as exc:
+                    job_log(job).warning("job %s: its progress could not be saved: %s", job.id, type(exc).__name__)
+
+    def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        futures: list[Any] = []
+        try:
+            client = self.cluster.client
+            request = job.request
+            target = ArrayTarget(
+                root_url=self.store.root,
+                storage_options=self.store.options,
+                job_id=job.id,
+                metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
+                seed=request.seed,
+                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
+                deadline=job.deadline,
+            )
+            batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
+            job.status = "running"
+            self.save(job)
+            job_log(job).info(
+                "job %s running: shape %s, chunks %s, %s, %d tasks",
+                job.id,
+                list(request.shape),
+                list(request.chunks),
+                request.dtype,
+                len(batches),
+            )
+            futures = client.map(
+                partial(write_blocks, target),
+                batches,
+                key=[f"write-{job.id}-{job.attempt}-{i}" for i in range(len(batches))],
+                pure=False,
+                # A lost worker is not a retry (the scheduler reruns its tasks anyway);
+                # this is for a task that failed once although the S3 client retried its PUTs.
+                retries=1,
+            )
+            job.futures = futures
+            for future, batch in zip(futures, batches, strict=True):
+                future.add_done_callback(partial(_progress, job, len(batch)))
+            if job.cancel.is_set():
+                raise ClusterUnavailable(DELETED.format(id=job.id))
+            with client.as_current():
+                # The first task that fails for good fails the job now, not when the rest end.
+                for future in as_completed(futures, timeout=self.settings.job_timeout_s):
+                    _check(job, future)
+            # One gather for all the results: a result() per future is a round trip each.
+            self._complete(job, client.gather(futures), started)
+        except Exception as exc:
+            self._fail(job, reason(exc, self.settings), futures, started)
+        finally:
+            self.running.pop(job.id, None)
+            self.admission.release()
+            for listener in self.on_end:
+                try:
+                    listener(job)
+                except Exception:
+                    log.exception("a job listener failed on job %s", job.id)
+            job.ended.set()
+
+    def _complete(self, job: Job, facts: list[dict[str, Any]], started: float) -> None:
+        count = sum(f["count"] for f in facts)
+        job.chunks_written = sum(f["chunks"] for f in facts)
+        job.bytes_written = sum(f["bytes"] for f in facts)
+        job.stats = {
+            "min": min(f["min"] for f in facts),
+            "max": max(f["max"] for f in facts),
+            "mean": sum(f["sum"] for f in facts) / count,
+        }
+        if job.chunks_written != job.request.n_chunks:
+            raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
+        job.finished = datetime.now(UTC)
+        job.seconds = round(time.monotonic() - started, 3)
+        request = job.request
+        document = {**job.document(), "status": "complete"}
+        del document["progress"]
+        self.store.publish(
+            job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document
+        )
+        # Only now: a reader polling the job must not see "complete" before the array exists.
+        job.status = "complete"
+        self.save(job, final=True)
+        job_log(job).info(
+            "job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds
+        )
+        if self.records.delete_requested(job.id):
+            # A DELETE that came while the job ended: it deletes a complete job now.
+            self.store.delete(job.id)
+            self.records.remove(job.record())
+
+    def _fail(self, job: Job, why: str, futures: list[Any], started: float) -> None:
+        # A task neither finished nor failed may still be running on a worker, and cancelling
+        # cannot stop it: it may PUT chunks until the deadline (blocks.py starts none after it),
+        # and a PUT begun then lands within the S3 client's bounds.
+        late = any(f.status not in ("finished", "error") for f in futures)
+        for future in futures:
+            future.cancel()
+        job.status = "cancelled" if job.cancel.is_set() else "failed"
+        # A reason recorded earlier (the cluster was lost) says more than the cancellation it caused.
+        job.error = DELETED.format(id=job.id) if job.cancel.is_set() else job.error or why
+        job.finished = datetime.now(UTC)
+        job.seconds = round(time.monotonic() - started, 3)
+        job.frees_at = job.deadline + self.settings.cleanup_grace_s if late else time.time()
+        job.cleanup = "pending"
+        job_log(job).warning("job %s %s: %s", job.id, job.status, job.error)
+        try:
+            self.save(job, final=True)
+        except Exception as exc:
+            job_log(job).warning("job %s: its record could not be written: %s", job.id, type(exc).__name__)
+        self.cleanups.start(job)
+
+    def close(self) -> None:
+        """Stop taking jobs and pending clean-ups; running jobs end when the cluster closes."""
+        self._closed.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.cleanups.close()
+
+
+def _progress(job: Job, n: int, future: Any) -> None:
+    if future.status == "finished":
+        job.done += n
+
+
+def _check(job: Job, future: Any) -> None:
+    if future.status == "cancelled":
+        if job.cancel.is_set():
+            raise ClusterUnavailable(DELETED.format(id=job.id))
+        # Otherwise only a lost or restarted cluster cancels our tasks (a failed job cancels
+        # its own tasks after it has failed).
+        raise ClusterUnavailable(CANCELLED)
+    if future.status != "finished":
+        raise future.exception() or RuntimeError(f"a chunk task ended {future.status}")
+
+
+class Cleanups:
+    """Deletes a failed attempt's chunks now and once more when its late writes have landed.
+
+    The record names the attempt and keeps the id claimed until the last delete is over, so
+    a clean-up never touches the objects of a later job with the same id.
+    """
+
+    def __init__(self, grace_s: float, store: JobStore, records: Records) -> None:
+        self.grace_s = grace_s
+        self.store = store
+        self.records = records
+        self._timers: set[threading.Timer] = set()
+        self._lock = threading.Lock()
+
+    def start(self, job: Job) -> None:
+        """Delete the attempt's chunks now and once more at its `frees_at`; then mark the record clean or remove it."""
+        self._delete_chunks(job.id)
+        assert job.frees_at is not None
+        timer = threading.Timer(max(0.0, job.frees_at - time.time()), self._last, args=(job,))
+        timer.daemon = True
+        with self._lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def _last(self, job: Job) -> None:
+        with self._lock:
+            self._timers.discard(threading.current_thread())
+        try:
+            record = self.records.read(job.id)
+            if record is None or record.get("attempt") != job.attempt:
+                return  # deleted, and maybe claimed again since: not this attempt's to touch
+            self._delete_chunks(job.id)
+            if self.records.delete_requested(job.id):
+                self.records.remove(record)
+                job_log(job).info("job %s: cleaned up and deleted", job.id)
+            else:
+                self.records.write({**record, "cleanup": "done"})
+                job_log(job).info("job %s: cleaned up; the record stays until it is deleted", job.id)
+        except Exception as exc:
+            job_log(job).warning("job %s: the last clean-up failed: %s", job.id, type(exc).__name__)
+
+    def _delete_chunks(self, job_id: str) -> None:
+        try:
+            self.store.delete(job_id)
+        except Exception as exc:
+            log.warning("job %s: deleting its chunks failed: %s", job_id, type(exc).__name__)
+
+    def close(self) -> None:
+        """Cancel pending clean-ups: a later DELETE does what they would have done."""
+        with self._lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
