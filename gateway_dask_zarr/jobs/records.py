@@ -23,6 +23,7 @@ from typing import Any
 
 import obstore
 from obstore.exceptions import AlreadyExistsError
+from obstore.store import LocalStore
 
 from gateway_dask_zarr.errors import Conflict, StoreUnavailable
 
@@ -72,6 +73,9 @@ class Records:
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        # S3 and memory stores list keys in order; a local filesystem lists a directory in
+        # its own order, so there the whole directory is read and sorted (local, so cheap).
+        self.listed_in_order = not isinstance(store, LocalStore)
 
     # -- one record -------------------------------------------------------------------
 
@@ -148,9 +152,9 @@ class Records:
             )
             for batch in stream:
                 names.extend(meta["path"].rsplit("/", 1)[-1] for meta in batch)
-                if len(names) >= limit:
+                if len(names) >= limit and self.listed_in_order:
                     break
-        return names[:limit]
+        return sorted(n for n in names if before is None or n > before)[:limit]
 
     def read_many(self, names: list[str]) -> list[dict[str, Any]]:
         """The records of index names, concurrently, in order; an entry whose record is gone is skipped."""
@@ -172,7 +176,8 @@ class Records:
 
     def index_older_than(self, cutoff: datetime, limit: int) -> list[str]:
         """Up to `limit` names from the all-jobs index of jobs created before `cutoff`, newest first."""
-        return self.index_page(None, limit, newest_first(cutoff))
+        # "~" sorts after every id character: entries created at the cutoff itself are not older.
+        return self.index_page(None, limit, newest_first(cutoff) + "~")
 
     # -- leases -------------------------------------------------------------------------
 
