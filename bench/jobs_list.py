@@ -33,7 +33,7 @@ WARM_CALLS = 10
 def seed_jobs(
     store: Any, start: int, stop: int, owner: str = "anonymous", everyone: bool = True, concurrency: int = 64
 ) -> None:
-    """Write complete job records number start..stop-1 and their owner's (and, with everyone, the all-jobs) index entries."""
+    """Write complete job records start..stop-1 with their owner's index entries (and the all-jobs ones)."""
     request = JobRequest((100, 100), (50, 50), "float32", 1)
     first = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -25,6 +25,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError
 from obstore.store import LocalStore
 
+from gateway_dask_zarr.blocks import S3_ERROR
 from gateway_dask_zarr.errors import Conflict, StoreUnavailable
 
 PREFIX = "_jobs"
@@ -58,13 +59,15 @@ def store_errors() -> Iterator[None]:
     """Turn a failed store request into StoreUnavailable with a sentence a person can act on."""
     try:
         yield
-    except (Conflict, FileNotFoundError):
+    except Conflict:
         raise
     except Exception as exc:
+        # obstore's message puts the S3 error code deep in a long text.
+        found = S3_ERROR.search(str(exc))
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        said = f"S3 {found['code']}: {found['message']}" if found else f"{type(exc).__name__}: {first}"
         raise StoreUnavailable(
-            f"the object store cannot be used now ({type(exc).__name__}: {first}); try again shortly",
-            retry_after=10,
+            f"the object store cannot be used now ({said}); try again shortly", retry_after=10
         ) from None
 
 
