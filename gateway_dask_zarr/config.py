@@ -153,7 +153,7 @@ class Settings:
     job_timeout_s: int = 600
     # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
     # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
-    cleanup_grace_s: int = 240
+    cleanup_grace_s: int = 180
     retention_days: int = 0  # 0: keep every job until it is deleted
     compressor: str = "none"
     auth: str = "none"

@@ -18,7 +18,7 @@ from gateway_dask_zarr.jobs import Job, JobManager, JobRequest, Records
 from gateway_dask_zarr.jobs.records import index_name
 from gateway_dask_zarr.jobs.retention import Retention
 from gateway_dask_zarr.jobs.runner import Cleanups
-from gateway_dask_zarr.store import JobStore
+from gateway_dask_zarr.store import S3_PUT_BOUND_S, JobStore
 
 REQUEST = JobRequest((200, 200), (100, 100), "float32", 1)
 
@@ -171,3 +171,8 @@ def test_retention_deletes_old_finished_jobs_once_per_slot(manager: JobManager, 
     assert listed == ["r2", "busy"]
     assert sorted(p.name for p in (tmp_path / "store").glob("*.zarr")) == ["r2.zarr"]
     assert index_name(running).endswith("-busy")
+
+
+def test_the_default_clean_up_bound_is_the_s3_clients_longest_put() -> None:
+    assert Settings().cleanup_grace_s == S3_PUT_BOUND_S
+    assert Settings.from_env({"CLEANUP_GRACE_S": "3", "RETENTION_DAYS": "30"}).cleanup_grace_s == 3
