@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -12,6 +13,8 @@ from typing import Any
 from gateway_dask_zarr import __version__
 from gateway_dask_zarr.jobs.records import now_iso
 from gateway_dask_zarr.jobs.request import JobRequest
+
+log = logging.getLogger("gateway_dask_zarr.jobs")
 
 # The keys of a record that a job document shows; the others are the service's own.
 DOCUMENT_KEYS = (
@@ -85,6 +88,12 @@ class Job:
             "progress": {"done": self.done, "total": self.request.n_chunks},
         }
 
+    def cancel_tasks(self) -> None:
+        """Cancel the job: its tasks are cancelled and it ends as cancelled."""
+        self.cancel.set()
+        for future in self.futures:
+            future.cancel()
+
     def record(self) -> dict[str, Any]:
         """The record stored for this job: its document and what replicas need to act on it."""
         return {
@@ -95,6 +104,11 @@ class Job:
             "cleanup": self.cleanup,
             "updated": time.time(),
         }
+
+
+def job_log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
+    """The jobs logger with the job's id on every record (a field of LOG_FORMAT=json lines)."""
+    return logging.LoggerAdapter(log, {"job_id": job.id})
 
 
 def document_of(record: dict[str, Any]) -> dict[str, Any]:

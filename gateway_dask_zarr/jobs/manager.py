@@ -60,8 +60,8 @@ class JobManager:
 
     def get(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
         """A job's document, or None when it does not exist or `viewer` may not see it (None: an admin)."""
-        running = self.runner.running.get(job_id)
-        if running is not None and not running.final:
+        running = self.runner.tracker.local(job_id)
+        if running is not None:
             return running.document() if viewer in (None, running.owner) else None
         record = self.records.read(job_id)
         if record is None or viewer not in (None, record["owner"]):
@@ -79,9 +79,8 @@ class JobManager:
         names = self.records.index_page(viewer, limit, before)
         documents = []
         for record in self.records.read_many(names):
-            running = self.runner.running.get(record["id"])
-            live = running is not None and not running.final
-            documents.append(running.document() if live and running is not None else self._shown(record))
+            running = self.runner.tracker.local(record["id"])
+            documents.append(running.document() if running is not None else self._shown(record))
         return documents, names[-1] if len(names) == limit else None
 
     def _shown(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -99,10 +98,10 @@ class JobManager:
         record = self.records.read(job_id)
         if record is None or viewer not in (None, record["owner"]):
             raise NotFound(f"no job {job_id!r}")
-        running = self.runner.running.get(job_id)
+        running = self.runner.tracker.running.get(job_id)
         if running is not None and not running.final:
             self.records.request_delete(job_id)
-            self.runner.cancel(running)
+            running.cancel_tasks()
             return running.document()
         if self._owned_by_a_runner(record):
             self.records.request_delete(job_id)
@@ -127,7 +126,7 @@ class JobManager:
 
     def fail_running(self, reason: str) -> None:
         """Called when the cluster is lost: running jobs will fail with this reason."""
-        for job in list(self.runner.running.values()):
+        for job in list(self.runner.tracker.running.values()):
             job.error = reason
 
     def close(self) -> None:

@@ -24,6 +24,9 @@ def reason(exc: BaseException, settings: Settings) -> str:
     if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")) or any(
         part in str(exc) for part in unreachable
     ):
-        return f"the object store could not be reached ({name}); check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
+        return (
+            f"the object store could not be reached ({name}); "
+            "check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
+        )
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{name}: {text}" if text else name

@@ -115,10 +115,8 @@ class JobRequest:
                 unknown[0],
             )
         shape = _ints(params["shape"], "shape") if params.get("shape") not in (None, "") else DEFAULT_SHAPE
-        if params.get("chunks") not in (None, ""):
-            chunks = _ints(params["chunks"], "chunks")
-        else:
-            chunks = default_chunks(shape)
+        given = params.get("chunks") not in (None, "")
+        chunks = _ints(params["chunks"], "chunks") if given else default_chunks(shape)
         if len(chunks) != len(shape):
             raise _bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
         if any(c > s for c, s in zip(chunks, shape, strict=True)):
@@ -138,20 +136,23 @@ class JobRequest:
             raise JobError(
                 413,
                 "array_too_large",
-                f"shape {shape} makes an array of {self.nbytes} bytes; MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
+                f"shape {shape} makes an array of {self.nbytes} bytes; "
+                f"MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
                 "shape",
             )
         if self.chunk_bytes > settings.max_chunk_bytes:
             raise JobError(
                 413,
                 "chunk_too_large",
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
+                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; "
+                f"MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
                 "chunks",
             )
         if self.chunk_bytes < min(settings.min_chunk_bytes, self.nbytes):
             raise _bad(
                 "chunks",
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
+                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; "
+                f"MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
             )
         if self.n_chunks > settings.max_chunks:
             raise JobError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +17,12 @@ from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
 from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.jobs.admission import Admission
-from gateway_dask_zarr.jobs.job import Job
+from gateway_dask_zarr.jobs.cleanup import Cleanups
+from gateway_dask_zarr.jobs.job import Job, job_log
 from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.request import JobRequest
+from gateway_dask_zarr.jobs.tracker import Tracker
 from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
 DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
-# How often a running job's record gets its progress (when it changed), and delete requests are looked for.
-PROGRESS_S = 1.0
 
 
 def plan_batches(request: JobRequest, n_tasks: int) -> list[list[tuple[int, ...]]]:
@@ -44,13 +43,8 @@ def plan_batches(request: JobRequest, n_tasks: int) -> list[list[tuple[int, ...]
     return [blocks[i : i + size] for i in range(0, len(blocks), size)]
 
 
-def job_log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
-    """The jobs logger with the job's id on every record (a field of LOG_FORMAT=json lines)."""
-    return logging.LoggerAdapter(log, {"job_id": job.id})
-
-
 class Runner:
-    """Runs each job on the cluster from a thread of its own and keeps its record current."""
+    """Runs each job on the cluster from a thread of its own; the tracker keeps its record current."""
 
     def __init__(
         self, settings: Settings, cluster: ClusterManager, store: JobStore, records: Records, admission: Admission
@@ -64,42 +58,12 @@ class Runner:
         self._pool = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
         self.on_end: list[Callable[[Job], None]] = []
         self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
-        # The jobs this process runs now: at most MAX_ACTIVE_JOBS.
-        self.running: dict[str, Job] = {}
-        self._closed = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="job-progress", daemon=True)
-        self._ticker.start()
+        self.tracker = Tracker(records)
 
     def start(self, job: Job) -> None:
         """Run a claimed job (holding an admission slot) in the background."""
-        self.running[job.id] = job
+        self.tracker.running[job.id] = job
         self._pool.submit(self._run, job)
-
-    def save(self, job: Job, final: bool = False) -> None:
-        """Write the job's record; after the final write no other write of this attempt lands."""
-        with job.lock:
-            if job.final:
-                return
-            job.saved_done = job.done
-            self.records.write(job.record())
-            job.final = final
-
-    def cancel(self, job: Job) -> None:
-        """Cancel a job this process runs: its tasks are cancelled and it ends as cancelled."""
-        job.cancel.set()
-        for future in job.futures:
-            future.cancel()
-
-    def _tick(self) -> None:
-        while not self._closed.wait(PROGRESS_S):
-            for job in list(self.running.values()):
-                try:
-                    if not job.cancel.is_set() and self.records.delete_requested(job.id):
-                        self.cancel(job)
-                    if job.status == "running" and job.done != job.saved_done:
-                        self.save(job)
-                except Exception as exc:
-                    job_log(job).warning("job %s: its progress could not be saved: %s", job.id, type(exc).__name__)
 
     def _run(self, job: Job) -> None:
         started = time.monotonic()
@@ -118,7 +82,7 @@ class Runner:
             )
             batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
             job.status = "running"
-            self.save(job)
+            self.tracker.save(job)
             job_log(job).info(
                 "job %s running: shape %s, chunks %s, %s, %d tasks",
                 job.id,
@@ -150,7 +114,7 @@ class Runner:
         except Exception as exc:
             self._fail(job, reason(exc, self.settings), futures, started)
         finally:
-            self.running.pop(job.id, None)
+            self.tracker.running.pop(job.id, None)
             self.admission.release()
             for listener in self.on_end:
                 try:
@@ -180,11 +144,11 @@ class Runner:
         )
         # Only now: a reader polling the job must not see "complete" before the array exists.
         job.status = "complete"
-        self.save(job, final=True)
+        self.tracker.save_final(job)
         job_log(job).info(
             "job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds
         )
-        if self.records.delete_requested(job.id):
+        if job.final and self.records.delete_requested(job.id):
             # A DELETE that came while the job ended: it deletes a complete job now.
             self.store.delete(job.id)
             self.records.remove(job.record())
@@ -204,15 +168,12 @@ class Runner:
         job.frees_at = job.deadline + self.settings.cleanup_grace_s if late else time.time()
         job.cleanup = "pending"
         job_log(job).warning("job %s %s: %s", job.id, job.status, job.error)
-        try:
-            self.save(job, final=True)
-        except Exception as exc:
-            job_log(job).warning("job %s: its record could not be written: %s", job.id, type(exc).__name__)
+        self.tracker.save_final(job)
         self.cleanups.start(job)
 
     def close(self) -> None:
         """Stop taking jobs and pending clean-ups; running jobs end when the cluster closes."""
-        self._closed.set()
+        self.tracker.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.cleanups.close()
 
@@ -231,58 +192,3 @@ def _check(job: Job, future: Any) -> None:
         raise ClusterUnavailable(CANCELLED)
     if future.status != "finished":
         raise future.exception() or RuntimeError(f"a chunk task ended {future.status}")
-
-
-class Cleanups:
-    """Deletes a failed attempt's chunks now and once more when its late writes have landed.
-
-    The record names the attempt and keeps the id claimed until the last delete is over, so
-    a clean-up never touches the objects of a later job with the same id.
-    """
-
-    def __init__(self, grace_s: float, store: JobStore, records: Records) -> None:
-        self.grace_s = grace_s
-        self.store = store
-        self.records = records
-        self._timers: set[threading.Timer] = set()
-        self._lock = threading.Lock()
-
-    def start(self, job: Job) -> None:
-        """Delete the attempt's chunks now and once more at its `frees_at`; then mark the record clean or remove it."""
-        self._delete_chunks(job.id)
-        assert job.frees_at is not None
-        timer = threading.Timer(max(0.0, job.frees_at - time.time()), self._last, args=(job,))
-        timer.daemon = True
-        with self._lock:
-            self._timers.add(timer)
-        timer.start()
-
-    def _last(self, job: Job) -> None:
-        with self._lock:
-            self._timers.discard(threading.current_thread())
-        try:
-            record = self.records.read(job.id)
-            if record is None or record.get("attempt") != job.attempt:
-                return  # deleted, and maybe claimed again since: not this attempt's to touch
-            self._delete_chunks(job.id)
-            if self.records.delete_requested(job.id):
-                self.records.remove(record)
-                job_log(job).info("job %s: cleaned up and deleted", job.id)
-            else:
-                self.records.write({**record, "cleanup": "done"})
-                job_log(job).info("job %s: cleaned up; the record stays until it is deleted", job.id)
-        except Exception as exc:
-            job_log(job).warning("job %s: the last clean-up failed: %s", job.id, type(exc).__name__)
-
-    def _delete_chunks(self, job_id: str) -> None:
-        try:
-            self.store.delete(job_id)
-        except Exception as exc:
-            log.warning("job %s: deleting its chunks failed: %s", job_id, type(exc).__name__)
-
-    def close(self) -> None:
-        """Cancel pending clean-ups: a later DELETE does what they would have done."""
-        with self._lock:
-            timers, self._timers = self._timers, set()
-        for timer in timers:
-            timer.cancel()
