@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import obstore
 import psutil
 import requests
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
 from gateway_dask_zarr.jobs import Job, JobRequest
 from gateway_dask_zarr.jobs.records import INDEX, RECORDS, _owner_dir, index_name
 from gateway_dask_zarr.store import obstore_for
@@ -66,6 +67,8 @@ def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     """One row per size: first call after start (s), warm median (s), app RSS (MB)."""
     from bench.stack import Service, app_processes, rss
 
+    for name, value in EMBEDDED_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         s3 = EmbeddedS3(bucket=BUCKET).start()
