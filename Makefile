@@ -8,7 +8,7 @@ TOOLS_VENV ?= .venv-tools
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test bench clean
+.PHONY: install install-test run lint test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -34,8 +34,19 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 run: install
 	HOST=$(HOST) PORT=$(PORT) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
 
-test: install install-test
+# Lint, format, types and sizes: a finding fails the build.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --python-executable $(PY)
+	$(PY) scripts/check_sizes.py
+
+test: install install-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests that need no cluster and no server (marked `fast`): seconds.
+test-fast: install install-test
+	$(PY) -m pytest -m fast -q $(PYTEST_ARGS)
 
 bench: install install-test
 	$(PY) -m bench

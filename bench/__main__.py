@@ -18,16 +18,9 @@ import psutil
 from bench.floor import put_seconds, s3
 from bench.load import Load, run_jobs
 from bench.report import markdown
-from bench.stack import (
-    ROOT,
-    PeakRSS,
-    Service,
-    app_processes,
-    gunicorn_app,
-    rss,
-    stock_moto,
-)
+from bench.stack import PeakRSS, app_processes, bench_env, gunicorn_app, rss, stock_moto
 from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
+from tests.serve import ROOT, Served
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
@@ -148,7 +141,7 @@ def measure_app(results: dict[str, Any]) -> None:
         moto = None
 
         log("(c, f) jobs/s with 1, 4 and 8 clients; the naive pattern at 4 clients, in alternation")
-        naive = Service(
+        naive = Served(
             [
                 sys.executable,
                 "-m",
@@ -160,8 +153,8 @@ def measure_app(results: dict[str, Any]) -> None:
                 "--endpoint-url",
                 endpoint,
             ],
+            bench_env(),
             RESULTS / "naive.log",
-            "/readyz",
         )
         try:
             run_jobs(naive.url, DEFAULT, 1, 1)
@@ -186,7 +179,8 @@ def measure_app(results: dict[str, Any]) -> None:
         clear_bucket(endpoint)
 
         log(
-            "(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), 3 each, RSS sampled"
+            "(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), "
+            "3 each, RSS sampled"
         )
         big = 1000 * 1000 * 8 + CRC
         time.sleep(1)

@@ -11,13 +11,13 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import FsspecStore
 
-from gateway_dask_zarr.store import object_store, storage_options
+from gateway_dask_zarr.storage import S3Backend
 
 
 def s3(endpoint_url: str) -> s3fs.S3FileSystem:
     """A synchronous s3fs filesystem on the endpoint (credentials from the environment)."""
     return s3fs.S3FileSystem(
-        skip_instance_cache=True, use_listings_cache=False, **storage_options("s3://", endpoint_url)
+        skip_instance_cache=True, use_listings_cache=False, **S3Backend("s3://", endpoint_url).options()
     )
 
 
@@ -45,9 +45,10 @@ def put_seconds(
     """
     bucket, _, path = prefix.partition("/")
     url = f"s3://{bucket}"
-    options = storage_options(url, endpoint_url)
+    backend = S3Backend(url, endpoint_url)
+    options = backend.options()
     if client == "obstore":
-        store: Store = object_store(url, options)
+        store: Store = backend.worker_store
     else:
         store = FsspecStore(s3fs.S3FileSystem(asynchronous=True, skip_instance_cache=True, **options), path=bucket)
     return asyncio.run(_put_all(store, path, count, size, concurrency))

@@ -24,7 +24,7 @@ import requests
 from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
 from gateway_dask_zarr.jobs import Job, JobRequest
 from gateway_dask_zarr.jobs.records import INDEX, RECORDS, _owner_dir, index_name
-from gateway_dask_zarr.store import obstore_for
+from gateway_dask_zarr.storage import parse_storage
 
 SIZES = (100, 2_000, 20_000)
 BUCKET = "jobs-list"
@@ -65,7 +65,8 @@ def _get(url: str) -> float:
 
 def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     """One row per size: first call after start (s), warm median (s), app RSS (MB)."""
-    from bench.stack import Service, app_processes, rss
+    from bench.stack import app_processes, bench_env, rss
+    from tests.serve import gunicorn
 
     for name, value in EMBEDDED_CREDENTIALS.items():
         os.environ.setdefault(name, value)
@@ -73,20 +74,13 @@ def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         s3 = EmbeddedS3(bucket=BUCKET).start()
         try:
-            store = obstore_for(f"s3://{BUCKET}", s3.endpoint_url)
+            store = parse_storage(f"s3://{BUCKET}", s3.endpoint_url).obstore
             seeded = 0
             for size in sizes:
                 seed_jobs(store, seeded, size)
                 seeded = size
-                gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-                app = Service(
-                    [gunicorn, "-c", "gunicorn.conf.py", "app:app"],
-                    Path(tmp) / f"app-{size}.log",
-                    "/readyz",
-                    STORE_URL=f"s3://{BUCKET}",
-                    S3_ENDPOINT_URL=s3.endpoint_url,
-                    N_WORKERS="1",
-                )
+                env = bench_env(STORE_URL=f"s3://{BUCKET}", S3_ENDPOINT_URL=s3.endpoint_url, N_WORKERS="1")
+                app = gunicorn(env, Path(tmp) / f"app-{size}.log")
                 try:
                     url = f"{app.url}/jobs?limit=50"
                     first = _get(url)

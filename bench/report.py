@@ -32,7 +32,8 @@ def markdown(r: dict[str, Any]) -> str:
         + f". One run of {r['bench_seconds']:.0f} s; medians unless marked.",
         "",
         "The floor is the same number of objects of the same size PUT to the same S3 server from one "
-        "process (obstore, the workers' own S3 client, with the app's options; 32 at once), with no data generation, no "
+        "process (obstore, the workers' own S3 client, with the app's options; 32 at once), "
+        "with no data generation, no "
         "scheduling and no metadata. Each figure and its reference are measured in alternation "
         "(the machine is shared and its load drifts); jobs/s is the median of 2 rounds.",
         "",
@@ -75,7 +76,8 @@ def markdown(r: dict[str, Any]) -> str:
         _row(
             "large job (8000x8000 float64 = 512 MB, 64 chunks of 8 MB), 3 runs",
             f"{large['median_s']:.2f} s, {large['mb_per_s']:.0f} MB/s",
-            f"floor {r['large_floor']['median_s']:.2f} s, {large['floor_mb_per_s']:.0f} MB/s (best of 8 and 32 at once)",
+            f"floor {r['large_floor']['median_s']:.2f} s, {large['floor_mb_per_s']:.0f} MB/s "
+            "(best of 8 and 32 at once)",
             f"{large['mb_per_s'] / large['floor_mb_per_s']:.0%}",
             ">= 70%",
             large["mb_per_s"] >= 0.7 * large["floor_mb_per_s"],

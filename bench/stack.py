@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import threading
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import psutil
-import requests
 
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, stop_process
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = None) -> None:
-    """Poll url until it answers 200; fail if the process dies or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
+from tests.serve import Served, gunicorn
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -50,42 +21,17 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Service:
-    """A child process serving HTTP on 127.0.0.1, stopped with SIGTERM."""
-
-    def __init__(self, args: Sequence[str], log: Path, ready_path: str, timeout: float = 300, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "w")  # noqa: SIM115 - closed in close()
-        self.process = subprocess.Popen(
-            [a.format(port=self.port) for a in args],
-            cwd=ROOT,
-            env=bench_env(PORT=str(self.port), HOST="127.0.0.1", **env),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_http(self.url + ready_path, timeout, self.process)
-        except Exception:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """SIGTERM, wait, then kill if it hangs."""
-        stop_process(self.process, 60)
-        self.log.close()
-
-
-def gunicorn_app(log: Path) -> Service:
+def gunicorn_app(log: Path) -> Served:
     """The real service, as `make run` starts it: gunicorn, embedded S3, LocalCluster."""
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    return Service([gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO")
+    return gunicorn(bench_env(LOG_LEVEL="INFO"), log)
 
 
-def stock_moto(log: Path) -> Service:
+def stock_moto(log: Path) -> Served:
     """moto's stock server (service detection, access log): the reference for the embedded one."""
     moto = str(Path(sys.executable).with_name("moto_server"))
-    return Service([moto, "-H", "127.0.0.1", "-p", "{port}"], log, "/moto-api/data.json", timeout=60)
+    return Served(
+        [moto, "-H", "127.0.0.1", "-p", "{port}"], bench_env(), log, ready_path="/moto-api/data.json", timeout=60
+    )
 
 
 def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], psutil.Process | None]:
@@ -96,9 +42,8 @@ def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], ps
         cmdline = " ".join(child.cmdline())
         if "embedded_s3" in cmdline:
             s3 = child
-        elif "spawn_main" in cmdline or "forkserver" in cmdline:
-            if "resource_tracker" not in cmdline:
-                workers.append(child)
+        elif ("spawn_main" in cmdline or "forkserver" in cmdline) and "resource_tracker" not in cmdline:
+            workers.append(child)
     return app, workers, s3
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-import atexit
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.logs import configure_logging
+from gateway_dask_zarr.version import __version__
+
+__all__ = ["Service", "__version__", "create_app"]
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -30,31 +30,41 @@ class Service:
     jobs: JobManager
     public_endpoint_url: str | None
     owned: list[Any] = field(default_factory=list)
+    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        """Stop jobs, then close what this app started, newest first. Safe to call twice."""
+        """Stop jobs, close what this app started (newest first), then leave the cluster's callbacks.
+
+        Safe to call twice. gunicorn's hooks call it (gunicorn.conf.py); tests close what they make.
+        """
         self.jobs.close()
         while self.owned:
             self.owned.pop().close()
+        # Only now: closing our own cluster tells the running jobs why they fail.
+        while self.unsubscribe:
+            self.unsubscribe.pop()()
 
 
 def create_app(settings: Settings | None = None, *, cluster: ClusterManager | None = None) -> Flask:
     """Build the app: validate settings, start S3 (embedded default) and the cluster, wire the routes.
 
     A `cluster` passed in (tests share one) is used and not closed; otherwise the app makes
-    its own and closes it at exit.
+    its own, and `app.extensions["gateway"].close()` closes it. The process environment is
+    left as it is: the embedded default's credentials are set by the entry point (app.py).
     """
     # Imported here, not at the top: workers import this package for blocks.py and must
     # not pay for (or need) Flask.
     from flask import Flask
 
-    from gateway_dask_zarr.api import bp, register_error_handlers
+    from gateway_dask_zarr.api import bp
     from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
-    from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
+    from gateway_dask_zarr.edge import register_error_handlers
+    from gateway_dask_zarr.embedded_s3 import EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager, Records
     from gateway_dask_zarr.jobs.retention import Retention
-    from gateway_dask_zarr.store import JobStore, obstore_for
+    from gateway_dask_zarr.storage import parse_storage
+    from gateway_dask_zarr.store import JobStore
     from gateway_dask_zarr.web import init_web
 
     settings = settings or Settings.from_env()
@@ -62,14 +72,13 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     owned: list[Any] = []
     store_url, endpoint, public_endpoint = settings.store_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
     if settings.embedded_s3:
-        for name, value in EMBEDDED_CREDENTIALS.items():
-            os.environ.setdefault(name, value)
         s3 = EmbeddedS3().start()
         owned.append(s3)
         store_url, endpoint = f"s3://{s3.bucket}", s3.endpoint_url
     assert store_url is not None
+    backend = parse_storage(store_url, endpoint)
     if cluster is None:
-        cluster = ClusterManager(settings)
+        cluster = ClusterManager(settings, in_process_workers=backend.in_process_workers)
         try:
             cluster.start()
         except Exception:
@@ -77,13 +86,12 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
                 part.close()
             raise
         owned.append(cluster)
-    store = JobStore(store_url, endpoint)
-    jobs = JobManager(settings, cluster, store, Records(obstore_for(store_url, endpoint)))
+    store = JobStore(backend)
+    jobs = JobManager(settings, cluster, store, Records(backend.obstore))
     if settings.retention_days:
         owned.append(Retention(jobs, jobs.records, settings.retention_days).start())
-    cluster.on_lost(jobs.fail_running)
     service = Service(settings, cluster, store, jobs, public_endpoint or endpoint, owned)
-    atexit.register(service.close)
+    service.unsubscribe.append(cluster.on_lost(jobs.fail_running))
 
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]

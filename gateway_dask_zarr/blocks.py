@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import Buffer, default_buffer_prototype
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import StorePath
 
-from gateway_dask_zarr.store import zarr_store
+from gateway_dask_zarr.storage import cached_backend
 
 BlockIndex = tuple[int, ...]
 S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
@@ -52,7 +53,7 @@ class ArrayTarget:
     """Where and what a task writes: the store root, the job's array and its metadata."""
 
     root_url: str
-    storage_options: dict[str, Any]
+    endpoint_url: str | None
     job_id: str
     metadata: dict[str, Any]
     seed: int
@@ -66,9 +67,9 @@ def write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> dict[str
 
 
 async def _write_blocks(target: ArrayTarget, indices: Sequence[BlockIndex]) -> dict[str, Any]:
-    store = zarr_store(target.root_url, target.storage_options)
+    store = cached_backend(target.root_url, target.endpoint_url).worker_store
     array = AsyncArray(
-        metadata=target.metadata,
+        metadata=ArrayV3Metadata.from_dict(target.metadata),
         store_path=StorePath(store, f"{target.job_id}.zarr"),
         config={"write_empty_chunks": True},
     )

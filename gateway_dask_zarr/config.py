@@ -15,7 +15,6 @@ CLUSTER_KINDS = ("local", "gateway", "scheduler")
 AUTH_KINDS = ("none", "token", "jupyterhub")
 LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
-STORE_SCHEMES = ("s3", "file", "memory")
 LOG_LEVELS = ("info", "debug", "warning", "error")
 
 # Every variable the app itself reads; the deployment files may set only these (plus the
@@ -110,13 +109,13 @@ def _store_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("STORE_URL", "").strip()
     if not raw:
         return None
-    parsed = urlparse(raw)
-    if parsed.scheme not in STORE_SCHEMES:
-        raise ConfigError("STORE_URL", f"scheme must be s3://, file:// or memory://, got {raw!r}")
-    if parsed.scheme == "s3" and not parsed.netloc:
-        raise ConfigError("STORE_URL", f"an s3:// URL needs a bucket, got {raw!r}")
-    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
-        raise ConfigError("STORE_URL", f"a file:// URL needs an absolute path, got {raw!r}")
+    # Each storage backend judges its own URLs (storage.py); imported here, when a URL is
+    # set, as storage.py loads zarr and obstore.
+    from gateway_dask_zarr.storage import url_problem
+
+    problem = url_problem(raw)
+    if problem:
+        raise ConfigError("STORE_URL", problem)
     return raw.rstrip("/")
 
 
@@ -226,3 +225,23 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The settings safe to show: every field but the secrets."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's settings from GUNICORN_* (read by gunicorn.conf.py), validated like the others."""
+
+    threads: int = 32
+    timeout_s: int = 360
+    graceful_timeout_s: int = 60
+
+    @classmethod
+    def from_env(cls, cluster_start_timeout_s: int, env: Mapping[str, str] | None = None) -> ServerSettings:
+        """Read GUNICORN_*; the worker timeout defaults to the cluster start timeout + 60 s."""
+        env = os.environ if env is None else env
+        return cls(
+            threads=_int(env, "GUNICORN_THREADS", cls.threads, 1, 1000),
+            # The worker loads the app (and so starts the cluster) before its first heartbeat.
+            timeout_s=_int(env, "GUNICORN_TIMEOUT_S", cluster_start_timeout_s + 60, 1),
+            graceful_timeout_s=_int(env, "GUNICORN_GRACEFUL_TIMEOUT_S", cls.graceful_timeout_s, 1),
+        )

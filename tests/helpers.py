@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
 import zarr
 
 from gateway_dask_zarr.verify import mismatched_blocks
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def open_job_array(document: dict[str, Any]) -> zarr.Array:

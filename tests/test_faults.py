@@ -13,7 +13,8 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import assert_verified, free_port, wait_for
+from helpers import assert_verified, wait_for
+from serve import free_port
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr import create_app

@@ -10,7 +10,7 @@ from bench.jobs_list import seed_jobs
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 from gateway_dask_zarr.jobs.records import index_name
-from gateway_dask_zarr.store import obstore_for
+from gateway_dask_zarr.storage import parse_storage
 
 
 def test_listing_costs_the_same_store_requests_at_100_and_20000_jobs(
@@ -19,7 +19,7 @@ def test_listing_costs_the_same_store_requests_at_100_and_20000_jobs(
     counting = FaultProxy(s3.endpoint_url).start()
     try:
         client = make_app(settings, s3_endpoint_url=counting.url).test_client()
-        store = obstore_for(f"{settings.store_url}", s3.endpoint_url)
+        store = parse_storage(f"{settings.store_url}", s3.endpoint_url).obstore
         requests: dict[int, int] = {}
         seeded = 0
         for total in (100, 20_000):

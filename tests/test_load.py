@@ -17,11 +17,12 @@ import psutil
 import pytest
 import requests
 import s3fs
-from helpers import assert_verified, free_port, wait_for
+import serve
+from helpers import assert_verified
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3, stop_process
+from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = serve.ROOT
 CONCURRENT = 50
 
 
@@ -39,40 +40,22 @@ def bucket(load_s3: EmbeddedS3) -> s3fs.S3FileSystem:
 
 
 @pytest.fixture
-def gunicorn(load_s3: EmbeddedS3) -> Iterator[str]:
+def gunicorn(load_s3: EmbeddedS3, tmp_path: Path) -> Iterator[str]:
     """`gunicorn -c gunicorn.conf.py app:app` on a free loopback port, on the test bucket."""
-    port = free_port()
     env = {
         **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
         "STORE_URL": "s3://load-bucket",
         "S3_ENDPOINT_URL": load_s3.endpoint_url,
         "N_WORKERS": "2",
         "MAX_ACTIVE_JOBS": "8",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _status(f"{url}/readyz") == 200 or process.poll() is not None, 180, 0.2)
-        assert process.poll() is None, "gunicorn exited"
+    with serve.gunicorn(env, tmp_path / "gunicorn.log", timeout=180) as served:
         # In production the Dask workers and S3 run on other machines; here they share two
         # cores with the web process, so lower their priority to leave it what it would have.
-        (worker,) = psutil.Process(process.pid).children()
+        (worker,) = psutil.Process(served.process.pid).children()
         for part in [*worker.children(recursive=True), psutil.Process(load_s3.process.pid)]:
             part.nice(10)
-        yield url
-    finally:
-        stop_process(process, 60)
-
-
-def _status(url: str) -> int | None:
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.RequestException:
-        return None
+        yield served.url
 
 
 def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_stays_fast(gunicorn: str, bucket: Any) -> None:

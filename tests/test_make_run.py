@@ -10,17 +10,10 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from helpers import assert_verified, free_port, wait_for
+from helpers import assert_verified, wait_for
+from serve import free_port, http_status
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/readyz", timeout=5).status_code == 200
-    except requests.RequestException:
-        # Refused before gunicorn listens; timed out while its worker is still starting the cluster.
-        return False
 
 
 @pytest.mark.parametrize("stop", ["sigterm-to-make", "ctrl-c-to-the-group"])
@@ -33,7 +26,7 @@ def test_make_run_serves_then_stopping_leaves_nothing_running(tmp_path: Path, st
         ["make", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        wait_for(lambda: _ready(url) or make.poll() is not None, timeout=240, interval=0.5)
+        wait_for(lambda: http_status(f"{url}/readyz") == 200 or make.poll() is not None, timeout=240, interval=0.5)
         assert make.poll() is None, (tmp_path / "make-run.log").read_text()
         started = psutil.Process(make.pid).children(recursive=True)
         # gunicorn master, its worker, the S3 server, the Dask scheduler's and workers' processes.
@@ -52,7 +45,7 @@ def test_make_run_serves_then_stopping_leaves_nothing_running(tmp_path: Path, st
             # What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
             os.killpg(make.pid, signal.SIGINT)
         make.wait(timeout=120)
-        gone, alive = psutil.wait_procs(started, timeout=60)
+        _gone, alive = psutil.wait_procs(started, timeout=60)
         assert alive == [], [p.cmdline() for p in alive]
     finally:
         if make.poll() is None:

@@ -92,8 +92,11 @@ def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_u
         """() => {
           window.seen = [];
           new MutationObserver(records => {
-            for (const r of records) if (r.target.matches('.progress')) window.seen.push(Number(r.target.getAttribute('aria-valuenow')));
-          }).observe(document.getElementById('jobs'), {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']});
+            for (const r of records)
+              if (r.target.matches('.progress')) window.seen.push(Number(r.target.getAttribute('aria-valuenow')));
+          }).observe(
+            document.getElementById('jobs'), {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']}
+          );
         }"""
     )
     row, job_id = run_from_form(page, "1500,1200", "100,100", "11")

@@ -14,12 +14,15 @@ from obstore.store import LocalStore, MemoryStore
 
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import Conflict
-from gateway_dask_zarr.jobs import Job, JobManager, JobRequest, Records
+from gateway_dask_zarr.jobs import Job, JobManager, Records
 from gateway_dask_zarr.jobs.records import index_name
 from gateway_dask_zarr.jobs.retention import Retention
 from gateway_dask_zarr.jobs.runner import Cleanups
-from gateway_dask_zarr.store import S3_PUT_BOUND_S, JobStore
+from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.storage import S3_PUT_BOUND_S, parse_storage
+from gateway_dask_zarr.store import JobStore
 
+pytestmark = pytest.mark.fast
 REQUEST = JobRequest((200, 200), (100, 100), "float32", 1)
 
 
@@ -111,7 +114,8 @@ def test_a_lease_slot_goes_to_one_taker_and_older_slots_are_forgotten(records: R
 def manager(tmp_path: Path) -> Any:
     url = f"file://{tmp_path}/store"
     settings = Settings(store_url=url, cleanup_grace_s=1)
-    jobs = JobManager(settings, None, JobStore(url), Records(LocalStore(tmp_path / "store", mkdir=True)))  # type: ignore[arg-type]
+    backend = parse_storage(url)
+    jobs = JobManager(settings, None, JobStore(backend), Records(backend.obstore))  # type: ignore[arg-type]
     yield jobs
     jobs.close()
 

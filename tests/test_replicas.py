@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +13,12 @@ from typing import Any
 import pytest
 import requests
 import s3fs
-from helpers import assert_verified, free_port, wait_for
+from helpers import assert_verified, wait_for
+from serve import gunicorn
 from stand_ins import FaultProxy
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3, stop_process
+from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 
-ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "replicas"
 TIMEOUT_S = 15  # replica A's JOB_TIMEOUT_S: a job whose chunk PUTs hang longer fails
 GRACE_S = 20  # replica A's CLEANUP_GRACE_S: more than a hung PUT takes to land after the deadline
@@ -31,40 +29,17 @@ class Replica:
     """`gunicorn -c gunicorn.conf.py app:app` on a free port, with its own LocalCluster, on the shared bucket."""
 
     def __init__(self, name: str, endpoint: str, log_dir: Path, **env: str) -> None:
-        self.name, self.endpoint, self.log_dir, self.env = name, endpoint, log_dir, env
+        self.name, self.log_dir, self.starts = name, log_dir, 0
+        self.env = {**os.environ, "STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": endpoint, "N_WORKERS": "2", **env}
         self.start()
 
     def start(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "STORE_URL": f"s3://{BUCKET}",
-            "S3_ENDPOINT_URL": self.endpoint,
-            "N_WORKERS": "2",
-            **self.env,
-        }
-        with open(self.log_dir / f"{self.name}.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(lambda: self._ready() or self.process.poll() is not None, 240, 0.3)
-        assert self.process.poll() is None, (self.log_dir / f"{self.name}.log").read_text()[-3000:]
-
-    def _ready(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/readyz", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
+        self.starts += 1
+        self.served = gunicorn(self.env, self.log_dir / f"{self.name}-{self.starts}.log", timeout=240)
+        self.url = self.served.url
 
     def stop(self) -> None:
-        stop_process(self.process, 90)
+        self.served.close(90)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=120, **kwargs)

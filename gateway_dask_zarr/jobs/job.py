@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway_dask_zarr import __version__
 from gateway_dask_zarr.jobs.records import now_iso
-from gateway_dask_zarr.jobs.request import JobRequest
+from gateway_dask_zarr.params import PARAMETERS, JobRequest
+from gateway_dask_zarr.version import __version__
 
 log = logging.getLogger("gateway_dask_zarr.jobs")
 
@@ -21,10 +21,7 @@ DOCUMENT_KEYS = (
     "id",
     "owner",
     "status",
-    "seed",
-    "shape",
-    "chunks",
-    "dtype",
+    *(p.name for p in PARAMETERS),
     "created",
     "finished",
     "seconds",
@@ -36,6 +33,7 @@ DOCUMENT_KEYS = (
     "progress",
 )
 ACTIVE = ("queued", "running")
+STATUSES = (*ACTIVE, "complete", "failed", "cancelled")
 
 
 @dataclass
@@ -73,10 +71,7 @@ class Job:
             "id": self.id,
             "owner": self.owner,
             "status": self.status,
-            "seed": self.request.seed,
-            "shape": list(self.request.shape),
-            "chunks": list(self.request.chunks),
-            "dtype": self.request.dtype,
+            **self.request.document(),
             "created": now_iso(self.created),
             "finished": now_iso(self.finished) if self.finished else None,
             "seconds": self.seconds,
@@ -120,3 +115,29 @@ def stale(record: dict[str, Any], grace_s: float, now: float | None = None) -> b
     """True for a queued or running record whose runner stopped: past its deadline and every bound."""
     now = time.time() if now is None else now
     return record["status"] in ACTIVE and now > record["deadline"] + 2 * grace_s
+
+
+def document_schema() -> dict[str, Any]:
+    """The JSON schema of Job.document(): the parameters' from their declarations, the rest beside it."""
+    integer, number, text = {"type": "integer"}, {"type": "number"}, {"type": "string"}
+    progress = {"type": "object", "properties": {"done": integer, "total": integer}, "additionalProperties": False}
+    stats = {"type": "object", "nullable": True, "properties": {"min": number, "max": number, "mean": number}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "id": text,
+            "owner": text,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            **{p.name: p.json_schema() for p in PARAMETERS},
+            "created": text,
+            "finished": {**text, "nullable": True},
+            "seconds": {**number, "nullable": True},
+            "chunks_written": integer,
+            "bytes_written": integer,
+            "stats": stats,
+            "error": {**text, "nullable": True},
+            "version": text,
+            "progress": progress,
+        },
+    }

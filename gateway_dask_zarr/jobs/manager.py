@@ -9,10 +9,11 @@ from gateway_dask_zarr.cluster import ClusterManager
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound
 from gateway_dask_zarr.jobs.admission import Admission
+from gateway_dask_zarr.jobs.ids import check_job_id, new_job_id
 from gateway_dask_zarr.jobs.job import ACTIVE, Job, document_of, stale
 from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
-from gateway_dask_zarr.jobs.request import JobRequest, check_job_id, new_job_id
 from gateway_dask_zarr.jobs.runner import Runner
+from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.store import JobStore
 
 STOPPED = "the replica that ran this job stopped before the job ended; submit it again"

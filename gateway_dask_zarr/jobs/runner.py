@@ -14,15 +14,16 @@ from typing import Any
 from distributed import as_completed
 
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
-from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
+from gateway_dask_zarr.cluster import ClusterManager
 from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.job import Job, job_log
 from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
 from gateway_dask_zarr.jobs.records import Records
-from gateway_dask_zarr.jobs.request import JobRequest
 from gateway_dask_zarr.jobs.tracker import Tracker
+from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Runner:
             request = job.request
             target = ArrayTarget(
                 root_url=self.store.root,
-                storage_options=self.store.options,
+                endpoint_url=self.store.backend.endpoint_url,
                 job_id=job.id,
                 metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
                 seed=request.seed,
@@ -112,7 +113,7 @@ class Runner:
             # One gather for all the results: a result() per future is a round trip each.
             self._complete(job, client.gather(futures), started)
         except Exception as exc:
-            self._fail(job, reason(exc, self.settings), futures, started)
+            self._fail(job, reason(exc, self.settings, self.store), futures, started)
         finally:
             self.tracker.running.pop(job.id, None)
             self.admission.release()

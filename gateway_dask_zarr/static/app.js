@@ -188,9 +188,10 @@
     event.preventDefault();
     clearFormError();
     const body = {};
-    for (const name of ["shape", "chunks", "dtype", "seed"]) {
-      const value = form.elements[name].value.trim();
-      if (value !== "") body[name] = value;
+    // The fields come from the server's parameter declarations (params.py).
+    for (const el of form.querySelectorAll("[data-param]")) {
+      const value = el.value.trim();
+      if (value !== "") body[el.name] = value;
     }
     button.disabled = true;
     formStatus.textContent = "Submitting…";
