@@ -22,8 +22,9 @@ import psutil
 import requests
 
 from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
-from gateway_dask_zarr.jobs import Job, JobRequest
+from gateway_dask_zarr.jobs import Job
 from gateway_dask_zarr.jobs.records import INDEX, RECORDS, _owner_dir, index_name
+from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.storage import parse_storage
 
 SIZES = (100, 2_000, 20_000)
