@@ -12,10 +12,13 @@ PORT ?= 8000
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The pinned set, then the package itself (editable, no other dependencies): the
+# gateway-dask-zarr command in $(VENV)/bin.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 install-test: $(VENV)/.installed-test $(TOOLS_VENV)/.installed

@@ -25,6 +25,16 @@ except ConfigError as exc:
     raise SystemExit(f"configuration error: {exc}") from None
 
 threads = _server.threads
+# Bounds on what gunicorn reads before the app sees a request (its defaults, stated here so
+# docs/limits.md can name them): the request line, query string included (over it: 414), the
+# number of header fields and the size of each (over them: 431). gunicorn answers these itself,
+# with its own small HTML page and "Connection: close"; the app's body bound is MAX_BODY_BYTES.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+# X-Forwarded-Proto is believed from these peers only; the app applies the same list.
+forwarded_allow_ips = ",".join(_settings.forwarded_allow_ips)
+
 # The worker loads the app (and so starts the cluster) before its first heartbeat: the
 # timeout must cover the slowest cluster start.
 timeout = _server.timeout_s

@@ -33,13 +33,15 @@ async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency
     await store.set(f"{prefix}/warm", payload)
     started = time.perf_counter()
     await asyncio.gather(*(put(i) for i in range(count)))
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    await store.delete_dir(prefix)
+    return seconds
 
 
 def put_seconds(
     endpoint_url: str, prefix: str, count: int, size: int, concurrency: int = 32, client: str = "obstore"
 ) -> float:
-    """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency` (the caller deletes them).
+    """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency` (deleted after).
 
     `client` is "obstore" (the workers' own S3 client, with the app's options) or "s3fs".
     """

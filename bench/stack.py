@@ -1,50 +1,39 @@
-"""Start and watch the processes the benchmark measures: the real app under gunicorn, moto."""
+"""Start and watch the processes the benchmark measures: the real app under gunicorn and its workers."""
 
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from pathlib import Path
 
 import psutil
 
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
-from tests.serve import Served, gunicorn
+from tests.serve import ROOT, Served, free_port, gunicorn
+
+__all__ = ["ROOT", "PeakRSS", "app_processes", "free_port", "gunicorn_app", "rss"]
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """This environment with the embedded credentials, without any store settings."""
+    """This environment without any store settings, then `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in ("STORE_URL", "S3_ENDPOINT_URL", "S3_PUBLIC_ENDPOINT_URL")}
-    env.update(EMBEDDED_CREDENTIALS)
     env.update(extra)
     return env
 
 
-def gunicorn_app(log: Path) -> Served:
-    """The real service, as `make run` starts it: gunicorn, embedded S3, LocalCluster."""
-    return gunicorn(bench_env(LOG_LEVEL="INFO"), log)
+def gunicorn_app(log: Path, **env: str) -> Served:
+    """The real service, as `make run` starts it (gunicorn, LocalCluster), with `env` (its store)."""
+    return gunicorn(bench_env(LOG_LEVEL="INFO", **env), log)
 
 
-def stock_moto(log: Path) -> Served:
-    """moto's stock server (service detection, access log): the reference for the embedded one."""
-    moto = str(Path(sys.executable).with_name("moto_server"))
-    return Served(
-        [moto, "-H", "127.0.0.1", "-p", "{port}"], bench_env(), log, ready_path="/moto-api/data.json", timeout=60
-    )
-
-
-def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], psutil.Process | None]:
-    """The gunicorn worker (the app), its Dask worker processes, and its embedded S3 server."""
+def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process]]:
+    """The gunicorn worker (the app, with the LocalCluster's scheduler in it) and its Dask worker processes."""
     app = psutil.Process(master).children()[0]
-    workers, s3 = [], None
+    workers = []
     for child in app.children():
         cmdline = " ".join(child.cmdline())
-        if "embedded_s3" in cmdline:
-            s3 = child
-        elif ("spawn_main" in cmdline or "forkserver" in cmdline) and "resource_tracker" not in cmdline:
+        if ("spawn_main" in cmdline or "forkserver" in cmdline) and "resource_tracker" not in cmdline:
             workers.append(child)
-    return app, workers, s3
+    return app, workers
 
 
 def rss(process: psutil.Process) -> int:

@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     from gateway_dask_zarr.cluster import ClusterManager
     from gateway_dask_zarr.edge import register_error_handlers
     from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+    from gateway_dask_zarr.http_security import init_http_security
     from gateway_dask_zarr.jobs import JobManager, Records
     from gateway_dask_zarr.jobs.retention import Retention
     from gateway_dask_zarr.storage import parse_storage
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = service
+    # First, so an oversized body is refused before anything else looks at the request.
+    init_http_security(app, settings)
     install_auth(app, settings)
     app.register_blueprint(bp)
     register_error_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ AUTH_KINDS = ("none", "token", "jupyterhub")
 LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
 LOG_LEVELS = ("info", "debug", "warning", "error")
+# Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
+MAX_BODY_CEILING = 16 * 2**20
 
 # Every variable the app itself reads; the deployment files may set only these (plus the
 # AWS_* and DASK_* families that botocore and dask read on their own).
@@ -37,6 +40,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "JOB_TIMEOUT_S",
         "CLEANUP_GRACE_S",
         "RETENTION_DAYS",
+        "MAX_BODY_BYTES",
+        "FORWARDED_ALLOW_IPS",
         "COMPRESSOR",
         "AUTH",
         "API_TOKENS",
@@ -86,6 +91,22 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(name, f"must be positive, got {raw!r}")
     return int(value)
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    # The same syntax gunicorn reads from this variable: "*", or IP addresses and networks.
+    raw = env.get(name, "").strip() or default
+    entries = tuple(e.strip() for e in raw.split(",") if e.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ConfigError(
+                name, f"expected '*' or comma-separated IP addresses or networks, got {entry!r}"
+            ) from None
+    return entries
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -154,6 +175,8 @@ class Settings:
     # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
     cleanup_grace_s: int = 180
     retention_days: int = 0  # 0: keep every job until it is deleted
+    max_body_bytes: int = 64 * 2**10
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     compressor: str = "none"
     auth: str = "none"
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -197,6 +220,8 @@ class Settings:
             job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
             cleanup_grace_s=_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
             retention_days=_int(env, "RETENTION_DAYS", 0, 0, 36500),
+            max_body_bytes=_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
             compressor=_choice(env, "COMPRESSOR", COMPRESSORS),
             auth=auth,
             api_tokens=api_tokens,
@@ -214,6 +239,8 @@ class Settings:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:
             raise ConfigError("MAX_CHUNK_BYTES", "must not exceed MAX_ARRAY_BYTES")
+        if self.max_body_bytes > MAX_BODY_CEILING:
+            raise ConfigError("MAX_BODY_BYTES", f"must be at most {MAX_BODY_CEILING} bytes: a body is read into memory")
         if self.cluster != "local" and self.store_url is not None and self.store_url.startswith("memory"):
             raise ConfigError("STORE_URL", "memory:// works only with CLUSTER=local (tests)")
 

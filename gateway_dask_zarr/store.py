@@ -9,14 +9,24 @@ import uuid
 from typing import Any
 
 import numpy as np
+import obstore
+import obstore.exceptions
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+from zarr.errors import ContainsArrayError
 
-from gateway_dask_zarr.storage import StorageBackend
+from gateway_dask_zarr.storage import S3Backend, StorageBackend
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
+
+
+def _zarr_json(kwargs: dict[str, Any], attributes: dict[str, Any]) -> bytes:
+    """The zarr.json document of an array made with these arguments and attributes."""
+    written: dict[str, Any] = {}
+    zarr.create_array(zarr.storage.MemoryStore(written), attributes=attributes, **kwargs)
+    return bytes(written[METADATA_KEY].to_bytes())
 
 
 def codecs_for(compressor: str) -> list[Any]:
@@ -30,6 +40,12 @@ def codecs_for(compressor: str) -> list[Any]:
     return [*choices[compressor], Crc32cCodec()]
 
 
+def dimension_names(ndim: int) -> list[str]:
+    """The axes' names xarray shows: x last, then y, z and t (as in CF); dim_0.. beyond four dimensions."""
+    names = ["t", "z", "y", "x"]
+    return names[-ndim:] if ndim <= len(names) else [f"dim_{i}" for i in range(ndim)]
+
+
 def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
     """The zarr.create_array arguments every job array is made with."""
     return {
@@ -39,7 +55,7 @@ def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, co
         "fill_value": np.nan,
         "compressors": codecs_for(compressor),
         "filters": None,
-        "dimension_names": ["y", "x"] if len(shape) == 2 else None,
+        "dimension_names": dimension_names(len(shape)),
         "config": {"write_empty_chunks": True},
     }
 
@@ -73,8 +89,19 @@ class JobStore:
         return bool(self.fs.find(self._path(f"{job_id}.zarr")))
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
-        """Write the array's zarr.json with the job document: the last write of a job."""
-        zarr.create_array(self.backend.array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
+        """Write the array's zarr.json with the job document: the last write of a job, never over another."""
+        attributes: dict[str, Any] = {"gateway": document}
+        if isinstance(self.backend, S3Backend):
+            # One conditional PUT through the process's own S3 client. zarr.create_array on a
+            # new obstore client per job cost the app about 27 ms of CPU a job (building the
+            # client), and it reads before it writes (bench/steps.py, py-spy).
+            body = _zarr_json(kwargs, attributes)
+            try:
+                obstore.put(self.backend.obstore, f"{job_id}.zarr/{METADATA_KEY}", body, mode="create")
+            except obstore.exceptions.AlreadyExistsError:
+                raise ContainsArrayError(f"an array exists at {self.array_url(job_id)}") from None
+        else:
+            zarr.create_array(self.backend.array_store(job_id), attributes=attributes, overwrite=False, **kwargs)
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path, its zarr.json first (readers stop at once)."""

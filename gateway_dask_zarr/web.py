@@ -140,7 +140,13 @@ def metrics() -> Response:
 def _count_request(response: Response) -> Response:
     # The URL rule, not the raw path, so job ids do not make one time series each.
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    current_app.extensions["metrics"].request_done(request.method, rule, response.status_code)
+    metrics_: Metrics = current_app.extensions["metrics"]
+    metrics_.request_done(request.method, rule, response.status_code)
+    # Counted from the answer, whichever handler made it (the error mapping, auth, the body bound).
+    if 400 <= response.status_code < 500:
+        error = response.get_json(silent=True) if response.is_json else None
+        code = error.get("error", {}).get("code") if isinstance(error, dict) else None
+        metrics_.refused(code if isinstance(code, str) else "other")
     return response
 
 

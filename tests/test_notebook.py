@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-import requests
 from helpers import assert_verified
 from live import serve
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "gateway_demo.ipynb"
+from gateway_dask_zarr.client import Gateway
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "gateway_demo.ipynb"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture
@@ -22,6 +26,9 @@ def gateway_url(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with serve(app) as url:
         monkeypatch.setenv("GATEWAY_URL", url)
         monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+        monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+        # The kernel imports the client from this checkout, as after `pip install .`.
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         yield url
 
 
@@ -43,7 +50,14 @@ def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
     assert f"gateway: {gateway_url} (no token)" in text
     assert "verified: 5 chunks and the job's summary statistics" in text
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type == "display_data")
-    # The job the notebook ran is in the service, complete, and every chunk verifies.
-    jobs = requests.get(f"{gateway_url}/jobs", timeout=30).json()
-    assert len(jobs) == 1 and jobs[0]["seed"] == 7 and jobs[0]["shape"] == [1200, 1000]
-    assert_verified(jobs[0])
+    # The progress bar was tqdm's notebook widget, and it reached every chunk: 120 of 120.
+    assert any(WIDGET in o.get("data", {}) for o in outputs if o.output_type == "display_data")
+    states = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+    bars = [m["state"] for m in states if m["model_name"] == "FloatProgressModel"]
+    assert [(b["value"], b["max"]) for b in bars] == [(120, 120)]
+    assert "same array from plain HTTP" in text
+    # The two jobs the notebook ran (the client's and the plain HTTP one) are complete, and every chunk verifies.
+    jobs = [j.document for j in Gateway(gateway_url).list()]
+    assert [(j["seed"], j["shape"]) for j in jobs] == [(7, [1200, 1000])] * 2
+    for job in jobs:
+        assert_verified(job)

@@ -13,7 +13,7 @@ from typing import Any
 
 from distributed import as_completed
 
-from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
+from gateway_dask_zarr.blocks import ArrayTarget, write_blocks
 from gateway_dask_zarr.cluster import ClusterManager
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import ClusterUnavailable
@@ -33,15 +33,24 @@ log = logging.getLogger(__name__)
 # three copies of itself: the encoded chunk, the request body and the client's buffers).
 TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
+# Chunks a task owns before a job is split into more than one task per worker.
+CHUNKS_PER_TASK = 1000
+MAX_TASKS_PER_WORKER = 8
 DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
 
 
-def plan_batches(request: JobRequest, n_tasks: int) -> list[list[tuple[int, ...]]]:
-    """Split the chunk grid into n_tasks contiguous batches of whole chunks."""
-    blocks = list(all_blocks(request.shape, request.chunks))
-    n_tasks = max(1, min(n_tasks, len(blocks)))
-    size = math.ceil(len(blocks) / n_tasks)
-    return [blocks[i : i + size] for i in range(0, len(blocks), size)]
+def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
+    """Split the chunks (numbered in C order) into contiguous ranges, one task each.
+
+    One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
+    more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
+    worker's share is small. Each task costs the scheduler and the app a round trip.
+    """
+    n = request.n_chunks
+    per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (max(1, n_workers) * CHUNKS_PER_TASK))))
+    n_tasks = max(1, min(n, n_workers * per_worker))
+    size = math.ceil(n / n_tasks)
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 class Runner:
@@ -81,7 +90,7 @@ class Runner:
                 concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
                 deadline=job.deadline,
             )
-            batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
+            batches = plan_tasks(request, self.settings.n_workers)
             job.status = "running"
             self.tracker.save(job)
             job_log(job).info(
@@ -106,10 +115,12 @@ class Runner:
                 future.add_done_callback(partial(_progress, job, len(batch)))
             if job.cancel.is_set():
                 raise ClusterUnavailable(DELETED.format(id=job.id))
-            with client.as_current():
-                # The first task that fails for good fails the job now, not when the rest end.
-                for future in as_completed(futures, timeout=self.settings.job_timeout_s):
-                    _check(job, future)
+            job_log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
+            # The first task that fails for good fails the job now, not when the rest end. The
+            # client's loop is given, not made current: Client.as_current() sets dask's global
+            # config (scheduler="dask.distributed"), which overlapping jobs left set for good.
+            for future in as_completed(futures, loop=client.loop, timeout=self.settings.job_timeout_s):
+                _check(job, future)
             # One gather for all the results: a result() per future is a round trip each.
             self._complete(job, client.gather(futures), started)
         except Exception as exc:
