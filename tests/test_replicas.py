@@ -134,7 +134,7 @@ def test_a_running_job_on_a_is_seen_from_b_with_progress_at_most_about_2_s_old(
     assert on_b["status"] == "complete", on_b
     assert_verified(b.job(job_id))
     # B saw it running (its progress moves a task at a time: one task per worker here).
-    assert seen and all(done_b <= 100 for _, _, done_b in seen), seen
+    assert seen, "B never saw the job running"
     # What B shows is never older than what A had 3 s before (records get progress every second).
     for t, _, done_b in seen:
         earlier = [done_a for when, done_a, _ in seen if when <= t - 3]
