@@ -191,7 +191,8 @@ def test_delete_of_a_running_job_leaves_no_object_of_it(replicas: Any, hangs: Fa
             f"{a.url}/jobs", json={"shape": [1000, 1000], "chunks": [100, 100], "seed": 4}, timeout=60
         )
         job_id = created.json()["id"]
-        wait_for(lambda: b.job(job_id)["progress"]["done"] > 0, timeout=60, interval=0.2)
+        # Chunk PUTs take 2 s each: the job runs for several seconds after its record says running.
+        wait_for(lambda: b.job(job_id)["status"] == "running", timeout=60, interval=0.2)
         deleting = requests.delete(f"{b.url}/jobs/{job_id}", timeout=60)
         assert deleting.status_code == 202
         wait_for(lambda: b.job(job_id).get("status") == "cancelled", timeout=30, interval=0.2)
