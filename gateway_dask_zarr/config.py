@@ -41,6 +41,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "MAX_CHUNKS",
         "MAX_ACTIVE_JOBS",
         "JOB_TIMEOUT_S",
+        "CLEANUP_GRACE_S",
+        "RETENTION_DAYS",
         "MAX_BODY_BYTES",
         "FORWARDED_ALLOW_IPS",
         "COMPRESSOR",
@@ -202,6 +204,10 @@ class Settings:
     max_chunks: int = 100_000
     max_active_jobs: int = 8
     job_timeout_s: int = 600
+    # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
+    # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
+    cleanup_grace_s: int = 180
+    retention_days: int = 0  # 0: keep every job until it is deleted
     max_body_bytes: int = 64 * 2**10
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     compressor: str = "none"
@@ -253,6 +259,8 @@ class Settings:
             max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
             max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
             job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
+            cleanup_grace_s=_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
+            retention_days=_int(env, "RETENTION_DAYS", 0, 0, 36500),
             max_body_bytes=_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
             compressor=_choice(env, "COMPRESSOR", COMPRESSORS),

@@ -28,9 +28,17 @@ def s3_only_app() -> Any:
 
     s3 = create_backend_app("s3")
     control = create_backend_app("moto_api")
+    # moto checks If-None-Match and then stores, unlocked (moto/s3/responses.py): two
+    # conditional creates of one key on two threads could both succeed. S3 makes them
+    # atomic, and job ids are claimed with them, so they take turns here.
+    conditional = threading.Lock()
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         target = control if environ.get("PATH_INFO", "").startswith("/moto-api") else s3
+        if environ.get("HTTP_IF_NONE_MATCH") == "*":
+            with conditional:
+                # Consume the body inside the lock: the store happens while it is produced.
+                return list(target(environ, start_response))
         return target(environ, start_response)
 
     return app

@@ -10,8 +10,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway_dask_zarr.api import viewer
-from gateway_dask_zarr.edge import public_document
+from gateway_dask_zarr.edge import public_document, viewer
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.metrics import Metrics
@@ -82,7 +81,7 @@ def index() -> str:
         }
     jobs_error = None
     try:
-        jobs = [public_document(d) for d in service.jobs.list(viewer(), PAGE_JOBS)]
+        jobs = [public_document(d) for d in service.jobs.list(viewer(), PAGE_JOBS)[0]]
     except Exception as exc:
         log.warning("the page could not list jobs: %s", type(exc).__name__)
         jobs, jobs_error = (

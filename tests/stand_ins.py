@@ -56,7 +56,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         proxy: FaultProxy = self.server.owner  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fault = proxy.decide(self.command)
+        fault = proxy.decide(self.command, self.path)
         if fault is not None:
             status, payload = fault
             self.send_response(status)
@@ -89,22 +89,36 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 class FaultProxy(_Server):
-    """Forwards to an S3 server; answers 503 SlowDown or 500 to a share of PUTs and delays others."""
+    """Forwards to an S3 server and counts requests; answers 503 SlowDown or 500 to a share of PUTs and delays others.
+
+    With `only`, faults and delays apply just to PUTs whose path contains it (e.g. "/c/" for chunks).
+    """
 
     handler = _ProxyHandler
 
     def __init__(
-        self, upstream: str, *, fail_share: float = 0.0, delay_share: float = 0.0, delay_s: float = 0.0, seed: int = 0
+        self,
+        upstream: str,
+        *,
+        fail_share: float = 0.0,
+        delay_share: float = 0.0,
+        delay_s: float = 0.0,
+        seed: int = 0,
+        only: str | None = None,
     ) -> None:
         self.upstream = urlparse(upstream)
+        self.only = only
+        self.requests = 0
         self.fail_share, self.delay_share, self.delay_s = fail_share, delay_share, delay_s
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.counts = {"put": 0, "slowdown": 0, "internal": 0, "delayed": 0}
 
-    def decide(self, method: str) -> tuple[int, bytes] | None:
+    def decide(self, method: str, path: str = "") -> tuple[int, bytes] | None:
         """A fault to answer with instead of forwarding, or None (maybe after a delay)."""
-        if method != "PUT":
+        with self.lock:
+            self.requests += 1
+        if method != "PUT" or (self.only is not None and self.only not in path):
             return None
         with self.lock:
             self.counts["put"] += 1

@@ -154,7 +154,7 @@ def test_manifests_pass_strict_kubernetes_schema_validation(version: str) -> Non
         used = kubernetes_validate.validate(doc, version, strict=True)
         assert used == version.rsplit(".", 1)[0]
         kinds.append(doc["kind"])
-    assert sorted(kinds) == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service"]
 
 
 def test_strict_validation_rejects_a_misspelt_field() -> None:
@@ -178,6 +178,14 @@ def test_labels_selectors_and_image() -> None:
     image = container()["image"]
     assert image.rsplit(":", 1)[1] == gateway_dask_zarr.__version__
     assert service["spec"]["ports"][0]["targetPort"] == container()["ports"][0]["name"]
+
+
+def test_two_replicas_roll_one_at_a_time_and_a_drain_leaves_one() -> None:
+    deployment, budget = one("Deployment"), one("PodDisruptionBudget")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
 
 
 def test_pod_is_non_root_read_only_and_bounded() -> None:

@@ -64,7 +64,7 @@ def test_tokens_need_the_services_access_scope(hub: HubServer, hub_app: Any) -> 
     # Probes need no token; directly on the app (no proxy, no prefix) the same token works too.
     direct = f"http://127.0.0.1:{hub.slot_server.server_port}"
     assert requests.get(f"{direct}/healthz", timeout=30).status_code == 200
-    mine = requests.get(f"{direct}/jobs", headers=_as(alice), timeout=30).json()["jobs"]
+    mine = requests.get(f"{direct}/jobs", headers=_as(alice), timeout=30).json()
     assert [j["id"] for j in mine] == [document["id"]]
     assert mine[0]["links"]["self"] == f"/jobs/{document['id']}"
 
@@ -80,14 +80,10 @@ def test_users_see_preview_and_delete_only_their_own_jobs(hub: HubServer, hub_ap
         answer = requests.request(method, target, headers=_as(bob), timeout=30)
         assert answer.status_code == 404, (method, target, answer.status_code)
         assert answer.json()["error"]["code"] == "not_found"
-    assert requests.get(hub.app_url + "jobs", headers=_as(bob), timeout=30).json()["jobs"] == []
+    assert requests.get(hub.app_url + "jobs", headers=_as(bob), timeout=30).json() == []
     # Bob's DELETE took nothing away; alice and the hub's admin see the job.
-    assert [j["id"] for j in requests.get(hub.app_url + "jobs", headers=_as(alice), timeout=30).json()["jobs"]] == [
-        job["id"]
-    ]
-    assert job["id"] in [
-        j["id"] for j in requests.get(hub.app_url + "jobs", headers=_as(carol), timeout=30).json()["jobs"]
-    ]
+    assert [j["id"] for j in requests.get(hub.app_url + "jobs", headers=_as(alice), timeout=30).json()] == [job["id"]]
+    assert job["id"] in [j["id"] for j in requests.get(hub.app_url + "jobs", headers=_as(carol), timeout=30).json()]
     assert_verified(requests.get(url, headers=_as(alice), timeout=30).json())
     # Alice may delete hers.
     assert requests.delete(url, headers=_as(alice), timeout=60).status_code == 204
@@ -120,7 +116,7 @@ def test_cookie_writes_need_the_pages_csrf_token(hub: HubServer, hub_app: Any) -
     assert wrong.status_code == 403
     # Nothing was started; reads by cookie need no token.
     listed = bob.get(hub.app_url + "jobs", headers=JSON, timeout=30)
-    assert listed.status_code == 200 and listed.json()["jobs"] == []
+    assert listed.status_code == 200 and listed.json() == []
     # The page's own write, with its token, works.
     made = bob.post(
         hub.app_url + "jobs",

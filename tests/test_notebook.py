@@ -81,7 +81,7 @@ def test_notebook_runs_through_the_hubs_proxy_with_a_users_token(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     _, _, text = _execute(tmp_path)
     assert "(with a token)" in text
-    jobs = requests.get(hub.app_url + "jobs", headers={"Authorization": f"token {token}"}, timeout=30).json()["jobs"]
+    jobs = requests.get(hub.app_url + "jobs", headers={"Authorization": f"token {token}"}, timeout=30).json()
     assert len(jobs) == 2 and {j["owner"] for j in jobs} == {"bob"} and {j["seed"] for j in jobs} == {7}
     for job in jobs:
         assert_verified(job)

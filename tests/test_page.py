@@ -156,6 +156,24 @@ def test_page_on_a_phone(browser: Browser, base_url: str) -> None:
     assert problems == []
 
 
+def test_page_deletes_a_job_with_its_array(browser: Browser, base_url: str, s3fs_client: Any) -> None:
+    page, problems = open_page(browser, base_url, viewport={"width": 1280, "height": 900})
+    row, job_id = run_from_form(page, "300,300", "100,100", "9")
+    expect(row).to_have_attribute("data-status", "complete", timeout=JOB_TIMEOUT_MS)
+    assert s3fs_client.find(f"test-bucket/{job_id}.zarr")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button.delete").click()
+    expect(row).to_have_count(0)
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    assert requests.get(f"{base_url}/jobs/{job_id}", timeout=30).status_code == 404
+    s3fs_client.invalidate_cache()
+    assert s3fs_client.find(f"test-bucket/{job_id}.zarr") == []
+    # After a reload the job stays gone.
+    page.reload()
+    expect(page.locator(f'li.job[data-id="{job_id}"]')).to_have_count(0)
+    assert problems == []
+
+
 def test_the_csp_blocks_inline_code_and_the_page_reports_it(browser: Browser, base_url: str) -> None:
     page, problems = open_page(browser, base_url)
     headers = page.request.get(base_url + "/").headers

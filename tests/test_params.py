@@ -138,7 +138,7 @@ def _json_schema(openapi: Any) -> Any:
 @pytest.mark.parametrize("shards", [None, (300, 100)])
 def test_the_job_document_matches_its_schema_exactly(shards: tuple[int, int] | None) -> None:
     request = JobRequest((300, 200), (100, 50), "float64", 7, shards)
-    job = Job("j1", request, created=datetime(2026, 1, 1, tzinfo=UTC))
+    job = Job("j1", request, "ann", deadline=0.0, created=datetime(2026, 1, 1, tzinfo=UTC))
     document = job.document()
     schema = _json_schema(document_schema())
     assert set(document) == set(schema["properties"])

@@ -49,6 +49,7 @@
     } catch (err) {
       data = null;
     }
+    if (response.status === 204) return null;
     if (!response.ok) {
       const error = data && data.error;
       const message = error && error.message ? error.message : "The gateway answered " + response.status + " " + response.statusText + ".";
@@ -149,21 +150,29 @@
     });
   }
 
-  // Poll one job until it has ended.
+  function deleting(job) {
+    const row = rowFor(job.id);
+    return row !== null && row.querySelector("button.delete").disabled;
+  }
+
+  // Poll one job until it has ended (or, once deleted, until it is gone).
   async function follow(job) {
     if (following.has(job.id)) return;
     following.add(job.id);
     const url = job.links.self;
     try {
-      while (job.status === "queued" || job.status === "running") {
+      while (job.status === "queued" || job.status === "running" || deleting(job)) {
         await sleep(POLL_MS);
         try {
           job = await api("GET", url);
           show(job);
         } catch (err) {
           const row = rowFor(job.id);
+          if (err.status === 404) {
+            if (row) row.remove();
+            return;
+          }
           if (row) field(row, "error").textContent = err.message;
-          if (err.status === 404) return;
           await sleep(2 * POLL_MS);
         }
       }
@@ -215,7 +224,38 @@
     }
   });
 
+  // Delete a job (cancel it if it runs): the row goes once the server says the job is gone.
+  async function remove(row) {
+    const button = row.querySelector("button.delete");
+    const url = field(row, "self").getAttribute("href");
+    button.disabled = true;
+    try {
+      const job = await api("DELETE", url);
+      if (job === null) {
+        row.remove();
+      } else {
+        show(job);
+        field(row, "error").textContent = "Deleting: the job is being cancelled and cleaned up.";
+        follow(job);
+      }
+    } catch (err) {
+      if (err.status === 404) {
+        row.remove();
+      } else {
+        field(row, "error").textContent = err.message;
+        button.disabled = false;
+      }
+    }
+    empty.hidden = list.children.length > 0;
+  }
+
   list.addEventListener("click", function (event) {
+    const del = event.target.closest("button.delete");
+    if (del) {
+      const row = del.closest(".job");
+      if (window.confirm("Delete job " + row.dataset.id + " and its array?")) remove(row);
+      return;
+    }
     const copy = event.target.closest("button.copy");
     if (!copy) return;
     const text = field(copy.closest(".job"), "url").textContent;
@@ -233,7 +273,7 @@
   async function refresh() {
     try {
       const data = await api("GET", list.dataset.jobsUrl);
-      for (const job of data.jobs) {
+      for (const job of data) {
         show(job);
         if (job.status === "queued" || job.status === "running") follow(job);
       }
