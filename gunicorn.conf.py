@@ -29,7 +29,8 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT_S", str(_settings.cluster_start_t
 # terminationGracePeriodSeconds is above it. Requests in flight get all but CLOSE_BUDGET_S of
 # it, then the service closes (see post_worker_init).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT_S", "60"))
-CLOSE_BUDGET_S = 20
+# The embedded default's SeaweedFS takes about 16 s to stop (a 15 s gRPC graceful stop).
+CLOSE_BUDGET_S = 40 if _settings.embedded_s3 else 20
 # No runtime control socket ($HOME/.gunicorn/gunicorn.ctl): nothing here uses gunicornc, two
 # servers on one host would contend for the path, and a read-only root filesystem has no $HOME.
 control_socket_disable = True

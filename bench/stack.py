@@ -1,4 +1,4 @@
-"""Start and watch the processes the benchmark measures: the real app under gunicorn, moto."""
+"""Start and watch the processes the benchmark measures: the real app under gunicorn, its SeaweedFS."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import requests
 
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, stop_process
+from gateway_dask_zarr.embedded_s3 import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,9 +43,8 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = 
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """This environment with the embedded credentials, without any store settings."""
+    """This environment without any store settings (the embedded store sets its own credentials)."""
     env = {k: v for k, v in os.environ.items() if k not in ("STORE_URL", "S3_ENDPOINT_URL", "S3_PUBLIC_ENDPOINT_URL")}
-    env.update(EMBEDDED_CREDENTIALS)
     env.update(extra)
     return env
 
@@ -76,16 +75,12 @@ class Service:
         self.log.close()
 
 
-def gunicorn_app(log: Path) -> Service:
-    """The real service, as `make run` starts it: gunicorn, embedded S3, LocalCluster."""
+def gunicorn_app(log: Path, data_dir: Path) -> Service:
+    """The real service, as `make run` starts it: gunicorn, embedded SeaweedFS on `data_dir`, LocalCluster."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    return Service([gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO")
-
-
-def stock_moto(log: Path) -> Service:
-    """moto's stock server (service detection, access log): the reference for the embedded one."""
-    moto = str(Path(sys.executable).with_name("moto_server"))
-    return Service([moto, "-H", "127.0.0.1", "-p", "{port}"], log, "/moto-api/data.json", timeout=60)
+    return Service(
+        [gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO", DATA_DIR=str(data_dir)
+    )
 
 
 def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], psutil.Process | None]:
@@ -94,7 +89,7 @@ def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], ps
     workers, s3 = [], None
     for child in app.children():
         cmdline = " ".join(child.cmdline())
-        if "embedded_s3" in cmdline:
+        if Path(child.cmdline()[0]).name == "weed":
             s3 = child
         elif "spawn_main" in cmdline or "forkserver" in cmdline:
             if "resource_tracker" not in cmdline:

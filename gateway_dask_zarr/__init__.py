@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     from gateway_dask_zarr.api import bp, register_error_handlers
     from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
-    from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
+    from gateway_dask_zarr.embedded_s3 import EmbeddedS3
     from gateway_dask_zarr.jobs import JobManager
     from gateway_dask_zarr.store import JobStore
     from gateway_dask_zarr.web import init_web
@@ -61,10 +61,13 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     owned: list[Any] = []
     store_url, endpoint, public_endpoint = settings.store_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
     if settings.embedded_s3:
-        for name, value in EMBEDDED_CREDENTIALS.items():
-            os.environ.setdefault(name, value)
-        s3 = EmbeddedS3().start()
+        s3 = EmbeddedS3(settings.data_dir).start()
         owned.append(s3)
+        # obstore and botocore read credentials from the environment, here and in the
+        # LocalCluster's workers, which inherit it: the store accepts only its own.
+        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            os.environ.pop(name, None)
+        os.environ.update(s3.credentials)
         store_url, endpoint = f"s3://{s3.bucket}", s3.endpoint_url
     assert store_url is not None
     if cluster is None:

@@ -28,6 +28,7 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "DASK_GATEWAY_CLUSTER_OPTIONS",
         "CLUSTER_START_TIMEOUT_S",
         "STORE_URL",
+        "DATA_DIR",
         "S3_ENDPOINT_URL",
         "S3_PUBLIC_ENDPOINT_URL",
         "MAX_ARRAY_BYTES",
@@ -118,6 +119,13 @@ def _store_url(env: Mapping[str, str]) -> str | None:
     return raw.rstrip("/")
 
 
+def _data_dir(env: Mapping[str, str]) -> str:
+    raw = env.get("DATA_DIR", "").strip() or "data"
+    if os.path.exists(raw) and not os.path.isdir(raw):
+        raise ConfigError("DATA_DIR", f"must be a directory, got the file {raw!r}")
+    return raw
+
+
 def _cluster_options(env: Mapping[str, str]) -> dict[str, Any]:
     raw = env.get("DASK_GATEWAY_CLUSTER_OPTIONS", "").strip()
     if not raw:
@@ -141,6 +149,8 @@ class Settings:
     gateway_cluster_options: dict[str, Any] = field(default_factory=dict)
     cluster_start_timeout_s: int = 300
     store_url: str | None = None
+    # The embedded default's store keeps its data (and its write credentials) here.
+    data_dir: str = "data"
     s3_endpoint_url: str | None = None
     s3_public_endpoint_url: str | None = None
     max_array_bytes: int = 16 * 2**30
@@ -182,6 +192,7 @@ class Settings:
             gateway_cluster_options=_cluster_options(env),
             cluster_start_timeout_s=_int(env, "CLUSTER_START_TIMEOUT_S", 300, 1),
             store_url=_store_url(env),
+            data_dir=_data_dir(env),
             s3_endpoint_url=_url(env, "S3_ENDPOINT_URL"),
             s3_public_endpoint_url=_url(env, "S3_PUBLIC_ENDPOINT_URL"),
             max_array_bytes=_bytes(env, "MAX_ARRAY_BYTES", cls.max_array_bytes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -9,6 +10,13 @@ from typing import Any
 import zarr
 
 from gateway_dask_zarr.verify import mismatched_blocks
+
+# The writer's credentials of the tests' SeaweedFS servers: distinctive, so a leak is findable.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "GDZTESTACCESSKEY",
+    "AWS_SECRET_ACCESS_KEY": "gdz-secret-" + os.urandom(8).hex(),
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import requests
 import s3fs
-from helpers import assert_verified, free_port, wait_for
+from helpers import S3_CREDENTIALS, assert_verified, free_port, wait_for
 
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3, stop_process
 
@@ -26,9 +26,9 @@ CONCURRENT = 50
 
 
 @pytest.fixture
-def load_s3() -> Iterator[EmbeddedS3]:
+def load_s3(tmp_path: Path) -> Iterator[EmbeddedS3]:
     """An S3 server of this test's own, so its priority can be lowered without touching the shared one."""
-    server = EmbeddedS3(bucket="load-bucket").start()
+    server = EmbeddedS3(tmp_path / "seaweedfs", "load-bucket", credentials=S3_CREDENTIALS).start()
     yield server
     server.close()
 
