@@ -26,16 +26,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def open_job_array(document: dict[str, Any]) -> zarr.Array:
-    """Open a job's array as a user would: from the reported url and endpoint_url."""
-    options = {"endpoint_url": document["endpoint_url"]} if document["url"].startswith("s3://") else None
+def open_job_array(document: dict[str, Any], anon: bool = False) -> zarr.Array:
+    """Open a job's array as a user would: from the reported url and endpoint_url (unsigned if `anon`)."""
+    options = {"endpoint_url": document["endpoint_url"], "anon": anon} if document["url"].startswith("s3://") else None
     return zarr.open_array(document["url"], mode="r", storage_options=options)
 
 
-def assert_verified(document: dict[str, Any]) -> zarr.Array:
+def assert_verified(document: dict[str, Any], anon: bool = False) -> zarr.Array:
     """The job is complete and every chunk of its array equals the deterministic rule."""
     assert document["status"] == "complete", document
-    array = open_job_array(document)
+    array = open_job_array(document, anon)
     assert list(array.shape) == document["shape"]
     assert list(array.chunks) == document["chunks"]
     assert str(array.dtype) == document["dtype"]
