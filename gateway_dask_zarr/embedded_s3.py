@@ -252,12 +252,14 @@ def main() -> None:
         f"S3 on {server.endpoint_url}, bucket {server.bucket}; "
         f"writer credentials in {server.data_dir}/s3/identities.json"
     )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.close()
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     main()
