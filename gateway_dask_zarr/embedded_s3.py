@@ -130,6 +130,8 @@ class EmbeddedS3:
         ports["s3"] = self.port = self.port or ports["s3"]
         grpc = dict(zip(SERVICES, _free_ports(4), strict=True))
         self.grpc_ports = list(grpc.values())
+        # Kept so that the next start removes this one's socket files should the app die hard.
+        (root / "grpc-ports.json").write_text(json.dumps(self.grpc_ports))
         argv = [weed_binary(), f"-logdir={root / 'logs'}", "server", f"-dir={root / 'volumes'}"]
         argv += [f"-master.dir={root / 'master'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3"]
         argv += [f"-{name}.port={ports[name]}" for name in SERVICES]
@@ -157,6 +159,9 @@ class EmbeddedS3:
         for sub in ("volumes", "master", "logs", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.credentials = load_or_create_credentials(root / "identities.json", self.bucket, self.credentials or None)
+        if (root / "grpc-ports.json").exists():
+            self.grpc_ports = json.loads((root / "grpc-ports.json").read_text())
+            self._remove_socket_files()
         argv = self.command()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -220,6 +225,9 @@ class EmbeddedS3:
         if self.process is not None:
             stop_process(self.process, STOP_TIMEOUT_S)
         self.process = None
+        self._remove_socket_files()
+
+    def _remove_socket_files(self) -> None:
         for name in SERVICES:
             for port in self.grpc_ports:
                 # weed puts these in /tmp whatever TMPDIR says.
