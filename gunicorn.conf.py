@@ -3,8 +3,10 @@
 import os
 import signal
 import threading
+from typing import Any
 
-from gateway_dask_zarr.config import ConfigError, Settings
+from gateway_dask_zarr.config import ConfigError, ServerSettings, Settings
+from gateway_dask_zarr.logs import json_for_own_handlers
 
 host = os.environ.get("HOST", "127.0.0.1")
 port = os.environ.get("PORT", "8000")
@@ -14,26 +16,34 @@ bind = [f"{host}:{port}"]
 # No preload: the Dask Client must be made after the fork, in the worker.
 workers = 1
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 preload_app = False
 
 try:
     _settings = Settings.from_env()
+    _server = ServerSettings.from_env(_settings.cluster_start_timeout_s)
 except ConfigError as exc:
     raise SystemExit(f"configuration error: {exc}") from None
 
+threads = _server.threads
+# Bounds on what gunicorn reads before the app sees a request (its defaults, stated here so
+# docs/limits.md can name them): the request line, query string included (over it: 414), the
+# number of header fields and the size of each (over them: 431). gunicorn answers these itself,
+# with its own small HTML page and "Connection: close"; the app's body bound is MAX_BODY_BYTES.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+# X-Forwarded-Proto is believed from these peers only; the app applies the same list.
+forwarded_allow_ips = ",".join(_settings.forwarded_allow_ips)
+
 # The worker loads the app (and so starts the cluster) before its first heartbeat: the
 # timeout must cover the slowest cluster start.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT_S", str(_settings.cluster_start_timeout_s + 60)))
+timeout = _server.timeout_s
 # After SIGTERM the master kills this worker when graceful_timeout has passed; the pod's
 # terminationGracePeriodSeconds is above it. Requests in flight get all but CLOSE_BUDGET_S of
 # it, then the service closes (see post_worker_init).
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT_S", "60"))
+graceful_timeout = _server.graceful_timeout_s
 # The embedded default's SeaweedFS takes about 16 s to stop (a 15 s gRPC graceful stop).
 CLOSE_BUDGET_S = 40 if _settings.embedded_s3 else 20
-# No runtime control socket ($HOME/.gunicorn/gunicorn.ctl): nothing here uses gunicornc, two
-# servers on one host would contend for the path, and a read-only root filesystem has no $HOME.
-control_socket_disable = True
 accesslog = None
 errorlog = "-"
 # gunicorn's control socket lives in one fixed path per user: two services on one host (or
@@ -41,7 +51,13 @@ errorlog = "-"
 control_socket_disable = True
 
 
-def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+def on_starting(server: Any) -> None:
+    """With LOG_FORMAT=json, gunicorn's own lines (the master's too) are JSON like the app's."""
+    if _settings.log_format == "json":
+        json_for_own_handlers()
+
+
+def post_worker_init(worker: Any) -> None:
     """Say where the service is, once the cluster is up and the app loaded."""
     url = f"http://{host}:{port}"
     worker.log.info("gateway-dask-zarr is serving on %s", url)
@@ -52,7 +68,7 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signatur
     # is shutting down", their requests answer, and the cluster is stopped in time.
     on_term = worker.handle_exit
 
-    def handle_term(sig, frame):  # noqa: ANN001, ANN202 - a signal handler's signature
+    def handle_term(sig: int, frame: Any) -> None:
         if worker.alive:
             timer = threading.Timer(max(0, graceful_timeout - CLOSE_BUDGET_S), _close_service, args=(worker,))
             timer.daemon = True
@@ -65,7 +81,7 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signatur
 _close_lock = threading.Lock()
 
 
-def _close_service(worker) -> None:  # noqa: ANN001 - a gunicorn worker
+def _close_service(worker: Any) -> None:
     """Close the cluster (a gateway cluster is shut down) and the embedded S3 server, once."""
     app = getattr(worker, "wsgi", None)
     if app is not None and "gateway" in getattr(app, "extensions", {}):
@@ -73,6 +89,6 @@ def _close_service(worker) -> None:  # noqa: ANN001 - a gunicorn worker
             app.extensions["gateway"].close()
 
 
-def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+def worker_exit(server: Any, worker: Any) -> None:
     """Close the service when the worker exits (if the SIGTERM timer has not already)."""
     _close_service(worker)

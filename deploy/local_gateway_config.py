@@ -16,7 +16,7 @@ import sys
 from dask_gateway_server.options import Float, Options
 
 # `c` is the traitlets config object that dask-gateway-server injects into this file.
-c = get_config()  # noqa: F821
+c = get_config()
 
 # GATEWAY_ADDRESS is what clients use as DASK_GATEWAY__ADDRESS (http://...), and
 # GATEWAY_PROXY_ADDRESS what they use as DASK_GATEWAY__PROXY_ADDRESS (gateway://...); the

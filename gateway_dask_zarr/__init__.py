@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-import atexit
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.logs import configure_logging
+from gateway_dask_zarr.version import __version__
+
+__all__ = ["Service", "__version__", "create_app"]
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -30,29 +30,40 @@ class Service:
     jobs: JobManager
     public_endpoint_url: str | None
     owned: list[Any] = field(default_factory=list)
+    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
-        """Stop jobs, then close what this app started, newest first. Safe to call twice."""
+        """Stop jobs, close what this app started (newest first), then leave the cluster's callbacks.
+
+        Safe to call twice. gunicorn's hooks call it (gunicorn.conf.py); tests close what they make.
+        """
         self.jobs.close()
         while self.owned:
             self.owned.pop().close()
+        # Only now: closing our own cluster tells the running jobs why they fail.
+        while self.unsubscribe:
+            self.unsubscribe.pop()()
 
 
 def create_app(settings: Settings | None = None, *, cluster: ClusterManager | None = None) -> Flask:
     """Build the app: validate settings, start S3 (embedded default) and the cluster, wire the routes.
 
     A `cluster` passed in (tests share one) is used and not closed; otherwise the app makes
-    its own and closes it at exit.
+    its own, and `app.extensions["gateway"].close()` closes it. The process environment is
+    left as it is: the embedded default's credentials are set by the entry point (app.py).
     """
     # Imported here, not at the top: workers import this package for blocks.py and must
     # not pay for (or need) Flask.
     from flask import Flask
 
-    from gateway_dask_zarr.api import bp, register_error_handlers
+    from gateway_dask_zarr.api import bp
     from gateway_dask_zarr.auth import install_auth
     from gateway_dask_zarr.cluster import ClusterManager
+    from gateway_dask_zarr.edge import register_error_handlers
     from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+    from gateway_dask_zarr.http_security import init_http_security
     from gateway_dask_zarr.jobs import JobManager
+    from gateway_dask_zarr.storage import parse_storage
     from gateway_dask_zarr.store import JobStore
     from gateway_dask_zarr.web import init_web
 
@@ -63,15 +74,11 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     if settings.embedded_s3:
         s3 = EmbeddedS3(settings.data_dir).start()
         owned.append(s3)
-        # obstore and botocore read credentials from the environment, here and in the
-        # LocalCluster's workers, which inherit it: the store accepts only its own.
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-            os.environ.pop(name, None)
-        os.environ.update(s3.credentials)
         store_url, endpoint = f"s3://{s3.bucket}", s3.endpoint_url
     assert store_url is not None
+    backend = parse_storage(store_url, endpoint)
     if cluster is None:
-        cluster = ClusterManager(settings)
+        cluster = ClusterManager(settings, in_process_workers=backend.in_process_workers)
         try:
             cluster.start()
         except Exception:
@@ -79,15 +86,16 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
                 part.close()
             raise
         owned.append(cluster)
-    store = JobStore(store_url, endpoint)
+    store = JobStore(backend)
     jobs = JobManager(settings, cluster, store)
-    cluster.on_lost(jobs.fail_running)
     service = Service(settings, cluster, store, jobs, public_endpoint or endpoint, owned)
-    atexit.register(service.close)
+    service.unsubscribe.append(cluster.on_lost(jobs.fail_running))
 
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["gateway"] = service
+    # First, so an oversized body is refused before anything else looks at the request.
+    init_http_security(app, settings)
     install_auth(app, settings)
     app.register_blueprint(bp)
     register_error_handlers(app)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from gateway_dask_zarr.jobs import JobError, JobManager, JobRequest, check_job_id
+from gateway_dask_zarr.edge import public_document
+from gateway_dask_zarr.errors import InvalidParameter, NotFound
+from gateway_dask_zarr.jobs import JobManager, check_job_id
 from gateway_dask_zarr.openapi import openapi_document
+from gateway_dask_zarr.params import JobRequest
 
 log = logging.getLogger(__name__)
 
@@ -21,31 +22,12 @@ def _jobs() -> JobManager:
     return current_app.extensions["gateway"].jobs
 
 
-def public_document(document: dict[str, Any]) -> dict[str, Any]:
-    """A job document as the API shows it: with the array's URL, the S3 endpoint and links."""
-    service = current_app.extensions["gateway"]
-    job_id = document["id"]
-    shown = dict(document)
-    shown.setdefault(
-        "progress", {"done": document.get("chunks_written", 0), "total": document.get("chunks_written", 0)}
-    )
-    shown["url"] = service.store.array_url(job_id)
-    shown["endpoint_url"] = service.public_endpoint_url
-    shown["links"] = {
-        "self": url_for("api.get_job", job_id=job_id),
-        "preview": url_for("api.get_job", job_id=job_id) + "/preview.png",
-    }
-    return shown
-
-
 def _query_params() -> dict[str, str]:
     """The query string as a flat dict; a parameter given twice is an error."""
     params: dict[str, str] = {}
     for key, values in request.args.lists():
         if len(values) > 1:
-            raise JobError(
-                400, "invalid_parameter", f"parameter {key!r} was given {len(values)} times; give it once", key
-            )
+            raise InvalidParameter(f"parameter {key!r} was given {len(values)} times; give it once", field=key)
         params[key] = values[0]
     return params
 
@@ -80,9 +62,10 @@ def submit_job(job_id: str) -> tuple[Response, int]:
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Start a job from a JSON body and answer 202 at once."""
-    body = request.get_json(force=True, silent=True) if request.content_length else {}
+    # get_data, not content_length: a chunked body has none and is still the body.
+    body = request.get_json(force=True, silent=True) if request.get_data() else {}
     if not isinstance(body, dict):
-        raise JobError(400, "invalid_body", 'the body must be a JSON object such as {"shape": [1000, 1000]}')
+        raise InvalidParameter('the body must be a JSON object such as {"shape": [1000, 1000]}', code="invalid_body")
     service = current_app.extensions["gateway"]
     job = service.jobs.submit(JobRequest.parse(body, service.settings))
     document = public_document(job.document())
@@ -95,10 +78,12 @@ def list_jobs() -> Response:
     params = _query_params()
     unknown = sorted(set(params) - {"limit"})
     if unknown:
-        raise JobError(400, "unknown_parameter", f"unknown parameter {unknown[0]!r}; known: limit", unknown[0])
+        raise InvalidParameter(
+            f"unknown parameter {unknown[0]!r}; known: limit", code="unknown_parameter", field=unknown[0]
+        )
     raw = params.get("limit", "50")
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
-        raise JobError(400, "invalid_parameter", f"limit must be an integer from 1 to 1000, got {raw!r}", "limit")
+        raise InvalidParameter(f"limit must be an integer from 1 to 1000, got {raw!r}", field="limit")
     return jsonify({"jobs": [public_document(d) for d in _jobs().list(int(raw))]})
 
 
@@ -107,7 +92,7 @@ def get_job(job_id: str) -> Response:
     """One job document."""
     document = _jobs().get(check_job_id(job_id))
     if document is None:
-        raise JobError(404, "not_found", f"no job {job_id!r}")
+        raise NotFound(f"no job {job_id!r}")
     return jsonify(public_document(document))
 
 
@@ -136,33 +121,3 @@ def readyz() -> tuple[Response, int]:
 def openapi() -> Response:
     """The OpenAPI 3 document of this API."""
     return jsonify(openapi_document(secured=current_app.extensions["gateway"].settings.auth != "none"))
-
-
-def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    """The one error shape: {"error": {"code", "message", "field"?}}."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        error["field"] = field
-    return {"error": error}
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Every error is JSON with the right status; never an HTML page or a traceback."""
-
-    @app.errorhandler(JobError)
-    def job_error(exc: JobError) -> tuple[Response, int, dict[str, str]]:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return jsonify(error_body(exc.status, exc.code, exc.message, exc.field)), exc.status, headers
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
-        status = exc.code or 500
-        code = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
-        # A 405 must still say which methods the path allows.
-        headers = {k: v for k, v in exc.get_headers() if k == "Allow"}
-        return jsonify(error_body(status, code, exc.description or exc.name)), status, headers
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return jsonify(error_body(500, "internal_error", "the server hit an unexpected error; it has been logged")), 500

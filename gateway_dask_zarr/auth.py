@@ -12,10 +12,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, current_app, g, request
 
-from gateway_dask_zarr.api import error_body
 from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +25,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 HUB_CACHE_S = 60.0
 HUB_CACHE_MAX = 4096
 HUB_TIMEOUT_S = 5.0
-CHALLENGE = 'Bearer realm="gateway-dask-zarr"'
-
-
-class AuthFailed(Exception):
-    """The request carries no valid token (401), or the hub cannot say (503)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -59,14 +48,12 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def user(self, header: str | None) -> str:
-        """The caller's name; raise AuthFailed without a valid token."""
+        """The caller's name; raise Unauthorized without a valid token, Unavailable when the hub cannot say."""
         if self.kind == "none":
             return "anonymous"
         token = bearer_token(header)
         if token is None:
-            raise AuthFailed(
-                401, "unauthorized", "this API needs a token: send the header 'Authorization: Bearer <token>'"
-            )
+            raise Unauthorized("this API needs a token: send the header 'Authorization: Bearer <token>'")
         if self.kind == "token":
             return self._static(token)
         return self._hub(token)
@@ -77,7 +64,7 @@ class Authenticator:
         for known in self._tokens:
             matched |= hmac.compare_digest(token.encode(), known)
         if not matched:
-            raise AuthFailed(401, "unauthorized", "the token is not valid; send one of the service's API tokens")
+            raise Unauthorized("the token is not valid; send one of the service's API tokens")
         return "token"
 
     def _hub(self, token: str) -> str:
@@ -97,30 +84,31 @@ class Authenticator:
 
     def _ask_hub(self, token: str) -> str:
         """GET {hub}/user with the caller's token, as a JupyterHub service does: the hub answers with its user model."""
-        req = urllib.request.Request(
+        # A configured http(s) URL (Settings checks JUPYTERHUB_API_URL), never the caller's.
+        req = urllib.request.Request(  # noqa: S310
             f"{self._hub_url}/user", headers={"Authorization": f"token {token}", "Accept": "application/json"}
         )
         try:
-            with urllib.request.urlopen(req, timeout=HUB_TIMEOUT_S) as response:  # noqa: S310 - a configured http(s) URL
+            with urllib.request.urlopen(req, timeout=HUB_TIMEOUT_S) as response:  # noqa: S310
                 model: Any = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403, 404):
-                raise AuthFailed(
-                    401, "unauthorized", "JupyterHub does not accept this token; use a current JupyterHub API token"
+                raise Unauthorized(
+                    "JupyterHub does not accept this token; use a current JupyterHub API token"
                 ) from None
             log.warning("JupyterHub answered %s to a token check", exc.code)
-            raise AuthFailed(
-                503, "auth_unavailable", "JupyterHub could not check the token now; try again shortly"
+            raise Unavailable(
+                "JupyterHub could not check the token now; try again shortly", code="auth_unavailable", retry_after=5
             ) from None
         except (OSError, ValueError) as exc:
             log.warning("JupyterHub could not be asked about a token: %s", type(exc).__name__)
-            raise AuthFailed(
-                503,
-                "auth_unavailable",
+            raise Unavailable(
                 "JupyterHub (JUPYTERHUB_API_URL) cannot be reached to check the token; try again shortly",
+                code="auth_unavailable",
+                retry_after=5,
             ) from None
         if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-            raise AuthFailed(401, "unauthorized", "JupyterHub does not know a user for this token")
+            raise Unauthorized("JupyterHub does not know a user for this token")
         return model["name"]
 
 
@@ -129,12 +117,7 @@ def install_auth(app: Flask, settings: Settings) -> None:
     app.extensions["gateway_auth"] = Authenticator(settings)
 
     @app.before_request
-    def require_token() -> tuple[Response, int, dict[str, str]] | None:
-        if request.path in OPEN_PATHS:
-            return None
-        try:
+    def require_token() -> None:
+        # An Unauthorized or Unavailable raised here is answered by the edge's error handlers.
+        if request.path not in OPEN_PATHS:
             g.user = current_app.extensions["gateway_auth"].user(request.headers.get("Authorization"))
-        except AuthFailed as exc:
-            headers = {"WWW-Authenticate": CHALLENGE} if exc.status == 401 else {"Retry-After": "5"}
-            return jsonify(error_body(exc.status, exc.code, exc.message)), exc.status, headers
-        return None

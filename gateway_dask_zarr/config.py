@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -15,8 +16,9 @@ CLUSTER_KINDS = ("local", "gateway", "scheduler")
 AUTH_KINDS = ("none", "token", "jupyterhub")
 LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
-STORE_SCHEMES = ("s3", "file", "memory")
 LOG_LEVELS = ("info", "debug", "warning", "error")
+# Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
+MAX_BODY_CEILING = 16 * 2**20
 
 # Every variable the app itself reads; the deployment files may set only these (plus the
 # AWS_* and DASK_* families that botocore and dask read on their own).
@@ -37,6 +39,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "MAX_CHUNKS",
         "MAX_ACTIVE_JOBS",
         "JOB_TIMEOUT_S",
+        "MAX_BODY_BYTES",
+        "FORWARDED_ALLOW_IPS",
         "COMPRESSOR",
         "AUTH",
         "API_TOKENS",
@@ -88,6 +92,22 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    # The same syntax gunicorn reads from this variable: "*", or IP addresses and networks.
+    raw = env.get(name, "").strip() or default
+    entries = tuple(e.strip() for e in raw.split(",") if e.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ConfigError(
+                name, f"expected '*' or comma-separated IP addresses or networks, got {entry!r}"
+            ) from None
+    return entries
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     raw = env.get(name, "").strip().lower() or choices[0]
     if raw not in choices:
@@ -109,13 +129,13 @@ def _store_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("STORE_URL", "").strip()
     if not raw:
         return None
-    parsed = urlparse(raw)
-    if parsed.scheme not in STORE_SCHEMES:
-        raise ConfigError("STORE_URL", f"scheme must be s3://, file:// or memory://, got {raw!r}")
-    if parsed.scheme == "s3" and not parsed.netloc:
-        raise ConfigError("STORE_URL", f"an s3:// URL needs a bucket, got {raw!r}")
-    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/")):
-        raise ConfigError("STORE_URL", f"a file:// URL needs an absolute path, got {raw!r}")
+    # Each storage backend judges its own URLs (storage.py); imported here, when a URL is
+    # set, as storage.py loads zarr and obstore.
+    from gateway_dask_zarr.storage import url_problem
+
+    problem = url_problem(raw)
+    if problem:
+        raise ConfigError("STORE_URL", problem)
     return raw.rstrip("/")
 
 
@@ -159,6 +179,8 @@ class Settings:
     max_chunks: int = 100_000
     max_active_jobs: int = 8
     job_timeout_s: int = 600
+    max_body_bytes: int = 64 * 2**10
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     compressor: str = "none"
     auth: str = "none"
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -201,6 +223,8 @@ class Settings:
             max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
             max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
             job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
+            max_body_bytes=_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
             compressor=_choice(env, "COMPRESSOR", COMPRESSORS),
             auth=auth,
             api_tokens=api_tokens,
@@ -218,6 +242,8 @@ class Settings:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:
             raise ConfigError("MAX_CHUNK_BYTES", "must not exceed MAX_ARRAY_BYTES")
+        if self.max_body_bytes > MAX_BODY_CEILING:
+            raise ConfigError("MAX_BODY_BYTES", f"must be at most {MAX_BODY_CEILING} bytes: a body is read into memory")
         if self.cluster != "local" and self.store_url is not None and self.store_url.startswith("memory"):
             raise ConfigError("STORE_URL", "memory:// works only with CLUSTER=local (tests)")
 
@@ -229,3 +255,23 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The settings safe to show: every field but the secrets."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's settings from GUNICORN_* (read by gunicorn.conf.py), validated like the others."""
+
+    threads: int = 32
+    timeout_s: int = 360
+    graceful_timeout_s: int = 60
+
+    @classmethod
+    def from_env(cls, cluster_start_timeout_s: int, env: Mapping[str, str] | None = None) -> ServerSettings:
+        """Read GUNICORN_*; the worker timeout defaults to the cluster start timeout + 60 s."""
+        env = os.environ if env is None else env
+        return cls(
+            threads=_int(env, "GUNICORN_THREADS", cls.threads, 1, 1000),
+            # The worker loads the app (and so starts the cluster) before its first heartbeat.
+            timeout_s=_int(env, "GUNICORN_TIMEOUT_S", cluster_start_timeout_s + 60, 1),
+            graceful_timeout_s=_int(env, "GUNICORN_GRACEFUL_TIMEOUT_S", cls.graceful_timeout_s, 1),
+        )

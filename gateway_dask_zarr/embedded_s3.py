@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 REGION = "us-east-1"
+# The one bucket the embedded default serves (the bench's server uses it too).
+BUCKET = "gateway"
 # Each of master, volume, filer and s3 has an HTTP and a gRPC port; all are chosen here, as
 # weed's default gRPC port (HTTP + 10000) is invalid above 55535.
 SERVICES = ("master", "volume", "filer", "s3")
@@ -91,6 +93,13 @@ def load_or_create_credentials(path: Path, bucket: str, preset: dict[str, str] |
     return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_DEFAULT_REGION": REGION}
 
 
+def writer_credentials(data_dir: str | Path, bucket: str = BUCKET) -> dict[str, str]:
+    """The writer's AWS_* credentials of the store on `data_dir`: created (mode 0600) on first use, then kept."""
+    root = Path(data_dir).resolve() / "s3"
+    root.mkdir(parents=True, exist_ok=True)
+    return load_or_create_credentials(root / "identities.json", bucket)
+
+
 class EmbeddedS3:
     """A loopback SeaweedFS owned by this process: started on a directory, one bucket made, stopped.
 
@@ -101,7 +110,7 @@ class EmbeddedS3:
     def __init__(
         self,
         data_dir: str | Path,
-        bucket: str = "gateway",
+        bucket: str = BUCKET,
         port: int = 0,
         credentials: dict[str, str] | None = None,
     ) -> None:
@@ -251,7 +260,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--bucket", default="gateway")
+    parser.add_argument("--bucket", default=BUCKET)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     preset = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k in os.environ}

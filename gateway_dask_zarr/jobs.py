@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import math
 import re
@@ -9,7 +11,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,178 +19,37 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import numpy as np
 from distributed import as_completed
+from zarr.errors import ContainsArrayError
 
-from gateway_dask_zarr import __version__
-from gateway_dask_zarr.blocks import ArrayTarget, all_blocks, write_blocks
-from gateway_dask_zarr.cluster import ClusterManager, ClusterUnavailable
+from gateway_dask_zarr.blocks import ArrayTarget, write_blocks
+from gateway_dask_zarr.cluster import ClusterManager
 from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.store import (
-    S3_PUT_BOUND_S,
-    JobStore,
-    array_kwargs,
-    array_metadata,
+from gateway_dask_zarr.errors import (
+    Busy,
+    ClusterUnavailable,
+    Conflict,
+    InvalidParameter,
+    ServiceError,
+    StoreUnavailable,
 )
+from gateway_dask_zarr.params import PARAMETERS, JobRequest
+from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
+from gateway_dask_zarr.version import __version__
 
 log = logging.getLogger(__name__)
 
-PARAMETERS = ("shape", "chunks", "dtype", "seed")
-DTYPES = ("float32", "float64")
-MAX_NDIM = 4
-DEFAULT_SHAPE = (1000, 1000)
-SEED_LIMIT = 2**63
 JOB_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 # A task's chunks in flight at once: enough concurrency to hide S3 latency, few enough
 # bytes that a worker holds only a handful of chunks (each chunk in flight costs about
 # three copies of itself: the encoded chunk, the request body and the client's buffers).
 TASK_BYTES_IN_FLIGHT = 8 * 2**20
 MAX_TASK_CONCURRENCY = 16
+# Chunks a task owns before a job is split into more than one task per worker.
+CHUNKS_PER_TASK = 1000
+MAX_TASKS_PER_WORKER = 8
 FINISHED_JOBS_KEPT = 1000
 CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
-# After a failed job's deadline, how long a chunk PUT already in flight may still land
-# (the S3 client's request and retry timeouts bound it); then its chunks are deleted again.
-LATE_WRITE_GRACE_S = float(S3_PUT_BOUND_S)
-
-
-class JobError(Exception):
-    """A request the service refuses: carries the HTTP status, a short code and the field at fault."""
-
-    def __init__(
-        self, status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.retry_after = retry_after
-
-
-def _bad(field_name: str, message: str) -> JobError:
-    return JobError(400, "invalid_parameter", message, field_name)
-
-
-def _ints(value: Any, field_name: str) -> tuple[int, ...]:
-    """Parse '1000,1000' (query) or [1000, 1000] (JSON) into a tuple of positive ints."""
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",")]
-        if not all(re.fullmatch(r"[0-9]{1,12}", p) for p in parts):
-            raise _bad(
-                field_name, f"{field_name} must be comma-separated positive integers such as 1000,1000, got {value!r}"
-            )
-        numbers = [int(p) for p in parts]
-    elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        numbers = list(value)
-    else:
-        raise _bad(field_name, f"{field_name} must be a list of positive integers such as [1000, 1000]")
-    if not 1 <= len(numbers) <= MAX_NDIM:
-        raise _bad(field_name, f"{field_name} must have 1 to {MAX_NDIM} dimensions, got {len(numbers)}")
-    if any(n < 1 or n > 10**12 for n in numbers):
-        raise _bad(field_name, f"every {field_name} length must be between 1 and 10**12")
-    return tuple(numbers)
-
-
-def _seed(value: Any) -> int:
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value.strip()):
-        value = int(value.strip())
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
-        raise _bad("seed", f"seed must be an integer in [0, 2**63), got {value!r}")
-    return value
-
-
-def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """About 10,000 elements a chunk (100 x 100 in 2-D), clipped to the shape."""
-    side = max(1, round(10_000 ** (1 / len(shape))))
-    return tuple(min(side, s) for s in shape)
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """A validated job request: shape, chunks, dtype and seed."""
-
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    dtype: str
-    seed: int
-
-    @property
-    def itemsize(self) -> int:
-        """Bytes per element."""
-        return np.dtype(self.dtype).itemsize
-
-    @property
-    def nbytes(self) -> int:
-        """The array's size in bytes."""
-        return math.prod(self.shape) * self.itemsize
-
-    @property
-    def chunk_bytes(self) -> int:
-        """The size of one full chunk in bytes."""
-        return math.prod(self.chunks) * self.itemsize
-
-    @property
-    def n_chunks(self) -> int:
-        """How many chunks the array has."""
-        return math.prod(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
-
-    @classmethod
-    def parse(cls, params: Mapping[str, Any], settings: Settings) -> JobRequest:
-        """Validate parameters (from a query string or a JSON body) against the limits."""
-        unknown = sorted(set(params) - set(PARAMETERS))
-        if unknown:
-            raise JobError(
-                400,
-                "unknown_parameter",
-                f"unknown parameter {unknown[0]!r}; known: {', '.join(PARAMETERS)}",
-                unknown[0],
-            )
-        shape = _ints(params["shape"], "shape") if params.get("shape") not in (None, "") else DEFAULT_SHAPE
-        if params.get("chunks") not in (None, ""):
-            chunks = _ints(params["chunks"], "chunks")
-        else:
-            chunks = default_chunks(shape)
-        if len(chunks) != len(shape):
-            raise _bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
-        if any(c > s for c, s in zip(chunks, shape, strict=True)):
-            raise _bad("chunks", f"chunks {list(chunks)} must be no larger than shape {list(shape)} in every dimension")
-        dtype = params.get("dtype") or "float32"
-        if dtype not in DTYPES:
-            raise _bad("dtype", f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        seed = _seed(params["seed"]) if params.get("seed") not in (None, "") else secrets.randbelow(SEED_LIMIT)
-        request = cls(shape, chunks, dtype, seed)
-        request.check_limits(settings)
-        return request
-
-    def check_limits(self, settings: Settings) -> None:
-        """Refuse arrays, chunks or chunk counts beyond the configured limits."""
-        shape, chunks = list(self.shape), list(self.chunks)
-        if self.nbytes > settings.max_array_bytes:
-            raise JobError(
-                413,
-                "array_too_large",
-                f"shape {shape} makes an array of {self.nbytes} bytes; MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
-                "shape",
-            )
-        if self.chunk_bytes > settings.max_chunk_bytes:
-            raise JobError(
-                413,
-                "chunk_too_large",
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
-                "chunks",
-            )
-        if self.chunk_bytes < min(settings.min_chunk_bytes, self.nbytes):
-            raise _bad(
-                "chunks",
-                f"chunks {chunks} make chunks of {self.chunk_bytes} bytes; MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
-            )
-        if self.n_chunks > settings.max_chunks:
-            raise JobError(
-                413,
-                "too_many_chunks",
-                f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks",
-                "chunks",
-            )
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -200,8 +61,10 @@ def new_job_id(now: datetime | None = None) -> str:
 def check_job_id(job_id: str) -> str:
     """Refuse ids that are not 1-64 of A-Za-z0-9_.- or that start with a dot."""
     if not JOB_ID.fullmatch(job_id) or job_id.startswith("."):
-        raise JobError(
-            400, "invalid_job_id", "a job id must be 1 to 64 of A-Z a-z 0-9 _ . - and must not start with '.'", "job_id"
+        raise InvalidParameter(
+            "a job id must be 1 to 64 of A-Z a-z 0-9 _ . - and must not start with '.'",
+            code="invalid_job_id",
+            field="job_id",
         )
     return job_id
 
@@ -232,10 +95,7 @@ class Job:
         return {
             "id": self.id,
             "status": self.status,
-            "seed": self.request.seed,
-            "shape": list(self.request.shape),
-            "chunks": list(self.request.chunks),
-            "dtype": self.request.dtype,
+            **self.request.document(),
             "created": _iso(self.created),
             "finished": _iso(self.finished),
             "seconds": self.seconds,
@@ -248,12 +108,46 @@ class Job:
         }
 
 
-def plan_batches(request: JobRequest, n_tasks: int) -> list[list[tuple[int, ...]]]:
-    """Split the chunk grid into n_tasks contiguous batches of whole chunks."""
-    blocks = list(all_blocks(request.shape, request.chunks))
-    n_tasks = max(1, min(n_tasks, len(blocks)))
-    size = math.ceil(len(blocks) / n_tasks)
-    return [blocks[i : i + size] for i in range(0, len(blocks), size)]
+STATUSES = ("queued", "running", "complete", "failed")
+
+
+def document_schema() -> dict[str, Any]:
+    """The JSON schema of Job.document(): the parameters' from their declarations, the rest beside it."""
+    integer, number, text = {"type": "integer"}, {"type": "number"}, {"type": "string"}
+    progress = {"type": "object", "properties": {"done": integer, "total": integer}, "additionalProperties": False}
+    stats = {"type": "object", "nullable": True, "properties": {"min": number, "max": number, "mean": number}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "id": text,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            **{p.name: p.json_schema() for p in PARAMETERS},
+            "created": text,
+            "finished": {**text, "nullable": True},
+            "seconds": {**number, "nullable": True},
+            "chunks_written": integer,
+            "bytes_written": integer,
+            "stats": stats,
+            "error": {**text, "nullable": True},
+            "version": text,
+            "progress": progress,
+        },
+    }
+
+
+def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
+    """Split the chunks (numbered in C order) into contiguous ranges, one task each.
+
+    One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
+    more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
+    worker's share is small. Each task costs the scheduler and the app a round trip.
+    """
+    n = request.n_chunks
+    per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (max(1, n_workers) * CHUNKS_PER_TASK))))
+    n_tasks = max(1, min(n, n_workers * per_worker))
+    size = math.ceil(n / n_tasks)
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 class JobManager:
@@ -269,7 +163,9 @@ class JobManager:
         # One thread per active job only waits on futures; the work happens on the workers.
         self._runner = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
         self.listeners: list[Any] = []
-        self.late_write_grace_s = LATE_WRITE_GRACE_S
+        # After a failed job's deadline, how long a chunk write already in flight may still
+        # land (the storage backend's bounds); then its chunks are deleted again.
+        self.late_write_grace_s = store.backend.put_bound_s
         self._timers: set[threading.Timer] = set()
 
     @property
@@ -277,45 +173,40 @@ class JobManager:
         """Jobs queued or running now."""
         return self._active
 
-    def _full(self) -> JobError:
-        """The 429 for a service running MAX_ACTIVE_JOBS jobs."""
-        return JobError(
-            429,
-            "too_many_jobs",
-            f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later",
-            retry_after=2,
-        )
+    def _full(self) -> Busy:
+        """The refusal for a service running MAX_ACTIVE_JOBS jobs."""
+        return Busy(f"{self._active} jobs are running, the most MAX_ACTIVE_JOBS allows; retry later", retry_after=2)
 
     def submit(self, request: JobRequest, job_id: str | None = None) -> Job:
-        """Start a job; raise JobError for a conflict, a full service or an unavailable cluster."""
+        """Start a job; raise Conflict, Busy, ClusterUnavailable or StoreUnavailable when it cannot."""
         # Refuse a full service before asking the cluster: a burst of refusals then costs no
         # scheduler round trip each (measured: they delayed /healthz under load).
         if self._active >= self.settings.max_active_jobs:
             raise self._full()
         problem = self.cluster.problem()
         if problem:
-            raise JobError(503, "cluster_unavailable", f"{problem}; try again shortly", retry_after=10)
+            raise ClusterUnavailable(f"{problem}; try again shortly", retry_after=10)
         named = job_id is not None
-        job_id = check_job_id(job_id) if named else new_job_id()
+        job_id = check_job_id(job_id) if job_id is not None else new_job_id()
         with self._lock:
             if self._active >= self.settings.max_active_jobs:
                 raise self._full()
             if job_id in self._jobs and self._jobs[job_id].status != "failed":
-                raise JobError(409, "job_exists", f"job {job_id!r} exists; choose another id", "job_id")
+                raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
             self._active += 1
             job = Job(job_id, request)
             self._jobs[job_id] = job
         try:
             if named and self.store.exists(job_id):
-                raise JobError(409, "job_exists", f"job {job_id!r} exists in the store; choose another id", "job_id")
-        except JobError:
+                raise Conflict(
+                    f"job {job_id!r} exists in the store; choose another id", code="job_exists", field="job_id"
+                )
+        except ServiceError:
             self._finish_bookkeeping(job, forget=True)
             raise
         except Exception as exc:
             self._finish_bookkeeping(job, forget=True)
-            raise JobError(
-                503, "store_unavailable", f"the object store cannot be reached: {type(exc).__name__}"
-            ) from None
+            raise StoreUnavailable(f"the object store cannot be reached: {type(exc).__name__}") from None
         self._runner.submit(self._run, job)
         return job
 
@@ -339,14 +230,14 @@ class JobManager:
             request = job.request
             target = ArrayTarget(
                 root_url=self.store.root,
-                storage_options=self.store.options,
+                endpoint_url=self.store.backend.endpoint_url,
                 job_id=job.id,
                 metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
                 seed=request.seed,
                 concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
                 deadline=deadline,
             )
-            batches = plan_batches(request, n_tasks=4 * self.settings.n_workers)
+            batches = plan_tasks(request, self.settings.n_workers)
             job.status = "running"
             _log(job).info(
                 "job %s running: shape %s, chunks %s, %s, %d tasks",
@@ -367,14 +258,16 @@ class JobManager:
             )
             for future, batch in zip(futures, batches, strict=True):
                 future.add_done_callback(partial(self._progress, job, len(batch)))
-            with client.as_current():
-                # The first task that fails for good fails the job now, not when the rest end.
-                for future in as_completed(futures, timeout=self.settings.job_timeout_s):
-                    self._check(future)
+            _log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
+            # The first task that fails for good fails the job now, not when the rest end. The
+            # client's loop is given, not made current: Client.as_current() sets dask's global
+            # config (scheduler="dask.distributed"), which overlapping jobs left set for good.
+            for future in as_completed(futures, loop=client.loop, timeout=self.settings.job_timeout_s):
+                self._check(future)
             # One gather for all the results: a result() per future is a round trip each.
             self._complete(job, client.gather(futures), started)
         except Exception as exc:
-            self._fail(job, _reason(exc, self.settings), futures, started, deadline)
+            self._fail(job, _reason(exc, self.settings, self.store), futures, started, deadline)
         finally:
             # Bookkeeping and listeners (metrics) first, so whoever waits on `ended` sees them done.
             self._finish_bookkeeping(job)
@@ -447,7 +340,7 @@ class JobManager:
     def _delete_late_chunks(self, job: Job) -> None:
         self._delete_chunks(job)
         with self._lock:
-            self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
+            self._timers.discard(threading.current_thread())
         _log(job).info("job %s: chunks deleted again after its deadline", job.id)
 
     def _delete_chunks(self, job: Job) -> None:
@@ -498,14 +391,11 @@ def _store_errors() -> Iterator[None]:
     """Turn a failed store read into a 503 a person can act on (not a 500)."""
     try:
         yield
-    except JobError:
+    except ServiceError:
         raise
     except Exception as exc:
-        raise JobError(
-            503,
-            "store_unavailable",
-            f"the object store cannot be read now ({type(exc).__name__}); try again shortly",
-            retry_after=10,
+        raise StoreUnavailable(
+            f"the object store cannot be read now ({type(exc).__name__}); try again shortly", retry_after=10
         ) from None
 
 
@@ -514,22 +404,19 @@ def _log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
     return logging.LoggerAdapter(log, {"job_id": job.id})
 
 
-def _reason(exc: BaseException, settings: Settings) -> str:
+def _reason(exc: BaseException, settings: Settings, store: JobStore) -> str:
     """A sentence a person can act on, with no secret and no traceback."""
     if isinstance(exc, ClusterUnavailable):
         return str(exc)
-    if isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError":
+    if isinstance(exc, TimeoutError):
         return f"the job did not finish within JOB_TIMEOUT_S={settings.job_timeout_s} s"
-    name = type(exc).__name__
-    if "Cancelled" in name:
+    if isinstance(exc, asyncio.CancelledError | concurrent.futures.CancelledError):
         return CANCELLED
-    if "ContainsArray" in name:
+    if isinstance(exc, ContainsArrayError):
         return "an array with this id already exists in the store"
-    # botocore's names, and obstore's words for a request that never got an answer.
-    unreachable = ("error sending request", "operation timed out", "timed out")
-    if any(part in name for part in ("EndpointConnection", "ConnectTimeout", "ReadTimeout", "ConnectionClosed")) or any(
-        part in str(exc) for part in unreachable
-    ):
-        return f"the object store could not be reached ({name}); check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
+    described = store.backend.describe(exc)
+    if described:
+        return described
+    name = type(exc).__name__
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{name}: {text}" if text else name

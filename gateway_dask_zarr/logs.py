@@ -44,10 +44,16 @@ class TextFormatter(logging.Formatter):
 
 
 _handler: logging.Handler | None = None
+# Loggers with handlers of their own, whose records never reach the root's handler:
+# gunicorn's (set up by gunicorn) and distributed's (set up when distributed is imported).
+OWN_HANDLERS = ("gunicorn.error", "gunicorn.access", "distributed")
 
 
 def configure_logging(log_format: str, level: str) -> logging.Handler:
-    """Install (once) or reconfigure the root logger's handler; return it."""
+    """Install (once) or reconfigure the root logger's handler; return it.
+
+    With LOG_FORMAT=json the loggers of OWN_HANDLERS write JSON lines too.
+    """
     global _handler
     root = logging.getLogger()
     if _handler is None:
@@ -55,4 +61,13 @@ def configure_logging(log_format: str, level: str) -> logging.Handler:
         root.addHandler(_handler)
     _handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root.setLevel(level)
+    if log_format == "json":
+        json_for_own_handlers()
     return _handler
+
+
+def json_for_own_handlers() -> None:
+    """Give the handlers of gunicorn's and distributed's loggers the JSON formatter."""
+    for name in OWN_HANDLERS:
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(JsonFormatter())

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one app: jobs, chunks and bytes written, active jobs, cluster workers, HTTP requests."""
+"""Prometheus metrics of one app: jobs, chunks and bytes written, active jobs, workers, HTTP requests, refusals."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "gateway_refusals",
+            "Requests answered with a 4xx error, by the error's code (body_too_large, too_many_jobs, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
         for status in ("complete", "failed"):
             self.jobs.labels(status)
             self.duration.labels(status)
@@ -73,6 +79,10 @@ class Metrics:
     def request_done(self, method: str, route: str, status: int) -> None:
         """Count one HTTP request."""
         self.requests.labels(method, route, str(status)).inc()
+
+    def refused(self, reason: str) -> None:
+        """Count one request refused for `reason` (an error code)."""
+        self.refusals.labels(reason).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_dask_zarr import __version__
-
-_INTS = r"^[0-9]{1,12}(,[0-9]{1,12}){0,3}$"
+from gateway_dask_zarr.jobs import document_schema
+from gateway_dask_zarr.params import query_parameters, request_schema
+from gateway_dask_zarr.version import __version__
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -23,12 +23,7 @@ def _job(description: str) -> dict[str, Any]:
     }
 
 
-_QUERY = [
-    {"name": "shape", "in": "query", "schema": {"type": "string", "pattern": _INTS}, "example": "1000,1000"},
-    {"name": "chunks", "in": "query", "schema": {"type": "string", "pattern": _INTS}, "example": "100,100"},
-    {"name": "dtype", "in": "query", "schema": {"type": "string", "enum": ["float32", "float64"]}},
-    {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
-]
+_QUERY = query_parameters()
 
 _JOB_ID = {
     "name": "job_id",
@@ -49,6 +44,191 @@ _RUN_RESPONSES = {
 }
 
 
+def job_schema() -> dict[str, Any]:
+    """The job document as the API shows it: the jobs layer's document plus the edge's url, endpoint and links."""
+    schema = document_schema()
+    schema["properties"] = {
+        **schema["properties"],
+        "url": {"type": "string"},
+        "endpoint_url": {"type": "string", "nullable": True},
+        "links": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"self": {"type": "string"}, "preview": {"type": "string"}},
+        },
+    }
+    schema["required"] = ["id", "status", "url", "shape", "chunks", "dtype", "seed", "links"]
+    return schema
+
+
+def _run_paths() -> dict[str, Any]:
+    """The routes that run a job and answer when it has finished."""
+    return {
+        "/run": {
+            "get": {
+                "summary": "Run one job and answer when it has finished",
+                "parameters": _QUERY,
+                "responses": _RUN_RESPONSES,
+            }
+        },
+        "/submit_job/{job_id}": {
+            "get": {
+                "summary": "Run one job with the caller's id",
+                "parameters": [_JOB_ID, *_QUERY],
+                "responses": _RUN_RESPONSES,
+            }
+        },
+    }
+
+
+def _list_paths() -> dict[str, Any]:
+    """Starting and listing jobs."""
+    return {
+        "/jobs": {
+            "post": {
+                "summary": "Start a job; answer 202 at once",
+                "requestBody": {
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}
+                },
+                "responses": {
+                    "202": _job("the job was accepted"),
+                    "400": _error("a bad parameter"),
+                    "401": _error("no or wrong token"),
+                    "413": _error("over a size limit"),
+                    "429": _error("too many jobs at once"),
+                    "503": _error("the cluster or store is unavailable"),
+                },
+            },
+            "get": {
+                "summary": "Recent jobs, newest first",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the jobs",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "400": _error("a bad parameter"),
+                    "401": _error("no or wrong token"),
+                    "503": _error("the store cannot be read now"),
+                },
+            },
+        },
+    }
+
+
+def _one_job_paths() -> dict[str, Any]:
+    """One job and its preview."""
+    return {
+        "/jobs/{job_id}": {
+            "get": {
+                "summary": "One job document",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _job("the job"),
+                    "400": _error("a bad id"),
+                    "401": _error("no or wrong token"),
+                    "404": _error("no such job"),
+                    "503": _error("the store cannot be read now"),
+                },
+            }
+        },
+        "/jobs/{job_id}/preview.png": {
+            "get": {
+                "summary": "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)",
+                "parameters": [
+                    _JOB_ID,
+                    {
+                        "name": "size",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the picture",
+                        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "400": _error("a bad id or size"),
+                    "401": _error("no or wrong token"),
+                    "404": _error("no such job"),
+                    "409": _error("the job is not complete"),
+                    "503": _error("the array could not be read"),
+                },
+            }
+        },
+    }
+
+
+def _service_paths() -> dict[str, Any]:
+    """The page, metrics, probes and this document."""
+    return {
+        "/": {
+            "get": {
+                "summary": "The web page: run form, jobs with live progress and previews, cluster state",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: cluster workers up and store writable",
+                "responses": {
+                    "200": {"description": "ready"},
+                    "503": {"description": "not ready, with the reason"},
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3 JSON"}, "401": _error("no or wrong token")},
+            }
+        },
+    }
+
+
+def _components() -> dict[str, Any]:
+    """The components: the schemas of the error body, the job request and the job document."""
+    return {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "field": {"type": "string"},
+                        },
+                    }
+                },
+            },
+            "JobRequest": request_schema(),
+            "Job": job_schema(),
+        }
+    }
+
+
 def openapi_document(secured: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.0 description of every route; `secured` when AUTH needs a bearer token."""
     document: dict[str, Any] = {
@@ -58,192 +238,8 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
             "version": __version__,
             "description": "Dask workers write random Zarr arrays to S3.",
         },
-        "paths": {
-            "/run": {
-                "get": {
-                    "summary": "Run one job and answer when it has finished",
-                    "parameters": _QUERY,
-                    "responses": _RUN_RESPONSES,
-                }
-            },
-            "/submit_job/{job_id}": {
-                "get": {
-                    "summary": "Run one job with the caller's id",
-                    "parameters": [_JOB_ID, *_QUERY],
-                    "responses": _RUN_RESPONSES,
-                }
-            },
-            "/jobs": {
-                "post": {
-                    "summary": "Start a job; answer 202 at once",
-                    "requestBody": {
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}
-                    },
-                    "responses": {
-                        "202": _job("the job was accepted"),
-                        "400": _error("a bad parameter"),
-                        "401": _error("no or wrong token"),
-                        "413": _error("over a size limit"),
-                        "429": _error("too many jobs at once"),
-                        "503": _error("the cluster or store is unavailable"),
-                    },
-                },
-                "get": {
-                    "summary": "Recent jobs, newest first",
-                    "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "the jobs",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "400": _error("a bad parameter"),
-                        "401": _error("no or wrong token"),
-                        "503": _error("the store cannot be read now"),
-                    },
-                },
-            },
-            "/jobs/{job_id}": {
-                "get": {
-                    "summary": "One job document",
-                    "parameters": [_JOB_ID],
-                    "responses": {
-                        "200": _job("the job"),
-                        "400": _error("a bad id"),
-                        "401": _error("no or wrong token"),
-                        "404": _error("no such job"),
-                        "503": _error("the store cannot be read now"),
-                    },
-                }
-            },
-            "/jobs/{job_id}/preview.png": {
-                "get": {
-                    "summary": "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)",
-                    "parameters": [
-                        _JOB_ID,
-                        {
-                            "name": "size",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"},
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "the picture",
-                            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                        },
-                        "400": _error("a bad id or size"),
-                        "401": _error("no or wrong token"),
-                        "404": _error("no such job"),
-                        "409": _error("the job is not complete"),
-                        "503": _error("the array could not be read"),
-                    },
-                }
-            },
-            "/": {
-                "get": {
-                    "summary": "The web page: run form, jobs with live progress and previews, cluster state",
-                    "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
-                }
-            },
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
-            "/readyz": {
-                "get": {
-                    "summary": "Readiness: cluster workers up and store writable",
-                    "responses": {
-                        "200": {"description": "ready"},
-                        "503": {"description": "not ready, with the reason"},
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI 3 JSON"}, "401": _error("no or wrong token")},
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": {"type": "string"},
-                                "message": {"type": "string"},
-                                "field": {"type": "string"},
-                            },
-                        }
-                    },
-                },
-                "JobRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "shape": {
-                            "type": "array",
-                            "items": {"type": "integer", "minimum": 1},
-                            "minItems": 1,
-                            "maxItems": 4,
-                        },
-                        "chunks": {
-                            "type": "array",
-                            "items": {"type": "integer", "minimum": 1},
-                            "minItems": 1,
-                            "maxItems": 4,
-                        },
-                        "dtype": {"type": "string", "enum": ["float32", "float64"]},
-                        "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                    },
-                },
-                "Job": {
-                    "type": "object",
-                    "required": ["id", "status", "url", "shape", "chunks", "dtype", "seed", "links"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "status": {"type": "string", "enum": ["queued", "running", "complete", "failed"]},
-                        "url": {"type": "string"},
-                        "endpoint_url": {"type": "string", "nullable": True},
-                        "shape": {"type": "array", "items": {"type": "integer"}},
-                        "chunks": {"type": "array", "items": {"type": "integer"}},
-                        "dtype": {"type": "string"},
-                        "seed": {"type": "integer"},
-                        "progress": {
-                            "type": "object",
-                            "properties": {"done": {"type": "integer"}, "total": {"type": "integer"}},
-                        },
-                        "chunks_written": {"type": "integer"},
-                        "bytes_written": {"type": "integer"},
-                        "stats": {"type": "object", "nullable": True},
-                        "created": {"type": "string"},
-                        "finished": {"type": "string", "nullable": True},
-                        "seconds": {"type": "number", "nullable": True},
-                        "error": {"type": "string", "nullable": True},
-                        "links": {"type": "object"},
-                    },
-                },
-            }
-        },
+        "paths": {**_run_paths(), **_list_paths(), **_one_job_paths(), **_service_paths()},
+        "components": _components(),
     }
     if secured:
         # Every operation needs the bearer token except the probes, which stay open.

@@ -1,137 +1,84 @@
-"""STORE_URL to zarr stores and filesystems; job documents read from and written to the store."""
+"""The job arrays' format (codecs, metadata) and the JobStore: publishing, deleting, listing and reading jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
-from functools import lru_cache
+from collections import OrderedDict
 from typing import Any
-from urllib.parse import urlparse
 
-import fsspec
 import numpy as np
+import obstore
+import obstore.exceptions
 import zarr
-from zarr.abc.store import Store
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
-from zarr.storage import FsspecStore, LocalStore
+from zarr.errors import ContainsArrayError
+
+from gateway_dask_zarr.storage import S3Backend, StorageBackend
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
-# A dead or hung endpoint must fail a request in seconds, not botocore's 60 s default; five
-# attempts (four backed-off retries, at most 15 s of sleep) ride out a throttling burst
-# while a stopped store still fails a job within a minute.
-S3_CONNECT_TIMEOUT_S = 5
-S3_READ_TIMEOUT_S = 30
-S3_MAX_ATTEMPTS = 5
-# obstore's chunk PUTs: one request may take this long (a chunk may be 256 MiB), and its
-# retries stop once this much time has passed.
-S3_REQUEST_TIMEOUT_S = 4 * S3_READ_TIMEOUT_S
-S3_RETRY_TIMEOUT_S = 2 * S3_READ_TIMEOUT_S
-# The longest a chunk PUT begun before a job's deadline can still land after it.
-S3_PUT_BOUND_S = S3_RETRY_TIMEOUT_S + S3_REQUEST_TIMEOUT_S
+# Complete jobs' documents kept in memory (they never change): enough for the lists people
+# page through, bounded so a long-lived process does not grow with its history.
+DOCUMENTS_CACHED = 10_000
 
 
-def storage_options(url: str, endpoint_url: str | None) -> dict[str, Any]:
-    """fsspec options for a store URL; never credentials, which come from the environment."""
-    if urlparse(url).scheme != "s3":
-        return {}
-    config = {
-        "retries": {"max_attempts": S3_MAX_ATTEMPTS, "mode": "adaptive"},
-        "connect_timeout": S3_CONNECT_TIMEOUT_S,
-        "read_timeout": S3_READ_TIMEOUT_S,
-        # Chunks carry their own crc32c (a zarr codec); hashing each body again on the
-        # client (SHA-256 for the signature, CRC32 for a checksum header) costs CPU per PUT.
-        "s3": {"payload_signing_enabled": False},
-        "request_checksum_calculation": "when_required",
-    }
-    options: dict[str, Any] = {"config_kwargs": config}
-    if endpoint_url:
-        options["endpoint_url"] = endpoint_url
-    return options
+class RecentDocuments:
+    """A bounded, thread-safe map of job id to document; the least recently used is forgotten first."""
+
+    def __init__(self, size: int = DOCUMENTS_CACHED) -> None:
+        self._size = size
+        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The document of a job, or None."""
+        with self._lock:
+            document = self._docs.get(job_id)
+            if document is not None:
+                self._docs.move_to_end(job_id)
+            return document
+
+    def put(self, job_id: str, document: dict[str, Any]) -> None:
+        """Keep a document, forgetting the least recently used beyond the size."""
+        with self._lock:
+            self._docs[job_id] = document
+            self._docs.move_to_end(job_id)
+            while len(self._docs) > self._size:
+                self._docs.popitem(last=False)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job's document (its array was deleted)."""
+        with self._lock:
+            self._docs.pop(job_id, None)
 
 
-def probe_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options for a readiness probe: one short attempt, so /readyz answers in seconds."""
-    if "config_kwargs" not in options:
-        return dict(options)
-    quick = {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5}
-    return {**options, "config_kwargs": quick}
-
-
-def _freeze(options: Mapping[str, Any]) -> str:
-    return json.dumps(options, sort_keys=True)
-
-
-def open_store(url: str, options: Mapping[str, Any]) -> Store:
-    """A zarr store rooted at a URL."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return LocalStore(parsed.path)
-    return FsspecStore.from_url(url, storage_options=dict(options))
-
-
-def object_store(url: str, options: Mapping[str, Any]) -> Store:
-    """A zarr store on obstore's S3 client: measured faster than s3fs per PUT (bench/).
-
-    Credentials and region come from the environment (AWS_*), as for botocore.
-    """
-    from obstore.store import S3Store
-    from zarr.storage import ObjectStore
-
-    parsed = urlparse(url)
-    endpoint = options.get("endpoint_url")
-    s3 = S3Store(
-        parsed.netloc,
-        prefix=parsed.path.strip("/") or None,
-        endpoint=endpoint,
-        # As with s3fs above: chunks carry their own crc32c, so the body is not hashed again.
-        unsigned_payload=True,
-        # The same bounds as botocore's above: a dead endpoint fails a job within a minute.
-        # The whole-request timeout is longer than a read timeout: a chunk may be 256 MiB.
-        client_options={
-            "connect_timeout": timedelta(seconds=S3_CONNECT_TIMEOUT_S),
-            "timeout": timedelta(seconds=S3_REQUEST_TIMEOUT_S),
-            "allow_http": bool(endpoint and endpoint.startswith("http://")),
-        },
-        retry_config={
-            "max_retries": S3_MAX_ATTEMPTS - 1,
-            "retry_timeout": timedelta(seconds=S3_RETRY_TIMEOUT_S),
-            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
-        },
-    )
-    return ObjectStore(s3)
-
-
-@lru_cache(maxsize=16)
-def _cached_store(url: str, frozen_options: str) -> Store:
-    options = json.loads(frozen_options)
-    return object_store(url, options) if urlparse(url).scheme == "s3" else open_store(url, options)
-
-
-def zarr_store(url: str, options: Mapping[str, Any]) -> Store:
-    """The chunk writers' store: one per (URL, options) per process, so its S3 client is reused."""
-    return _cached_store(url, _freeze(options))
-
-
-@lru_cache(maxsize=8)
-def _filesystem(protocol: str, frozen_options: str) -> fsspec.AbstractFileSystem:
-    return fsspec.filesystem(protocol, **json.loads(frozen_options))
+def _zarr_json(kwargs: dict[str, Any], attributes: dict[str, Any]) -> bytes:
+    """The zarr.json document of an array made with these arguments and attributes."""
+    written: dict[str, Any] = {}
+    zarr.create_array(zarr.storage.MemoryStore(written), attributes=attributes, **kwargs)
+    return bytes(written[METADATA_KEY].to_bytes())
 
 
 def codecs_for(compressor: str) -> list[Any]:
     """The bytes-to-bytes codecs: an optional compressor, then crc32c for per-chunk integrity."""
-    chosen = {
+    choices: dict[str, list[Any]] = {
         "none": [],
         "zstd": [ZstdCodec(level=3)],
         "blosc": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
         "gzip": [GzipCodec(level=5)],
-    }[compressor]
-    return [*chosen, Crc32cCodec()]
+    }
+    return [*choices[compressor], Crc32cCodec()]
+
+
+def dimension_names(ndim: int) -> list[str]:
+    """The axes' names xarray shows: x last, then y, z and t (as in CF); dim_0.. beyond four dimensions."""
+    names = ["t", "z", "y", "x"]
+    return names[-ndim:] if ndim <= len(names) else [f"dim_{i}" for i in range(ndim)]
 
 
 def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
@@ -143,7 +90,7 @@ def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, co
         "fill_value": np.nan,
         "compressors": codecs_for(compressor),
         "filters": None,
-        "dimension_names": ["y", "x"] if len(shape) == 2 else None,
+        "dimension_names": dimension_names(len(shape)),
         "config": {"write_empty_chunks": True},
     }
 
@@ -154,29 +101,20 @@ def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, 
     return array.metadata.to_dict()
 
 
-@dataclass
 class JobStore:
     """The root of all job arrays: publishing, deleting, listing and reading job documents."""
 
-    root: str
-    endpoint_url: str | None = None
-
-    def __post_init__(self) -> None:
-        self.root = self.root.rstrip("/")
-        self.protocol = urlparse(self.root).scheme
-        self.options = storage_options(self.root, self.endpoint_url)
-        self.fs = _filesystem(self.protocol, _freeze(self.options))
-        self.probe_fs = _filesystem(self.protocol, _freeze(probe_options(self.options)))
-        if self.protocol == "s3":
-            # s3fs's own retries (on timeouts) come on top of botocore's: none for a probe.
-            self.probe_fs.retries = 1
-            # Build the previews' client now, at start-up, not during the first request.
-            zarr_store(self.root, self.options)
-        self._docs: dict[str, dict[str, Any]] = {}
+    def __init__(self, backend: StorageBackend) -> None:
+        self.backend = backend
+        self.root = backend.root
+        self.fs = backend.fs
+        # Build the chunk writers' and previews' client now, at start-up, not during the first request.
+        _ = backend.worker_store
+        self._docs = RecentDocuments()
 
     def array_url(self, job_id: str) -> str:
         """The URL of a job's array."""
-        return f"{self.root}/{job_id}.zarr"
+        return self.backend.array_url(job_id)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.fs._strip_protocol(self.root), *parts])
@@ -187,36 +125,34 @@ class JobStore:
         return bool(self.fs.find(self._path(f"{job_id}.zarr")))
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
-        """Write the array's zarr.json with the job document: the last write of a job."""
-        zarr.create_array(self._array_store(job_id), attributes={"gateway": document}, overwrite=False, **kwargs)
-        self._docs[job_id] = document
-
-    def _array_store(self, job_id: str) -> Store:
-        """A store rooted at the job's array, so zarr writes no parent group's zarr.json.
-
-        On S3 an obstore client (no botocore set-up, which held the GIL for about a second
-        per job with s3fs); otherwise one that reuses the process's filesystem.
-        """
-        if self.protocol == "s3":
-            return object_store(self.array_url(job_id), self.options)
-        base = zarr_store(self.root, self.options)
-        if isinstance(base, FsspecStore):
-            return FsspecStore(fs=base.fs, path=f"{base.path}/{job_id}.zarr")
-        return open_store(self.array_url(job_id), self.options)
+        """Write the array's zarr.json with the job document: the last write of a job, never over another."""
+        attributes: dict[str, Any] = {"gateway": document}
+        if isinstance(self.backend, S3Backend):
+            # One conditional PUT through the process's own S3 client. zarr.create_array on a
+            # new obstore client per job cost the app about 27 ms of CPU a job (building the
+            # client), and it reads before it writes (bench/steps.py, py-spy).
+            body = _zarr_json(kwargs, attributes)
+            try:
+                obstore.put(self.backend.obstore, f"{job_id}.zarr/{METADATA_KEY}", body, mode="create")
+            except obstore.exceptions.AlreadyExistsError:
+                raise ContainsArrayError(f"an array exists at {self.array_url(job_id)}") from None
+        else:
+            zarr.create_array(self.backend.array_store(job_id), attributes=attributes, overwrite=False, **kwargs)
+        self._docs.put(job_id, document)
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path."""
         path = self._path(f"{job_id}.zarr")
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(path, recursive=True)
-        except FileNotFoundError:
-            pass
+        self._docs.forget(job_id)
         self.fs.invalidate_cache()
 
     def read(self, job_id: str) -> dict[str, Any] | None:
         """The stored job document of a complete job, or None."""
-        if job_id in self._docs:
-            return self._docs[job_id]
+        cached = self._docs.get(job_id)
+        if cached is not None:
+            return cached
         try:
             raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
         except FileNotFoundError:
@@ -226,7 +162,7 @@ class JobStore:
     def _remember(self, job_id: str, raw: bytes) -> dict[str, Any] | None:
         document = json.loads(raw).get("attributes", {}).get("gateway")
         if isinstance(document, dict) and document.get("status") == "complete":
-            self._docs[job_id] = document
+            self._docs.put(job_id, document)
             return document
         return None
 
@@ -238,23 +174,26 @@ class JobStore:
         except FileNotFoundError:
             return []
         ids = [e.rstrip("/").rsplit("/", 1)[-1][: -len(".zarr")] for e in entries if e.rstrip("/").endswith(".zarr")]
-        missing = [i for i in ids if i not in self._docs]
+        known = {i: d for i in ids if (d := self._docs.get(i)) is not None}
+        missing = [i for i in ids if i not in known]
         if missing:
             paths = {self._path(f"{i}.zarr", METADATA_KEY): i for i in missing}
             found = self.fs.cat(list(paths), on_error="omit")
             for path, raw in found.items():
-                if isinstance(raw, bytes):
-                    self._remember(paths[self.fs._strip_protocol(path)], raw)
-        docs = [self._docs[i] for i in ids if i in self._docs]
+                job_id = paths[self.fs._strip_protocol(path)]
+                document = self._remember(job_id, raw) if isinstance(raw, bytes) else None
+                if document is not None:
+                    known[job_id] = document
+        docs = list(known.values())
         docs.sort(key=lambda d: d.get("created", ""), reverse=True)
         return docs[:limit]
 
     def open_array(self, job_id: str) -> zarr.Array:
         """Open a job's published array for reading, through this process's shared store."""
-        return zarr.open_array(zarr_store(self.root, self.options), path=f"{job_id}.zarr", mode="r")
+        return zarr.open_array(self.backend.worker_store, path=f"{job_id}.zarr", mode="r")
 
     def check_writable(self) -> None:
         """Write and delete a small probe object; raise if the store cannot be written."""
         path = self._path(f".readyz-{uuid.uuid4().hex}")
-        self.probe_fs.pipe_file(path, b"ok")
-        self.probe_fs.rm_file(path)
+        self.backend.probe_fs.pipe_file(path, b"ok")
+        self.backend.probe_fs.rm_file(path)

@@ -10,11 +10,13 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway_dask_zarr import __version__
-from gateway_dask_zarr.api import public_document
-from gateway_dask_zarr.jobs import JobError, check_job_id
+from gateway_dask_zarr.edge import public_document
+from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
+from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.metrics import Metrics
+from gateway_dask_zarr.params import form_fields
 from gateway_dask_zarr.preview import SIZES, preview_png
+from gateway_dask_zarr.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ def index() -> str:
         store_root=service.store.root,
         endpoint_url=service.public_endpoint_url,
         page_jobs=PAGE_JOBS,
+        form_fields=form_fields(),
         version=__version__,
     )
 
@@ -104,14 +107,14 @@ def preview(job_id: str) -> Response:
     service = _service()
     document = service.jobs.get(check_job_id(job_id))
     if document is None:
-        raise JobError(404, "not_found", f"no job {job_id!r}")
+        raise NotFound(f"no job {job_id!r}")
     if document["status"] != "complete":
-        raise JobError(
-            409, "job_not_complete", f"job {job_id!r} is {document['status']}; a preview exists once it is complete"
+        raise Conflict(
+            f"job {job_id!r} is {document['status']}; a preview exists once it is complete", code="job_not_complete"
         )
     size = request.args.get("size", "full")
     if size not in SIZES:
-        raise JobError(400, "invalid_parameter", f"size must be one of {', '.join(SIZES)}, got {size!r}", "size")
+        raise InvalidParameter(f"size must be one of {', '.join(SIZES)}, got {size!r}", field="size")
     cache: PreviewCache = current_app.extensions["previews"]
     png = cache.get((job_id, size))
     if png is None:
@@ -119,10 +122,10 @@ def preview(job_id: str) -> Response:
             png = preview_png(service.store.open_array(job_id), document, size)
         except Exception as exc:
             log.warning("preview of job %s failed: %s: %s", job_id, type(exc).__name__, exc)
-            raise JobError(
-                503,
-                "preview_unavailable",
-                f"the array of job {job_id!r} could not be read for a preview ({type(exc).__name__}); try again shortly",
+            raise Unavailable(
+                f"the array of job {job_id!r} could not be read for a preview ({type(exc).__name__}); "
+                "try again shortly",
+                code="preview_unavailable",
             ) from None
         cache.put((job_id, size), png)
     return Response(png, mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"})
@@ -137,7 +140,13 @@ def metrics() -> Response:
 def _count_request(response: Response) -> Response:
     # The URL rule, not the raw path, so job ids do not make one time series each.
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    current_app.extensions["metrics"].request_done(request.method, rule, response.status_code)
+    metrics_: Metrics = current_app.extensions["metrics"]
+    metrics_.request_done(request.method, rule, response.status_code)
+    # Counted from the answer, whichever handler made it (the error mapping, auth, the body bound).
+    if 400 <= response.status_code < 500:
+        error = response.get_json(silent=True) if response.is_json else None
+        code = error.get("error", {}).get("code") if isinstance(error, dict) else None
+        metrics_.refused(code if isinstance(code, str) else "other")
     return response
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import psutil
 import requests
-from helpers import free_port
+from serve import free_port
 
-from gateway_dask_zarr.cluster import forget_loop
+from gateway_dask_zarr.cluster_backends import forget_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "local_gateway_config.py"
@@ -147,8 +147,6 @@ class GatewayServer:
             self.process.kill()
             self.process.wait()
         for child in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
         self.process = None

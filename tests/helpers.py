@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any
 
@@ -17,13 +16,6 @@ S3_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "gdz-secret-" + os.urandom(8).hex(),
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def open_job_array(document: dict[str, Any], anon: bool = False) -> zarr.Array:

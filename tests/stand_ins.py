@@ -1,4 +1,4 @@
-"""Small real servers the reliability tests run on loopback: a stand-in JupyterHub API and a fault-injecting S3 proxy."""
+"""Small real servers the reliability tests run on loopback: a stand-in JupyterHub API, a fault-injecting S3 proxy."""
 
 from __future__ import annotations
 
@@ -76,8 +76,12 @@ class StandInHub(_Server):
         return f"{self.url}/hub/api"
 
 
-SLOWDOWN = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
-INTERNAL = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>'
+XML_HEADER = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+SLOWDOWN = XML_HEADER + b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+INTERNAL = (
+    XML_HEADER
+    + b"<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):

@@ -8,6 +8,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import dask
 import numpy as np
 import pytest
 from helpers import assert_verified, open_job_array, wait_for
@@ -140,6 +141,9 @@ def test_concurrent_jobs_do_not_mix(client: Any) -> None:
     assert [r.status_code for r in responses] == [200] * len(seeds), [r.get_json() for r in responses]
     docs = [r.get_json() for r in responses]
     assert len({d["id"] for d in docs}) == len(seeds)
+    # Overlapping jobs leave dask's global config as it was: this process may still compute with
+    # its own scheduler (a user's dask array, the client's to_xarray()).
+    assert dask.config.get("scheduler", None) is None
     for seed, doc in zip(seeds, docs, strict=True):
         assert doc["seed"] == seed
         assert_verified(doc)

@@ -1,4 +1,4 @@
-"""Auth: static tokens and JupyterHub tokens (a stand-in hub on loopback); secrets never leak; ids cannot leave the store."""
+"""Auth: static and JupyterHub tokens (a stand-in hub on loopback); secrets never leak; ids cannot leave the store."""
 
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ def test_defaults_serve_the_embedded_default() -> None:
     assert settings.max_chunk_bytes == 256 * 2**20
     assert settings.min_chunk_bytes == 1024
     assert settings.max_active_jobs == 8
+    assert settings.max_body_bytes == 64 * 2**10
+    assert settings.forwarded_allow_ips == ("127.0.0.1", "::1")
     assert settings.compressor == "none" and settings.auth == "none" and settings.log_format == "text"
 
 
@@ -36,6 +38,8 @@ def test_values_are_parsed() -> None:
             "MAX_CHUNK_BYTES": "64MiB",
             "COMPRESSOR": "zstd",
             "LOG_FORMAT": "json",
+            "MAX_BODY_BYTES": "8KiB",
+            "FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.168.1.7",
         }
     )
     assert settings.cluster == "gateway" and settings.n_workers == 5
@@ -43,6 +47,8 @@ def test_values_are_parsed() -> None:
     assert settings.store_url == "s3://bucket/prefix" and not settings.embedded_s3
     assert settings.max_array_bytes == 2**30 and settings.max_chunk_bytes == 64 * 2**20
     assert settings.compressor == "zstd" and settings.log_format == "json"
+    assert settings.max_body_bytes == 8192
+    assert settings.forwarded_allow_ips == ("10.0.0.0/8", "192.168.1.7")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +74,10 @@ def test_values_are_parsed() -> None:
         ({"AUTH": "jupyterhub"}, "JUPYTERHUB_API_URL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),
+        ({"MAX_BODY_BYTES": "1GiB"}, "MAX_BODY_BYTES"),
+        ({"FORWARDED_ALLOW_IPS": "proxy.local"}, "FORWARDED_ALLOW_IPS"),
+        ({"FORWARDED_ALLOW_IPS": "10.0.0.1/8"}, "FORWARDED_ALLOW_IPS"),
         ({"CLUSTER": "gateway", "STORE_URL": "memory://x"}, "STORE_URL"),
     ],
 )

@@ -27,26 +27,19 @@ VALUES = ROOT / "dask_gateway_config.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SECRET_EXAMPLE = ROOT / "deploy" / "awsconfig.env.example"
+# The dask-gateway chart's values.yaml and values.schema.yaml, vendored with their licence.
+CHART_REFERENCE = ROOT / "deploy" / "reference" / "dask-gateway-chart"
 VENV_BIN = Path(sys.executable).parent
 CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # The dask-gateway chart's minimum (its Chart.yaml kubeVersion) and the newest bundled schema.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
-# The Helm release name the README installs the dask-gateway chart as.
+# The Helm release name docs/deploying.md installs the dask-gateway chart as.
 RELEASE = "dask-gateway"
 SECRET = "awsconfig"
 # Variables the deployment may set beyond the app's own (KNOWN_ENV): those botocore and dask
 # read (AWS_*, DASK_*), Python's own, and the homes of what writes under $HOME.
 ALLOWED_PREFIXES = ("AWS_", "DASK_", "PYTHON")
 RUNTIME_ENV = frozenset({"HOME", "MPLCONFIGDIR"})
-
-
-def chart_reference() -> Path:
-    """The dask-gateway chart's values.yaml and values.schema.yaml, kept in shared/ beside the clone."""
-    for shared in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):
-        folder = shared / "reference" / "dask-gateway-chart"
-        if (folder / "values.schema.yaml").is_file():
-            return folder
-    pytest.fail("the dask-gateway chart reference (shared/reference/dask-gateway-chart) is not beside the repository")
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -126,13 +119,13 @@ def helm_merge(defaults: Any, override: Any) -> Any:
 
 def merged_values() -> dict[str, Any]:
     """The chart's defaults merged with dask_gateway_config.yaml."""
-    defaults = yaml.safe_load((chart_reference() / "values.yaml").read_text())
+    defaults = yaml.safe_load((CHART_REFERENCE / "values.yaml").read_text())
     return helm_merge(defaults, yaml.safe_load(VALUES.read_text()))
 
 
 def chart_schema_errors(values: dict[str, Any]) -> list[str]:
     """What the chart's values.schema says is wrong with the merged values."""
-    schema = yaml.safe_load((chart_reference() / "values.schema.yaml").read_text())
+    schema = yaml.safe_load((CHART_REFERENCE / "values.schema.yaml").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     validator = jsonschema.Draft7Validator(schema)
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(values)]
@@ -356,7 +349,7 @@ def test_extra_config_sets_the_commands_and_an_idle_timeout() -> None:
     config = ClusterConfig(config=c)
     assert config.scheduler_cmd == ["dask", "scheduler"]
     assert config.worker_cmd == ["dask", "worker"]
-    assert 0 < config.idle_timeout
+    assert config.idle_timeout > 0
     # Those commands exist with the pinned distributed (the image's).
     for command in (config.scheduler_cmd, config.worker_cmd):
         argv = [str(VENV_BIN / command[0]), *command[1:], "--help"]
@@ -485,8 +478,8 @@ def test_checkov_finds_no_unaddressed_issue() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_readme_walkthrough_uses_these_files_and_names() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_deploying_walkthrough_uses_these_files_and_names() -> None:
+    readme = (ROOT / "docs" / "deploying.md").read_text()
     assert "kubectl create secret generic awsconfig --from-env-file=deploy/awsconfig.env" in readme
     assert f"helm upgrade --install {RELEASE} dask/dask-gateway" in readme
     assert "--values dask_gateway_config.yaml" in readme

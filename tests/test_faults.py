@@ -57,15 +57,14 @@ def test_a_worker_killed_mid_job_its_chunks_are_rewritten(
         client = app.test_client()
         job = client.post("/jobs", json=LARGE).get_json()
         dask = own_cluster.client
-        # Kill (SIGKILL) a worker that is running one of the job's tasks, once some have finished.
-        busy = wait_for(
-            lambda: (
-                client.get(f"/jobs/{job['id']}").get_json()["progress"]["done"] > 0
-                and [w for w, keys in dask.processing().items() if keys]
-            ),
-            120,
-            0.05,
-        )
+
+        # Kill (SIGKILL) a worker that is running one of the job's tasks, once some chunks are
+        # written (a task owns a worker's share of the chunks: progress moves when one ends).
+        def written() -> int:
+            s3fs_client.invalidate_cache()
+            return len(s3fs_client.find(f"test-bucket/{job['id']}.zarr"))
+
+        busy = wait_for(lambda: written() > 0 and [w for w, keys in dask.processing().items() if keys], 120, 0.05)
         pid = dask.run(os.getpid)[busy[0]]
         psutil.Process(pid).kill()
         done = _wait_job(client, job["id"])

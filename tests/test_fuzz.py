@@ -119,7 +119,10 @@ def test_hypothesis_fuzzes_every_endpoint(fuzz_app: Any, s3fs_client: Any) -> No
         "/jobs/{}/preview.png": [],
     }
 
+    # The route under test, read by `one` (run within its iteration, so no late binding).
+    current: dict[str, str] = {}
     for route, names in routes.items():
+        current["route"] = route
         query = st.dictionaries(st.sampled_from([*names, "x"]) | keys, texts, max_size=4) | st.binary(max_size=40).map(
             lambda b: quote(b, safe="=&,")
         )
@@ -135,8 +138,8 @@ def test_hypothesis_fuzzes_every_endpoint(fuzz_app: Any, s3fs_client: Any) -> No
             tried["n"] += 1
             _idle(fuzz_app)
             before = _snapshot(s3fs_client)
-            path = route.format(quote(job_id, safe="") or "x")
-            if method == "POST" and route == "/jobs":
+            path = current["route"].format(quote(job_id, safe="") or "x")
+            if method == "POST" and current["route"] == "/jobs":
                 response = client.post(path, data=json.dumps(body), content_type="application/json")
             else:
                 response = client.open(path, method=method, query_string=query)
@@ -163,7 +166,10 @@ def test_schemathesis_fuzzes_the_openapi_document(fuzz_app: Any, s3fs_client: An
         "GET /healthz",
         "GET /readyz",
     }
+    # The operation under test, read by `one` (run within its iteration, so no late binding).
+    current: dict[str, str] = {}
     for operation in operations:
+        current["label"] = operation.label
         has_input = len(operation.query) or len(operation.path_parameters) or len(operation.body)
         modes = [schemathesis.GenerationMode.POSITIVE] + ([schemathesis.GenerationMode.NEGATIVE] if has_input else [])
         for mode in modes:
@@ -171,7 +177,7 @@ def test_schemathesis_fuzzes_the_openapi_document(fuzz_app: Any, s3fs_client: An
             @settings(FUZZ, max_examples=SCHEMA_EXAMPLES)
             @given(case=operation.as_strategy(generation_mode=mode))
             def one(case: Any) -> None:
-                tried[operation.label] = tried.get(operation.label, 0) + 1
+                tried[current["label"]] = tried.get(current["label"], 0) + 1
                 _idle(fuzz_app)
                 before = _snapshot(s3fs_client)
                 response = case.call_and_validate(checks=checks)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,14 +18,16 @@ import dask_gateway  # noqa: F401 - loads its config defaults before any dask.co
 import psutil
 import pytest
 import requests
+import serve
 from conftest import BUCKET
 from gateway_server import BIN, ROOT, GatewayServer
-from helpers import S3_CREDENTIALS, assert_verified, free_port, wait_for
+from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from serve import free_port
 
 from gateway_dask_zarr import create_app
-from gateway_dask_zarr.cluster import ClusterUnavailable
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.errors import ClusterUnavailable
 
 # The gateway's workers get the store's credentials from ClusterConfig.environment, the
 # gunicorn app from its environment. Distinctive, so a leak is findable.
@@ -211,11 +212,10 @@ def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
 
 
-def _start_gunicorn(
-    gateway: GatewayServer, s3_endpoint: str, tmp_path: Path, **extra: str
-) -> tuple[subprocess.Popen[bytes], str, Path]:
+def _gunicorn(
+    gateway: GatewayServer, s3_endpoint: str, tmp_path: Path, extra: dict[str, str] | None = None, **kwargs: Any
+) -> serve.Served:
     """The real `gunicorn -c gunicorn.conf.py app:app` with CLUSTER=gateway, configured by environment only."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_"))}
     env.update(gateway.client_env())
     env.update(WORKER_ENV)
@@ -225,21 +225,10 @@ def _start_gunicorn(
         STORE_URL=f"s3://{BUCKET}",
         S3_ENDPOINT_URL=s3_endpoint,
         CLUSTER_START_TIMEOUT_S="180",
-        HOST="127.0.0.1",
-        PORT=str(port),
         GUNICORN_THREADS="4",
-        **extra,
+        **(extra or {}),
     )
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return server, f"http://127.0.0.1:{port}", log_path
+    return serve.gunicorn(env, tmp_path / "gunicorn.log", **kwargs)
 
 
 def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(
@@ -269,18 +258,10 @@ def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(
     def recorded_specs(dask_scheduler: Any) -> list[bytes]:
         return dask_scheduler.plugins["graph-recorder"].specs
 
-    server, base, log_path = _start_gunicorn(gateway, s3.endpoint_url, tmp_path)
+    server = _gunicorn(gateway, s3.endpoint_url, tmp_path, timeout=240, interval=0.5)
+    base = server.url
     bodies: list[str] = []
     try:
-
-        def ready() -> bool:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                return requests.get(f"{base}/readyz", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(ready, timeout=240, interval=0.5)
         (name,) = gateway.cluster_names()
         with gateway.client_of(name) as spy:
             spy.run_on_scheduler(install_graph_recorder)
@@ -295,9 +276,8 @@ def test_gunicorn_serves_gateway_jobs_leaks_no_secret_and_leaves_no_cluster(
             bodies.append(response.text)
             specs = spy.run_on_scheduler(recorded_specs)
     finally:
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(120)
-    text = log_path.read_text()
+        code = server.close(120)
+    text = server.log()
     assert code == 0, text
     # The gunicorn worker closed its cluster on SIGTERM: the gateway lists none.
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
@@ -398,10 +378,11 @@ def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: G
         silent.bind(("127.0.0.1", 0))
         silent.listen(128)
         endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        server, base, log_path = _start_gunicorn(gateway, endpoint, tmp_path, GUNICORN_GRACEFUL_TIMEOUT_S="22")
+        server = _gunicorn(gateway, endpoint, tmp_path, {"GUNICORN_GRACEFUL_TIMEOUT_S": "22"}, ready_path=None)
+        base = server.url
         try:
             wait_for(
-                lambda: server.poll() is None and "gateway-dask-zarr is serving" in log_path.read_text(),
+                lambda: server.process.poll() is None and "gateway-dask-zarr is serving" in server.log(),
                 timeout=240,
                 interval=0.5,
             )
@@ -411,13 +392,10 @@ def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: G
             with ThreadPoolExecutor(1) as pool:
                 pool.submit(requests.get, f"{base}/run?seed=2", timeout=120)  # in flight at SIGTERM
                 wait_for(lambda: requests.get(job_url, timeout=30).json()["status"] == "running")
-                server.send_signal(signal.SIGTERM)
-                server.wait(120)
+                server.close(120)
         finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-    text = log_path.read_text()
+            server.close(0)
+    text = server.log()
     # The SIGTERM timer closed the service while the worker was still draining (before its
     # exit, so before the master's deadline and SIGKILL, not in worker_exit racing them): its
     # jobs failed with the reason, and the gateway lists no cluster of it.

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ import psutil
 import pytest
 import requests
 import s3fs
-from helpers import S3_CREDENTIALS, assert_verified, free_port, wait_for
+import serve
+from helpers import S3_CREDENTIALS, assert_verified
+from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3, stop_process
+from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = serve.ROOT
 CONCURRENT = 50
 
 
@@ -39,40 +42,28 @@ def bucket(load_s3: EmbeddedS3) -> s3fs.S3FileSystem:
 
 
 @pytest.fixture
-def gunicorn(load_s3: EmbeddedS3) -> Iterator[str]:
-    """`gunicorn -c gunicorn.conf.py app:app` on a free loopback port, on the test bucket."""
-    port = free_port()
+def gunicorn_server(load_s3: EmbeddedS3, tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
+    """`gunicorn -c gunicorn.conf.py app:app` on a free loopback port, on the test bucket: URL and worker process."""
     env = {
         **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
         "STORE_URL": "s3://load-bucket",
         "S3_ENDPOINT_URL": load_s3.endpoint_url,
         "N_WORKERS": "2",
         "MAX_ACTIVE_JOBS": "8",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _status(f"{url}/readyz") == 200 or process.poll() is not None, 180, 0.2)
-        assert process.poll() is None, "gunicorn exited"
+    with serve.gunicorn(env, tmp_path / "gunicorn.log", timeout=180) as served:
         # In production the Dask workers and S3 run on other machines; here they share two
         # cores with the web process, so lower their priority to leave it what it would have.
-        (worker,) = psutil.Process(process.pid).children()
+        (worker,) = psutil.Process(served.process.pid).children()
         for part in [*worker.children(recursive=True), psutil.Process(load_s3.process.pid)]:
             part.nice(10)
-        yield url
-    finally:
-        stop_process(process, 60)
+        yield served.url, worker
 
 
-def _status(url: str) -> int | None:
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.RequestException:
-        return None
+@pytest.fixture
+def gunicorn(gunicorn_server: tuple[str, psutil.Process]) -> str:
+    """The URL of the app served by gunicorn."""
+    return gunicorn_server[0]
 
 
 def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_stays_fast(gunicorn: str, bucket: Any) -> None:
@@ -140,3 +131,81 @@ def test_escaping_ids_refused_by_the_real_server(gunicorn: str, bucket: Any) -> 
         assert response.status in (400, 404), (path, response.status)
         assert "Traceback" not in body
     assert bucket.find("load-bucket") == []
+
+
+def _post(url: str, body: bytes | Iterator[bytes]) -> tuple[int, dict[str, Any]]:
+    response = requests.post(f"{url}/jobs", data=body, headers={"Content-Type": "application/json"}, timeout=120)
+    return response.status_code, response.json()
+
+
+def _chunked(total: int) -> Iterator[bytes]:
+    # A body with no Content-Length: requests sends an iterator with Transfer-Encoding: chunked.
+    block = b" " * 2**20
+    for _ in range(total // len(block)):
+        yield block
+
+
+def test_large_bodies_are_refused_and_the_web_process_memory_stays_flat(
+    gunicorn_server: tuple[str, psutil.Process], bucket: Any
+) -> None:
+    url, worker = gunicorn_server
+    huge, large = b" " * 300_000_000, b" " * 10_000_000
+    # One refusal first, so what the first one loads (code, imports) is in the baseline.
+    assert _post(url, b" " * 100_000)[0] == 413
+    baseline = worker.memory_info().rss
+    peak = baseline
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, worker.memory_info().rss)
+            stop.wait(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    bodies: list[Any] = [huge] * 3 + [large] * 3 + [_chunked(300_000_000), _chunked(10_000_000)]
+    try:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda body: _post(url, body), bodies))
+    finally:
+        stop.set()
+        sampler.join()
+    growth = (max(peak, worker.memory_info().rss) - baseline) / 2**20
+    print(f"\n{len(bodies)} concurrent bodies of 10 MB and 300 MB: web process RSS grew {growth:.1f} MiB at most")
+    for status, body in answers:
+        assert status == 413 and body["error"]["code"] == "body_too_large", (status, body)
+    assert growth < 20
+    assert bucket.find("load-bucket") == []
+    # The server is fine afterwards, and /metrics counted every refusal by its reason.
+    assert requests.get(f"{url}/run?shape=200,200&chunks=100,100", timeout=120).status_code == 200
+    metrics = requests.get(f"{url}/metrics", timeout=30).text
+    refused = {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "gateway_refusals_total"
+    }
+    assert refused == {"body_too_large": 1 + len(bodies)}
+
+
+def test_request_line_and_header_fields_are_bounded_by_gunicorn(gunicorn: str) -> None:
+    host, port = gunicorn.removeprefix("http://").split(":")
+
+    def status_of(path: str, headers: list[tuple[str, str]]) -> int:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.putrequest("GET", path)
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        return response.status
+
+    assert status_of("/jobs?limit=" + "1" * 5000, []) == 414
+    assert status_of("/healthz", [(f"X-Filler-{i}", "x") for i in range(101)]) == 431
+    assert status_of("/healthz", [("Cookie", "x" * 9000)]) == 431
+    # Just inside every bound, the app answers.
+    assert status_of("/jobs?limit=50&" + "x" * 3000, []) == 400
+    assert status_of("/healthz", [(f"X-Filler-{i}", "x" * 8000) for i in range(90)]) == 200

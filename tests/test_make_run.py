@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 from helpers import assert_verified
-from served import make_run
+from serve import make_run
 
 
 def test_make_run_serves_then_sigterm_leaves_nothing_running(tmp_path: Path) -> None:

@@ -66,3 +66,16 @@ def test_failed_jobs_are_counted_and_apps_keep_their_own_registry(make_app: Any,
     assert scrape(broken)[("gateway_chunks_written_total", ())] == 0
     # The other app of this test counted nothing of it.
     assert scrape(client)[failed] == 0
+
+
+def test_refusals_are_counted_by_reason(client: Any) -> None:
+    too_large = ("gateway_refusals_total", (("reason", "body_too_large"),))
+    invalid = ("gateway_refusals_total", (("reason", "invalid_parameter"),))
+    before = scrape(client)
+    assert too_large not in before and invalid not in before
+    assert client.post("/jobs", data=b"x" * 100_000).status_code == 413
+    assert client.get("/run?shape=0").status_code == 400
+    assert client.get("/run?shape=-1").status_code == 400
+    after = scrape(client)
+    assert after[too_large] == 1
+    assert after[invalid] == 2

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import requests
 from helpers import assert_verified
 from nbclient import NotebookClient
-from served import ROOT, MakeRun, make_run, user_env
+from serve import ROOT, MakeRun, make_run, user_env
+
+from gateway_dask_zarr.client import Gateway
 
 NOTEBOOK = ROOT / "notebooks" / "gateway_demo.ipynb"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,9 @@ def gateway_url(served: MakeRun, monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.delenv(name)
     monkeypatch.setenv("GATEWAY_URL", served.url)
     monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    # The kernel imports the client from this checkout, as after `pip install .`.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return served.url
 
 
@@ -68,8 +73,15 @@ def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
     assert f"gateway: {gateway_url} (no token)" in text
     assert "verified: 5 chunks and the job's summary statistics" in text
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type == "display_data")
-    # The job the notebook ran is in the service, complete, and every chunk verifies.
-    jobs = requests.get(f"{gateway_url}/jobs", timeout=30).json()["jobs"]
-    (ran,) = [j for j in jobs if j["shape"] == [1200, 1000]]
-    assert ran["seed"] == 7
-    assert_verified(ran, anon=True)
+    # The progress bar was tqdm's notebook widget, and it reached every chunk: 120 of 120.
+    assert any(WIDGET in o.get("data", {}) for o in outputs if o.output_type == "display_data")
+    states = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+    bars = [m["state"] for m in states if m["model_name"] == "FloatProgressModel"]
+    assert [(b["value"], b["max"]) for b in bars] == [(120, 120)]
+    assert "same array from plain HTTP" in text
+    # The two jobs the notebook ran (the client's and the plain HTTP one) are in the service, complete,
+    # and every chunk verifies, read without credentials as the notebook read them.
+    jobs = [j.document for j in Gateway(gateway_url).list() if j.document["shape"] == [1200, 1000]]
+    assert [j["seed"] for j in jobs] == [7, 7]
+    for job in jobs:
+        assert_verified(job, anon=True)

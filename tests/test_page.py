@@ -46,14 +46,24 @@ def base_url(app: Any) -> Iterator[str]:
         yield url
 
 
+# Runs before the page's own script; a violation of the page's Content-Security-Policy becomes
+# a console error, so every test here fails on one.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", e =>
+  console.error("CSP violation: " + e.effectiveDirective + " blocked " + (e.blockedURI || "inline")));
+"""
+
+
 def open_page(browser: Browser, base_url: str, **context: Any) -> tuple[Page, list[str]]:
-    """A new page on / that records every console error and uncaught exception."""
+    """A new page on / that records every console error, CSP violation and uncaught exception."""
     page = browser.new_context(**context).new_page()
     page.set_default_timeout(60_000)
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.goto(base_url + "/")
+    response = page.goto(base_url + "/")
+    assert response is not None and "frame-ancestors 'none'" in response.headers["content-security-policy"]
     return page, problems
 
 
@@ -92,8 +102,11 @@ def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_u
         """() => {
           window.seen = [];
           new MutationObserver(records => {
-            for (const r of records) if (r.target.matches('.progress')) window.seen.push(Number(r.target.getAttribute('aria-valuenow')));
-          }).observe(document.getElementById('jobs'), {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']});
+            for (const r of records)
+              if (r.target.matches('.progress')) window.seen.push(Number(r.target.getAttribute('aria-valuenow')));
+          }).observe(
+            document.getElementById('jobs'), {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']}
+          );
         }"""
     )
     row, job_id = run_from_form(page, "1500,1200", "100,100", "11")
@@ -161,3 +174,30 @@ def test_page_on_a_phone(browser: Browser, base_url: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
     assert problems == []
+
+
+def test_the_csp_blocks_inline_code_and_the_page_reports_it(browser: Browser, base_url: str) -> None:
+    page, problems = open_page(browser, base_url)
+    headers = page.request.get(base_url + "/").headers
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "same-origin"
+    # What an injected <script> or style attribute would do, the browser refuses, and says so.
+    page.evaluate(
+        """() => {
+          const script = document.createElement("script");
+          script.textContent = "window.injected = true";
+          document.body.append(script);
+          document.body.insertAdjacentHTML("beforeend", '<p id="styled" style="color: rgb(255, 0, 0)">x</p>');
+        }"""
+    )
+    expect(page.locator("#styled")).to_have_count(1)
+    assert page.evaluate("window.injected") is None
+    assert page.evaluate("getComputedStyle(document.getElementById('styled')).color") != "rgb(255, 0, 0)"
+    # The listener of open_page heard both, as it would any violation in the tests above.
+    for _ in range(300):
+        violations = [p for p in problems if p.startswith("console error: CSP violation")]
+        if len(violations) >= 2:
+            break
+        page.wait_for_timeout(100)
+    assert any("script-src-elem blocked inline" in v for v in violations), problems
+    assert any("style-src-attr blocked inline" in v for v in violations), problems

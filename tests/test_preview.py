@@ -14,7 +14,8 @@ from zarr.storage import FsspecStore, WrapperStore
 
 from gateway_dask_zarr.blocks import block_data
 from gateway_dask_zarr.preview import MAX_SIDE, read_sample
-from gateway_dask_zarr.store import array_kwargs, storage_options
+from gateway_dask_zarr.storage import S3Backend
+from gateway_dask_zarr.store import array_kwargs
 
 
 class CountingStore(WrapperStore):
@@ -102,7 +103,7 @@ def test_preview_of_1d_and_3d_arrays(client: Any, app: Any, query: str, line: bo
 def test_preview_of_a_huge_array_reads_few_chunks(s3: Any, make_app: Any, settings: Any) -> None:
     """A 20000 x 20000 array in 40,000 chunks: the preview reads at most 16 x 16 of them."""
     shape, chunks = (20000, 20000), (100, 100)
-    options = storage_options("s3://test-bucket", s3.endpoint_url)
+    options = S3Backend("s3://test-bucket", s3.endpoint_url).options()
     real = FsspecStore.from_url("s3://test-bucket/huge.zarr", storage_options=options)
     array = zarr.create_array(real, **array_kwargs(shape, chunks, "float32", "none"))
     # Only the chunks of the corners hold data; every other chunk reads as NaN (fill value).

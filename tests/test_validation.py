@@ -6,18 +6,10 @@ from typing import Any
 
 import pytest
 
+# One case per error code through the HTTP layer, checking that nothing is written; every
+# parameter case is in tests/test_params.py, which needs no cluster.
 BAD_QUERIES = [
     ("shape=abc", 400, "invalid_parameter", "shape"),
-    ("shape=1000,-5", 400, "invalid_parameter", "shape"),
-    ("shape=0,10", 400, "invalid_parameter", "shape"),
-    ("shape=1,2,3,4,5&chunks=1,1,1,1,1", 400, "invalid_parameter", "shape"),
-    ("shape=1000,1000&chunks=100", 400, "invalid_parameter", "chunks"),
-    ("shape=100,100&chunks=200,50", 400, "invalid_parameter", "chunks"),
-    ("shape=1000,1000&chunks=10,10", 400, "invalid_parameter", "chunks"),
-    ("dtype=int8", 400, "invalid_parameter", "dtype"),
-    ("seed=-1", 400, "invalid_parameter", "seed"),
-    ("seed=9223372036854775808", 400, "invalid_parameter", "seed"),
-    ("seed=1.5", 400, "invalid_parameter", "seed"),
     ("seed=1&seed=2", 400, "invalid_parameter", "seed"),
     ("colour=red", 400, "unknown_parameter", "colour"),
     ("shape=200000,200000&chunks=1000,1000", 413, "array_too_large", "shape"),
@@ -39,18 +31,10 @@ def test_bad_run_query_is_refused_and_writes_nothing(
     assert s3fs_client.find("test-bucket") == []
 
 
-def test_limit_is_named_in_the_message(client: Any) -> None:
-    message = client.get("/run?shape=200000,200000&chunks=1000,1000").get_json()["error"]["message"]
-    assert "MAX_ARRAY_BYTES" in message and str(16 * 2**30) in message
-
-
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"shape": "big"}, "shape"),
         ({"shape": [True, 3]}, "shape"),
-        ({"shape": [100, 100], "chunks": [50.5, 50]}, "chunks"),
-        ({"seed": "x"}, "seed"),
         ({"whatever": 1}, "whatever"),
     ],
 )

@@ -64,6 +64,14 @@
     return row.querySelector('[data-field="' + name + '"]');
   }
 
+  // The bar's width from its aria values; a style property set from script is allowed by the
+  // page's Content-Security-Policy, a style attribute in the HTML is not.
+  function drawBar(bar) {
+    const total = Number(bar.getAttribute("aria-valuemax"));
+    const done = Number(bar.getAttribute("aria-valuenow"));
+    bar.firstElementChild.style.width = (total ? (100 * done) / total : 0).toFixed(1) + "%";
+  }
+
   // Update a row in place from a job document.
   function fill(row, job) {
     const progress = job.progress || { done: 0, total: 0 };
@@ -81,7 +89,7 @@
     const bar = row.querySelector(".progress");
     bar.setAttribute("aria-valuemax", String(progress.total));
     bar.setAttribute("aria-valuenow", String(progress.done));
-    bar.firstElementChild.style.width = pct.toFixed(1) + "%";
+    drawBar(bar);
     field(row, "progress-text").textContent = progress.done + " / " + progress.total + " chunks";
     field(row, "summary").textContent =
       job.status === "complete"
@@ -179,9 +187,10 @@
     event.preventDefault();
     clearFormError();
     const body = {};
-    for (const name of ["shape", "chunks", "dtype", "seed"]) {
-      const value = form.elements[name].value.trim();
-      if (value !== "") body[name] = value;
+    // The fields come from the server's parameter declarations (params.py).
+    for (const el of form.querySelectorAll("[data-param]")) {
+      const value = el.value.trim();
+      if (value !== "") body[el.name] = value;
     }
     button.disabled = true;
     formStatus.textContent = "Submitting…";
@@ -226,6 +235,7 @@
   }
 
   for (const row of list.children) {
+    drawBar(row.querySelector(".progress"));
     const status = row.dataset.status;
     if (status === "queued" || status === "running") {
       follow({ id: row.dataset.id, status: status, links: { self: field(row, "self").getAttribute("href") } });

@@ -1,0 +1,193 @@
+"""The `gateway-dask-zarr` command: run jobs with a progress bar, list, show and delete them, serve the app.
+
+Exit codes, for scripts:
+  0  done
+  1  the job failed or was cancelled
+  2  the command line is wrong (unknown option, a value that is not a number ...)
+  3  the gateway refused the request (a 4xx other than 429: a bad parameter, no such job, no valid token)
+  4  the gateway is unavailable: unreachable, a 5xx, or still busy (429) after --busy-wait seconds
+  5  the job did not end within --timeout seconds (it goes on running)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway_dask_zarr.client import Gateway, GatewayError, Job, JobFailed
+
+OK, JOB_FAILED, USAGE, REFUSED, UNAVAILABLE, TIMED_OUT = 0, 1, 2, 3, 4, 5
+# `serve` runs gunicorn with the repository's settings, as `make run` does.
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+
+
+def _ints(text: str) -> list[int]:
+    """'1000,1000' -> [1000, 1000]; anything else is a usage error (exit 2)."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1000,1000, got {text!r}") from None
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _say(args: argparse.Namespace, value: Any, text: str) -> None:
+    """`value` as JSON with --json, else a line for people."""
+    if args.json:
+        _print_json(value)
+    else:
+        print(text)
+
+
+def _summary(job: Job) -> str:
+    d = job.document
+    return (
+        f"job {job.id} {job.status} in {d.get('seconds')} s: shape {d['shape']}, chunks {d['chunks']}, "
+        f"{d['dtype']}, seed {d['seed']}, {d.get('chunks_written')} chunks, {d.get('bytes_written')} bytes"
+    )
+
+
+def cmd_run(gateway: Gateway, args: argparse.Namespace) -> int:
+    """Submit a job, follow it, and print its array's URL (or its document with --json)."""
+    job = gateway.submit(args.shape, args.chunks, args.dtype, args.seed)
+    if args.no_wait:
+        _say(args, job.document, job.id)
+        return OK
+    try:
+        job.wait(progress=not args.json and not args.quiet, timeout=args.timeout)
+    except JobFailed:
+        if args.json:
+            _print_json(job.document)
+        raise
+    if args.json:
+        _print_json(job.document)
+    else:
+        print(_summary(job))
+        if job.document.get("endpoint_url"):
+            print(f"S3 endpoint: {job.document['endpoint_url']}")
+        print(job.url)
+    return OK
+
+
+def cmd_jobs(gateway: Gateway, args: argparse.Namespace) -> int:
+    """List the caller's jobs, newest first."""
+    jobs = gateway.list(limit=args.limit)
+    if args.json:
+        _print_json([j.document for j in jobs])
+        return OK
+    for job in jobs:
+        d = job.document
+        shape = "x".join(str(n) for n in d["shape"])
+        print(f"{job.id}  {job.status:<9}  {shape:<16} {d['dtype']:<8} {d.get('created') or ''}")
+    return OK
+
+
+def cmd_show(gateway: Gateway, args: argparse.Namespace) -> int:
+    """Print one job's document."""
+    _print_json(gateway.get(args.id).document)
+    return OK
+
+
+def cmd_delete(gateway: Gateway, args: argparse.Namespace) -> int:
+    """Cancel or delete one job."""
+    gateway.delete(args.id)
+    _say(args, {"id": args.id, "deleted": True}, f"deleted {args.id}")
+    return OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Replace this process by `gunicorn -c gunicorn.conf.py app:app`, as `make run` does."""
+    if not GUNICORN_CONF.exists():
+        print(f"error: serve runs from a checkout of the repository; {GUNICORN_CONF} is missing", file=sys.stderr)
+        return USAGE
+    os.environ.update({"HOST": args.host, "PORT": str(args.port)})
+    os.chdir(ROOT)
+    # exec, not a child: signals (SIGTERM, Ctrl-C) reach gunicorn itself, which stops the cluster.
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "app:app"])  # noqa: S606
+    return OK  # not reached
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command each for run, jobs, show, delete and serve."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="the gateway's URL (default: $GATEWAY_URL, else http://127.0.0.1:8000)")
+    common.add_argument("--token", help="an API token (default: $GATEWAY_TOKEN, else $JUPYTERHUB_API_TOKEN)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts (no progress bar)")
+    common.add_argument(
+        "--busy-wait", type=float, default=300.0, metavar="S", help="retry a busy gateway (429) for up to S seconds"
+    )
+    main = argparse.ArgumentParser(
+        prog="gateway-dask-zarr",
+        description="Run and read jobs of a gateway-dask-zarr service.",
+        epilog=(__doc__ or "").split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = main.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", parents=[common], help="run a job with a progress bar; print its array's URL")
+    run.add_argument("--shape", type=_ints, help="e.g. 1000,1000 (the server's default when absent)")
+    run.add_argument("--chunks", type=_ints, help="e.g. 100,100")
+    run.add_argument("--dtype", choices=["float32", "float64"])
+    run.add_argument("--seed", type=int)
+    run.add_argument("--timeout", type=float, help="stop waiting after this many seconds (exit 5)")
+    run.add_argument("--no-wait", action="store_true", help="print the job's id and return at once")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+    jobs = commands.add_parser("jobs", parents=[common], help="list your jobs, newest first")
+    jobs.add_argument("--limit", type=int)
+    jobs.set_defaults(handler=cmd_jobs)
+    for name, handler, text in (
+        ("show", cmd_show, "print one job's document"),
+        ("delete", cmd_delete, "cancel or delete a job"),
+    ):
+        sub = commands.add_parser(name, parents=[common], help=text)
+        sub.add_argument("id")
+        sub.set_defaults(handler=handler)
+    serve = commands.add_parser("serve", help="serve the app with gunicorn, as `make run` does")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.set_defaults(handler=None)
+    return main
+
+
+def exit_code(error: GatewayError) -> int:
+    """The exit code for a refusal or failure (see the module's docstring)."""
+    if isinstance(error, JobFailed):
+        return JOB_FAILED
+    if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+        return REFUSED
+    return UNAVAILABLE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit code."""
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        return cmd_serve(args)
+    gateway = Gateway(args.url, args.token, busy_wait=args.busy_wait)
+    handler: Callable[[Gateway, argparse.Namespace], int] = args.handler
+    try:
+        return handler(gateway, args)
+    except GatewayError as error:
+        if args.json and not isinstance(error, JobFailed):
+            _print_json({"error": {"status": error.status, "code": error.code, "message": error.message}})
+        print(f"error: {error}", file=sys.stderr)
+        return exit_code(error)
+    except TimeoutError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return TIMED_OUT
+    except KeyboardInterrupt:
+        print("interrupted; a submitted job goes on running (see: gateway-dask-zarr jobs)", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """The console script."""
+    sys.exit(main())

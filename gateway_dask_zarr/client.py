@@ -1,0 +1,319 @@
+"""A Python client of the gateway's HTTP API: submit jobs, follow them with a progress bar, read their arrays.
+
+Light on purpose: requests, tqdm, zarr (with s3fs for s3:// arrays), and xarray with dask for
+`to_xarray()`; never Flask, distributed or gunicorn, so it installs in any notebook.
+
+    from gateway_dask_zarr.client import Gateway
+    job = Gateway().run(shape=[2000, 2000], chunks=[200, 200], seed=7)   # a progress bar
+    data = job.to_xarray()                                                 # lazy, dask-backed
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import math
+import os
+import time
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+if TYPE_CHECKING:
+    import xarray
+    import zarr
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+MIN_RETRY_S = 0.5
+ENDED = ("complete", "failed", "cancelled")
+# The AWS_* variables (and files) botocore finds credentials in; with none, arrays are read unsigned.
+CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+
+class GatewayError(Exception):
+    """The gateway refused or failed a request, or could not be reached (`status` None).
+
+    `code` and `message` are the server's own (its `{"error": {"code", "message", "field"}}`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "error",
+        field: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.field = field
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        where = f"{self.status} " if self.status else ""
+        return f"{where}{self.code}: {self.message}"
+
+
+class JobFailed(GatewayError):
+    """A job ended `failed` or `cancelled`; `job` holds its last document."""
+
+    def __init__(self, job: Job) -> None:
+        reason = job.document.get("error") or "no reason given"
+        super().__init__(f"job {job.id} {job.status}: {reason}", code=f"job_{job.status}")
+        self.job = job
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds: a number, or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error(response: requests.Response) -> GatewayError:
+    """The server's error body as a GatewayError; a body that is not ours still gives a message."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {"code": response.reason.lower().replace(" ", "_") or "error", "message": response.text[:300]}
+    return GatewayError(
+        str(error.get("message") or response.reason),
+        status=response.status_code,
+        code=str(error.get("code") or "error"),
+        field=error.get("field"),
+        retry_after=_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def has_aws_credentials() -> bool:
+    """True when the environment names AWS credentials (variables, a profile, or ~/.aws/credentials)."""
+    shared = os.environ.get("AWS_SHARED_CREDENTIALS_FILE", os.path.expanduser("~/.aws/credentials"))
+    return any(os.environ.get(name) for name in CREDENTIAL_VARIABLES) or os.path.exists(shared)
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """tqdm.auto's bar: a widget in Jupyter, text on a terminal (also in Jupyter without ipywidgets)."""
+    options = {"total": total, "desc": desc, "unit": "chunk", "disable": not enabled}
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(**options)
+    except ImportError:  # tqdm.notebook needs ipywidgets
+        from tqdm import tqdm as text_tqdm
+
+        return text_tqdm(**options)
+
+
+class Gateway:
+    """One gateway service: `url` (default GATEWAY_URL), `token` (default GATEWAY_TOKEN, then JUPYTERHUB_API_TOKEN).
+
+    `timeout` bounds each HTTP request; `busy_wait` bounds how long one call keeps retrying,
+    as the server's Retry-After says, when the service is busy (429) or briefly unavailable (503).
+    """
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0, busy_wait: float = 300.0
+    ) -> None:
+        self.url = (url or os.environ.get("GATEWAY_URL") or DEFAULT_URL).rstrip("/")
+        token = token or os.environ.get("GATEWAY_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+        self.timeout = timeout
+        self.busy_wait = busy_wait
+        self.session = requests.Session()
+        # A pooled connection the server has closed (gunicorn drops keep-alive ones idle for 2 s)
+        # fails the next request on it: retry on a fresh one, except a POST that may have arrived.
+        adapter = HTTPAdapter(max_retries=Retry(total=2, backoff_factor=0.1, status=0))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["Accept"] = "application/json"
+        if token:
+            self.session.headers["Authorization"] = f"token {token}"
+
+    def __repr__(self) -> str:
+        return f"Gateway({self.url!r})"  # never the token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One API call; retried while the server answers 429/503 with Retry-After, up to `busy_wait` s in all."""
+        waited = 0.0
+        while True:
+            try:
+                response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                raise GatewayError(
+                    f"the gateway at {self.url} cannot be reached ({type(exc).__name__}); is it up, is the URL right?",
+                    code="unreachable",
+                ) from None
+            if response.ok:
+                return response
+            error = _error(response)
+            # At least a moment between tries, so that even "Retry-After: 0" ends within busy_wait.
+            delay = None if error.retry_after is None else max(error.retry_after, MIN_RETRY_S)
+            if response.status_code in (429, 503) and delay is not None and waited + delay <= self.busy_wait:
+                log.info("the gateway is busy (%s): retrying in %g s, as its Retry-After says", error.code, delay)
+                time.sleep(delay)
+                waited += delay
+                # After a wait as long as the server's keep-alive, its connections are stale: drop them.
+                self.session.close()
+                continue
+            if waited:
+                error.message += f" (gave up after waiting {waited:g} s)"
+            raise error
+
+    def submit(
+        self,
+        shape: builtins.list[int] | None = None,
+        chunks: builtins.list[int] | None = None,
+        dtype: str | None = None,
+        seed: int | None = None,
+    ) -> Job:
+        """Start a job (POST /jobs) and return at once; the server's defaults fill what is None."""
+        given = {"shape": shape, "chunks": chunks, "dtype": dtype, "seed": seed}
+        body = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
+        return Job(self, self.request("POST", "/jobs", json=body).json())
+
+    def run(
+        self,
+        shape: builtins.list[int] | None = None,
+        chunks: builtins.list[int] | None = None,
+        dtype: str | None = None,
+        seed: int | None = None,
+        *,
+        progress: bool = True,
+        timeout: float | None = None,
+    ) -> Job:
+        """Submit a job and wait for it, with a progress bar; raise JobFailed if it fails."""
+        return self.submit(shape, chunks, dtype, seed).wait(progress=progress, timeout=timeout)
+
+    def get(self, job_id: str) -> Job:
+        """One job (GET /jobs/<id>); GatewayError 404 if there is none."""
+        return Job(self, self.request("GET", f"/jobs/{job_id}").json())
+
+    def delete(self, job_id: str) -> None:
+        """Cancel a running job, or delete a finished one with its array (DELETE /jobs/<id>)."""
+        self.request("DELETE", f"/jobs/{job_id}")
+
+    def list(self, limit: int | None = None, before: str | None = None) -> builtins.list[Job]:
+        """The caller's jobs, newest first: one page of `limit` (the server's default when None)."""
+        params = {k: v for k, v in {"limit": limit, "before": before}.items() if v is not None}
+        body = self.request("GET", "/jobs", params=params).json()
+        # The body is a JSON array; older servers wrapped it as {"jobs": [...]}.
+        documents = body["jobs"] if isinstance(body, dict) else body
+        return [Job(self, d) for d in documents]
+
+
+class Job:
+    """One job: its latest document (`document`), a way to follow it, and its array once complete."""
+
+    def __init__(self, gateway: Gateway, document: dict[str, Any]) -> None:
+        self.gateway = gateway
+        self.document = document
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.status}>"
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return str(self.document["id"])
+
+    @property
+    def status(self) -> str:
+        """queued, running, complete, failed or cancelled, as last seen."""
+        return str(self.document["status"])
+
+    @property
+    def url(self) -> str:
+        """The array's URL (s3:// or file://)."""
+        return str(self.document["url"])
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(chunks done, chunks in all), as last seen."""
+        total = math.prod(
+            math.ceil(s / c) for s, c in zip(self.document["shape"], self.document["chunks"], strict=True)
+        )
+        progress = self.document.get("progress") or {}
+        done = total if self.status == "complete" else int(progress.get("done", 0))
+        return done, int(progress.get("total", total))
+
+    def refresh(self) -> Job:
+        """Fetch the job's document again."""
+        self.document = self.gateway.request("GET", f"/jobs/{self.id}").json()
+        return self
+
+    def wait(self, progress: bool = True, timeout: float | None = None, interval: float = 0.5) -> Job:
+        """Poll until the job ends, showing a progress bar; raise JobFailed, or TimeoutError after `timeout` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _progress_bar(self.progress[1], self.id, progress)
+        try:
+            while True:
+                done, _ = self.progress
+                bar.update(done - bar.n)
+                if self.status in ENDED:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"job {self.id} is still {self.status} after {timeout:g} s; it goes on running")
+                time.sleep(interval)
+                self.refresh()
+        finally:
+            bar.close()
+        if self.status != "complete":
+            raise JobFailed(self)
+        return self
+
+    def delete(self) -> None:
+        """Cancel the job, or delete it and its array."""
+        self.gateway.delete(self.id)
+
+    def storage_options(self) -> dict[str, Any] | None:
+        """fsspec options to read the array: the reported S3 endpoint; unsigned when no AWS credentials are set."""
+        if not self.url.startswith("s3://"):
+            return None
+        options: dict[str, Any] = {"anon": not has_aws_credentials()}
+        if self.document.get("endpoint_url"):
+            options["endpoint_url"] = self.document["endpoint_url"]
+        return options
+
+    def open(self, storage_options: dict[str, Any] | None = None) -> zarr.Array:
+        """The job's Zarr array, read-only, straight from object storage."""
+        import zarr
+
+        if self.status != "complete":
+            raise GatewayError(
+                f"job {self.id} is {self.status}; its array is readable once complete", code="not_complete"
+            )
+        options = self.storage_options() if storage_options is None else storage_options
+        return zarr.open_array(self.url, mode="r", storage_options=options)
+
+    def to_xarray(self, storage_options: dict[str, Any] | None = None) -> xarray.DataArray:
+        """The array as a lazy, dask-backed xarray.DataArray: its dimension names, the job document as attributes."""
+        import dask.array
+        import xarray
+
+        array = self.open(storage_options)
+        dims = array.metadata.dimension_names  # type: ignore[union-attr]
+        data = dask.array.from_zarr(array)
+        return xarray.DataArray(data, dims=list(dims) if dims else None, name=self.id, attrs=dict(self.document))

@@ -1,0 +1,276 @@
+"""The job parameters, each declared once, and the validated JobRequest built from them.
+
+Each declaration (in the manner of dask-gateway's options.py) holds the parameter's name,
+default, limits and help text; request parsing, the OpenAPI schemas and the page's form
+are all produced from PARAMETERS.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import InvalidParameter, ServiceError, TooLarge
+
+MAX_NDIM = 4
+MAX_LENGTH = 10**12
+SEED_LIMIT = 2**63
+
+
+def _bad(name: str, message: str) -> InvalidParameter:
+    return InvalidParameter(message, field=name)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One job parameter: its name, default (None: the server chooses) and help text."""
+
+    name: str
+    help: str
+    default: Any = None
+    # What the page's field starts with when there is no default, and the OpenAPI example.
+    example: str = ""
+    # What the page's empty field says (e.g. "random").
+    placeholder: str = ""
+
+    def parse(self, value: Any) -> Any:
+        """The value from a query string (a str) or a JSON body; raise InvalidParameter."""
+        raise NotImplementedError
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON schema of the value in a JSON body and in the job document."""
+        raise NotImplementedError
+
+    def query_schema(self) -> dict[str, Any]:
+        """The JSON schema of the value in a query string."""
+        return self.json_schema()
+
+    def form_field(self) -> dict[str, Any]:
+        """What the page's template needs to draw this parameter's input."""
+        return {
+            "name": self.name,
+            "label": self.name.capitalize(),
+            "kind": "input",
+            "value": self.example if self.default is None else _join(self.default),
+            "placeholder": self.placeholder,
+            "help": self.help,
+        }
+
+
+def _join(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple | list) else str(value)
+
+
+@dataclass(frozen=True)
+class Lengths(Parameter):
+    """A tuple of 1 to MAX_NDIM positive lengths: '1000,1000' in a query, [1000, 1000] in JSON."""
+
+    QUERY_PATTERN: ClassVar[str] = rf"^[0-9]{{1,12}}(,[0-9]{{1,12}}){{0,{MAX_NDIM - 1}}}$"
+
+    def parse(self, value: Any) -> tuple[int, ...]:
+        """Parse '1000,1000' (query) or [1000, 1000] (JSON) into a tuple of positive ints."""
+        name = self.name
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",")]
+            if not all(re.fullmatch(r"[0-9]{1,12}", p) for p in parts):
+                raise _bad(name, f"{name} must be comma-separated positive integers such as 1000,1000, got {value!r}")
+            numbers = [int(p) for p in parts]
+        elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            numbers = list(value)
+        else:
+            raise _bad(name, f"{name} must be a list of positive integers such as [1000, 1000]")
+        if not 1 <= len(numbers) <= MAX_NDIM:
+            raise _bad(name, f"{name} must have 1 to {MAX_NDIM} dimensions, got {len(numbers)}")
+        if any(n < 1 or n > MAX_LENGTH for n in numbers):
+            raise _bad(name, f"every {name} length must be between 1 and 10**12")
+        return tuple(numbers)
+
+    def json_schema(self) -> dict[str, Any]:
+        """A list of 1 to MAX_NDIM positive integers."""
+        items = {"type": "integer", "minimum": 1, "maximum": MAX_LENGTH}
+        return {"type": "array", "items": items, "minItems": 1, "maxItems": MAX_NDIM, "description": self.help}
+
+    def query_schema(self) -> dict[str, Any]:
+        """Comma-separated lengths."""
+        return {"type": "string", "pattern": self.QUERY_PATTERN, "example": self.example or _join(self.default)}
+
+
+@dataclass(frozen=True)
+class Choice(Parameter):
+    """One of a fixed set of strings."""
+
+    choices: tuple[str, ...] = ()
+
+    def parse(self, value: Any) -> str:
+        """The value if it is one of the choices."""
+        if value not in self.choices:
+            raise _bad(self.name, f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+        return str(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        """An enum of the choices."""
+        return {"type": "string", "enum": list(self.choices), "description": self.help}
+
+    def form_field(self) -> dict[str, Any]:
+        """A select of the choices."""
+        return {**super().form_field(), "kind": "select", "choices": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class Integer(Parameter):
+    """An integer in [minimum, limit): a decimal string in a query, a number in JSON."""
+
+    minimum: int = 0
+    limit: int = SEED_LIMIT
+    limit_text: str = "2**63"
+
+    def parse(self, value: Any) -> int:
+        """The integer if it is in range."""
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value.strip()):
+            value = int(value.strip())
+        if not isinstance(value, int) or isinstance(value, bool) or not self.minimum <= value < self.limit:
+            raise _bad(
+                self.name, f"{self.name} must be an integer in [{self.minimum}, {self.limit_text}), got {value!r}"
+            )
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        """An integer in range."""
+        return {"type": "integer", "minimum": self.minimum, "maximum": self.limit - 1, "description": self.help}
+
+
+SHAPE = Lengths("shape", "Comma-separated lengths, 1 to 4 dimensions, e.g. 2000,3000.", default=(1000, 1000))
+CHUNKS = Lengths(
+    "chunks", "The chunk shape: as many lengths as shape; about 10,000 elements a chunk if omitted.", example="100,100"
+)
+DTYPE = Choice("dtype", "The element type.", default="float32", choices=("float32", "float64"))
+SEED = Integer("seed", "The random seed; the server draws one if omitted.", placeholder="random")
+PARAMETERS: tuple[Parameter, ...] = (SHAPE, CHUNKS, DTYPE, SEED)
+
+
+def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """About 10,000 elements a chunk (100 x 100 in 2-D), clipped to the shape."""
+    side = max(1, round(10_000 ** (1 / len(shape))))
+    return tuple(min(side, s) for s in shape)
+
+
+def request_schema() -> dict[str, Any]:
+    """The JSON schema of a job request body."""
+    properties = {p.name: p.json_schema() for p in PARAMETERS}
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+def query_parameters() -> list[dict[str, Any]]:
+    """The OpenAPI query parameters of a job request."""
+    return [{"name": p.name, "in": "query", "description": p.help, "schema": p.query_schema()} for p in PARAMETERS]
+
+
+def form_fields() -> list[dict[str, Any]]:
+    """The inputs of the page's run form."""
+    return [p.form_field() for p in PARAMETERS]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated job request: shape, chunks, dtype and seed."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str
+    seed: int
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return np.dtype(self.dtype).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """The array's size in bytes."""
+        return math.prod(self.shape) * self.itemsize
+
+    @property
+    def chunk_bytes(self) -> int:
+        """The size of one full chunk in bytes."""
+        return math.prod(self.chunks) * self.itemsize
+
+    @property
+    def n_chunks(self) -> int:
+        """How many chunks the array has."""
+        return math.prod(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+    def document(self) -> dict[str, Any]:
+        """The parameters as the job document holds them (JSON values)."""
+        return {p.name: list(v) if isinstance(v := getattr(self, p.name), tuple) else v for p in PARAMETERS}
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any], settings: Settings) -> JobRequest:
+        """Validate parameters (from a query string or a JSON body) against the limits."""
+        names = [p.name for p in PARAMETERS]
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise InvalidParameter(
+                f"unknown parameter {unknown[0]!r}; known: {', '.join(names)}",
+                code="unknown_parameter",
+                field=unknown[0],
+            )
+        given = {p.name: p.parse(params[p.name]) for p in PARAMETERS if params.get(p.name) not in (None, "")}
+        shape = given.get("shape", SHAPE.default)
+        chunks = given.get("chunks") or default_chunks(shape)
+        if len(chunks) != len(shape):
+            raise _bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
+        if any(c > s for c, s in zip(chunks, shape, strict=True)):
+            raise _bad("chunks", f"chunks {list(chunks)} must be no larger than shape {list(shape)} in every dimension")
+        dtype = given.get("dtype", DTYPE.default)
+        seed = given["seed"] if "seed" in given else secrets.randbelow(SEED_LIMIT)
+        request = cls(shape, chunks, dtype, seed)
+        request.check_limits(settings)
+        return request
+
+    def check_limits(self, settings: Settings) -> None:
+        """Refuse arrays, chunks or chunk counts beyond the configured limits."""
+        shape, chunks, size, chunk_size = list(self.shape), list(self.chunks), self.nbytes, self.chunk_bytes
+        # (over the limit, the error, its code, the field at fault, the message)
+        limits: tuple[tuple[bool, type[ServiceError], str, str, str], ...] = (
+            (
+                size > settings.max_array_bytes,
+                TooLarge,
+                "array_too_large",
+                "shape",
+                f"shape {shape} makes an array of {size} bytes; "
+                f"MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
+            ),
+            (
+                chunk_size > settings.max_chunk_bytes,
+                TooLarge,
+                "chunk_too_large",
+                "chunks",
+                f"chunks {chunks} make chunks of {chunk_size} bytes; "
+                f"MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
+            ),
+            (
+                chunk_size < min(settings.min_chunk_bytes, size),
+                InvalidParameter,
+                "invalid_parameter",
+                "chunks",
+                f"chunks {chunks} make chunks of {chunk_size} bytes; "
+                f"MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
+            ),
+            (
+                self.n_chunks > settings.max_chunks,
+                TooLarge,
+                "too_many_chunks",
+                "chunks",
+                f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks",
+            ),
+        )
+        for over, error, code, field, message in limits:
+            if over:
+                raise error(message, code=code, field=field)

@@ -1,0 +1,57 @@
+"""The block rule (blocks.py) and the planning of chunk tasks (jobs.plan_tasks), without a cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway_dask_zarr.blocks import all_blocks, block_data, block_index, block_shape, grid
+from gateway_dask_zarr.jobs import plan_tasks
+from gateway_dask_zarr.params import JobRequest
+
+pytestmark = pytest.mark.fast
+
+
+def test_edge_blocks_are_clipped() -> None:
+    assert grid((250, 100), (100, 100)) == (3, 1)
+    assert block_shape((250, 100), (100, 100), (2, 0)) == (50, 100)
+    assert block_shape((250, 100), (100, 100), (0, 0)) == (100, 100)
+    assert list(all_blocks((250, 100), (100, 100))) == [(0, 0), (1, 0), (2, 0)]
+
+
+def test_a_block_depends_only_on_seed_index_shape_and_dtype() -> None:
+    block = block_data(7, (1, 2), (10, 20), "float32")
+    assert block.dtype == np.float32 and block.shape == (10, 20)
+    np.testing.assert_array_equal(block, np.random.default_rng([7, 1, 2]).random((10, 20), dtype=np.float32))
+    np.testing.assert_array_equal(block, block_data(7, (1, 2), (10, 20), "float32"))
+    assert not np.array_equal(block, block_data(7, (2, 1), (10, 20), "float32"))
+    assert not np.array_equal(block, block_data(8, (1, 2), (10, 20), "float32"))
+    assert block_data(7, (0,), (5,), "float64").dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "n_workers", "sizes"),
+    [
+        ((300, 400), (100, 100), 3, [4, 4, 4]),
+        ((300, 400), (100, 100), 5, [3, 3, 3, 3]),
+        ((300, 400), (100, 100), 100, [1] * 12),
+        # Above 1000 chunks a worker, more tasks a worker (at most 8): 97,969 chunks in 24 tasks.
+        ((10000, 10000), (32, 32), 3, [4083] * 23 + [97969 - 23 * 4083]),
+    ],
+)
+def test_plan_tasks_covers_every_chunk_once_in_contiguous_ranges(
+    shape: tuple[int, int], chunks: tuple[int, int], n_workers: int, sizes: list[int]
+) -> None:
+    request = JobRequest(shape, chunks, "float32", 1)
+    tasks = plan_tasks(request, n_workers)
+    assert [len(t) for t in tasks] == sizes
+    assert [n for task in tasks for n in task] == list(range(request.n_chunks))
+
+
+def test_block_numbers_map_to_indices_in_c_order() -> None:
+    shape, chunks = (1000, 700, 30), (100, 100, 7)
+    assert [block_index(n, grid(shape, chunks)) for n in range(350)] == list(all_blocks(shape, chunks))
+
+
+def test_plan_tasks_has_at_least_one_task() -> None:
+    assert plan_tasks(JobRequest((10,), (10,), "float32", 1), 0) == [range(0, 1)]

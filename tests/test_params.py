@@ -1,0 +1,112 @@
+"""The job parameters (params.py): parsing, limits, and the schemas and form made from one declaration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+import pytest
+
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.edge import status_of
+from gateway_dask_zarr.errors import ServiceError
+from gateway_dask_zarr.jobs import Job, document_schema
+from gateway_dask_zarr.params import PARAMETERS, JobRequest, form_fields, query_parameters, request_schema
+
+pytestmark = pytest.mark.fast
+
+SETTINGS = Settings()
+
+# (parameters, status, code, field): the same table the HTTP tests once ran on a cluster.
+BAD = [
+    ({"shape": "abc"}, 400, "invalid_parameter", "shape"),
+    ({"shape": "1000,-5"}, 400, "invalid_parameter", "shape"),
+    ({"shape": "0,10"}, 400, "invalid_parameter", "shape"),
+    ({"shape": "1,2,3,4,5", "chunks": "1,1,1,1,1"}, 400, "invalid_parameter", "shape"),
+    ({"shape": "1000,1000", "chunks": "100"}, 400, "invalid_parameter", "chunks"),
+    ({"shape": "100,100", "chunks": "200,50"}, 400, "invalid_parameter", "chunks"),
+    ({"shape": "1000,1000", "chunks": "10,10"}, 400, "invalid_parameter", "chunks"),
+    ({"dtype": "int8"}, 400, "invalid_parameter", "dtype"),
+    ({"seed": "-1"}, 400, "invalid_parameter", "seed"),
+    ({"seed": "9223372036854775808"}, 400, "invalid_parameter", "seed"),
+    ({"seed": "1.5"}, 400, "invalid_parameter", "seed"),
+    ({"colour": "red"}, 400, "unknown_parameter", "colour"),
+    ({"shape": "200000,200000", "chunks": "1000,1000"}, 413, "array_too_large", "shape"),
+    ({"shape": "20000,20000", "chunks": "20000,20000", "dtype": "float64"}, 413, "chunk_too_large", "chunks"),
+    ({"shape": "60000,60000", "chunks": "128,128"}, 413, "too_many_chunks", "chunks"),
+    ({"shape": [True, 3]}, 400, "invalid_parameter", "shape"),
+    ({"shape": [100, 100], "chunks": [50.5, 50]}, 400, "invalid_parameter", "chunks"),
+    ({"seed": "x"}, 400, "invalid_parameter", "seed"),
+]
+
+
+@pytest.mark.parametrize(("params", "status", "code", "field"), BAD)
+def test_bad_parameters_are_refused_with_code_field_and_status(
+    params: dict[str, Any], status: int, code: str, field: str
+) -> None:
+    with pytest.raises(ServiceError) as raised:
+        JobRequest.parse(params, SETTINGS)
+    assert (status_of(raised.value), raised.value.code, raised.value.field) == (status, code, field)
+    assert field in raised.value.message or field.upper() in raised.value.message
+
+
+def test_a_limit_is_named_in_the_message() -> None:
+    with pytest.raises(ServiceError, match=rf"MAX_ARRAY_BYTES is {16 * 2**30}"):
+        JobRequest.parse({"shape": "200000,200000", "chunks": "1000,1000"}, SETTINGS)
+
+
+def test_defaults_and_both_spellings() -> None:
+    default = JobRequest.parse({}, SETTINGS)
+    assert (default.shape, default.chunks, default.dtype) == ((1000, 1000), (100, 100), "float32")
+    assert 0 <= default.seed < 2**63
+    query = JobRequest.parse({"shape": "300,200", "chunks": "100,50", "dtype": "float64", "seed": "7"}, SETTINGS)
+    body = JobRequest.parse({"shape": [300, 200], "chunks": [100, 50], "dtype": "float64", "seed": 7}, SETTINGS)
+    assert query == body == JobRequest((300, 200), (100, 50), "float64", 7)
+    assert (body.n_chunks, body.nbytes, body.chunk_bytes) == (12, 480_000, 40_000)
+    assert JobRequest.parse({"shape": "1000000"}, SETTINGS).chunks == (10_000,)
+
+
+def test_an_empty_value_means_the_default() -> None:
+    assert JobRequest.parse({"shape": "", "seed": "", "dtype": ""}, SETTINGS).shape == (1000, 1000)
+
+
+def test_the_request_schema_accepts_what_parse_accepts_and_refuses_unknowns() -> None:
+    schema = request_schema()
+    jsonschema.validate({"shape": [300, 200], "chunks": [100, 50], "dtype": "float64", "seed": 7}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"colour": "red"}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"dtype": "int8"}, schema)
+    assert [p["name"] for p in query_parameters()] == [p.name for p in PARAMETERS]
+
+
+def test_the_form_has_one_field_per_parameter_with_its_default() -> None:
+    fields = {f["name"]: f for f in form_fields()}
+    assert list(fields) == [p.name for p in PARAMETERS]
+    assert fields["shape"]["value"] == "1000,1000"
+    assert fields["dtype"]["kind"] == "select" and fields["dtype"]["value"] == "float32"
+    assert fields["seed"]["placeholder"] == "random"
+    assert all(f["help"] for f in fields.values())
+
+
+def _json_schema(openapi: Any) -> Any:
+    """An OpenAPI 3.0 schema as plain JSON Schema: `nullable: true` becomes a "null" type."""
+    if isinstance(openapi, list):
+        return [_json_schema(v) for v in openapi]
+    if not isinstance(openapi, dict):
+        return openapi
+    schema = {k: _json_schema(v) for k, v in openapi.items() if k != "nullable"}
+    if openapi.get("nullable"):
+        schema["type"] = [openapi["type"], "null"]
+    return schema
+
+
+def test_the_job_document_matches_its_schema_exactly() -> None:
+    job = Job("j1", JobRequest((300, 200), (100, 50), "float64", 7), created=datetime(2026, 1, 1, tzinfo=UTC))
+    document = job.document()
+    schema = _json_schema(document_schema())
+    assert set(document) == set(schema["properties"])
+    jsonschema.validate(document, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**document, "extra": 1}, schema)
