@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 # checkov (tests/test_deploy.py) lives in its own venv: its pins (boto3, packaging...) clash
 # with the app's.
 TOOLS_VENV ?= .venv-tools
+# configurable-http-proxy (npm), JupyterHub's proxy for the hub tests (tests/hub_server.py
+# puts its bin/ on PATH).
+NODE_DIR ?= .node
+CHP_VERSION ?= 5.3.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The embedded default's store (SeaweedFS) keeps its data here, across runs.
@@ -23,7 +27,7 @@ $(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-install-test: $(VENV)/.installed-test $(TOOLS_VENV)/.installed
+install-test: $(VENV)/.installed-test $(TOOLS_VENV)/.installed $(NODE_DIR)/.installed
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt scripts/install-system-packages.sh
 	$(PY) -m pip install --quiet -r requirements-test.txt
@@ -34,6 +38,11 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
+$(NODE_DIR)/.installed: Makefile scripts/install-system-packages.sh
+	bash scripts/install-system-packages.sh
+	npm install --silent --no-fund --no-audit --prefix $(NODE_DIR) configurable-http-proxy@$(CHP_VERSION)
 	touch $@
 
 run: install
@@ -57,4 +66,4 @@ bench: install install-test
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) artifacts .pytest_cache
+	rm -rf $(VENV) $(TOOLS_VENV) $(NODE_DIR) artifacts .pytest_cache

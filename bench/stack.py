@@ -12,21 +12,21 @@ from pathlib import Path
 
 import psutil
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.embedded_s3 import BUCKET, EmbeddedS3
 from tests.serve import ROOT, Served, gunicorn
 
 __all__ = ["ROOT", "PeakRSS", "app_processes", "gunicorn_app", "rss", "seaweed"]
 
 
 @contextmanager
-def seaweed(log: Path) -> Iterator[EmbeddedS3]:
+def seaweed(log: Path, bucket: str = BUCKET) -> Iterator[EmbeddedS3]:
     """The embedded default's SeaweedFS in a temporary directory, removed after; its log copied to `log`.
 
     The writer's credentials go into this process's environment: the bench's own S3 clients
     (s3fs, obstore) read them from there.
     """
     directory = Path(tempfile.mkdtemp(prefix="bench-weed-"))
-    server = EmbeddedS3(directory)
+    server = EmbeddedS3(directory, bucket)
     try:
         server.start()
         os.environ.update(server.credentials)

@@ -5,6 +5,11 @@ a Dask Gateway"):
 
     GATEWAY_PASSWORD=change-me .venv/bin/dask-gateway-server -f deploy/local_gateway_config.py
 
+or, to authenticate with a JupyterHub (the gateway registered there as a service with this token):
+
+    JUPYTERHUB_API_URL=http://127.0.0.1:8081/hub/api JUPYTERHUB_API_TOKEN=... \
+    JUPYTERHUB_SERVICE_NAME=dask-gateway .venv/bin/dask-gateway-server -f deploy/local_gateway_config.py
+
 Its schedulers and workers are processes of this venv, run as the gateway's own user
 (UnsafeLocalBackend: LocalBackend would switch to each authenticated user's Unix account,
 which needs root and real accounts). Listens on 127.0.0.1 only.
@@ -25,8 +30,14 @@ c.Proxy.address = os.environ.get("GATEWAY_ADDRESS", "127.0.0.1:8011")
 c.Proxy.tcp_address = os.environ.get("GATEWAY_PROXY_ADDRESS", "127.0.0.1:8012")
 c.DaskGateway.address = os.environ.get("GATEWAY_PRIVATE_ADDRESS", "127.0.0.1:8010")
 c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
-c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
-c.SimpleAuthenticator.password = os.environ["GATEWAY_PASSWORD"]
+if os.environ.get("JUPYTERHUB_API_URL"):
+    # As on Kubernetes: users (and the app) authenticate with their JupyterHub tokens; the
+    # gateway is the hub's service JUPYTERHUB_SERVICE_NAME, checks tokens with its own
+    # JUPYTERHUB_API_TOKEN and requires the scope access:services!service=<that name>.
+    c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
+else:
+    c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+    c.SimpleAuthenticator.password = os.environ["GATEWAY_PASSWORD"]
 
 # distributed >= 2026.6 no longer ships the dask-scheduler / dask-worker commands that
 # dask-gateway-server 2026.3.0 runs by default (dask/dask-gateway#945). A list, not a

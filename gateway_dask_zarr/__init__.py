@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     from gateway_dask_zarr.edge import register_error_handlers
     from gateway_dask_zarr.embedded_s3 import EmbeddedS3
     from gateway_dask_zarr.http_security import init_http_security
-    from gateway_dask_zarr.jobs import JobManager
+    from gateway_dask_zarr.jobs import JobManager, Records
+    from gateway_dask_zarr.jobs.retention import Retention
     from gateway_dask_zarr.storage import parse_storage
     from gateway_dask_zarr.store import JobStore
     from gateway_dask_zarr.web import init_web
@@ -87,7 +88,9 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
             raise
         owned.append(cluster)
     store = JobStore(backend)
-    jobs = JobManager(settings, cluster, store)
+    jobs = JobManager(settings, cluster, store, Records(backend.obstore))
+    if settings.retention_days:
+        owned.append(Retention(jobs, jobs.records, settings.retention_days).start())
     service = Service(settings, cluster, store, jobs, public_endpoint or endpoint, owned)
     service.unsubscribe.append(cluster.on_lost(jobs.fail_running))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from gateway_dask_zarr.edge import public_document
+from gateway_dask_zarr.edge import owner, public_document, viewer
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
 from gateway_dask_zarr.jobs import JobManager, check_job_id
 from gateway_dask_zarr.openapi import openapi_document
@@ -35,9 +35,9 @@ def _query_params() -> dict[str, str]:
 def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
     service = current_app.extensions["gateway"]
     job_request = JobRequest.parse(_query_params(), service.settings)
-    job = service.jobs.submit(job_request, job_id)
+    job = service.jobs.submit(job_request, owner(), job_id)
     job.ended.wait(service.settings.job_timeout_s + 60)
-    document = public_document(service.jobs.get(job.id) or job.document())
+    document = public_document(job.document())
     if document["status"] == "complete":
         return jsonify(document), 200
     body = {
@@ -67,33 +67,46 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if not isinstance(body, dict):
         raise InvalidParameter('the body must be a JSON object such as {"shape": [1000, 1000]}', code="invalid_body")
     service = current_app.extensions["gateway"]
-    job = service.jobs.submit(JobRequest.parse(body, service.settings))
+    job = service.jobs.submit(JobRequest.parse(body, service.settings), owner())
     document = public_document(job.document())
     return jsonify(document), 202, {"Location": document["links"]["self"]}
 
 
 @bp.get("/jobs")
-def list_jobs() -> Response:
-    """Recent jobs, newest first."""
+def list_jobs() -> tuple[Response, int, dict[str, str]]:
+    """The caller's jobs, newest first, a page at a time (`limit`, `before`; Link rel="next")."""
     params = _query_params()
-    unknown = sorted(set(params) - {"limit"})
+    unknown = sorted(set(params) - {"limit", "before"})
     if unknown:
         raise InvalidParameter(
-            f"unknown parameter {unknown[0]!r}; known: limit", code="unknown_parameter", field=unknown[0]
+            f"unknown parameter {unknown[0]!r}; known: limit, before", code="unknown_parameter", field=unknown[0]
         )
     raw = params.get("limit", "50")
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
         raise InvalidParameter(f"limit must be an integer from 1 to 1000, got {raw!r}", field="limit")
-    return jsonify({"jobs": [public_document(d) for d in _jobs().list(int(raw))]})
+    documents, cursor = _jobs().list(viewer(), int(raw), params.get("before"))
+    headers = {}
+    if cursor is not None:
+        headers["Link"] = f'<{url_for("api.list_jobs", limit=raw, before=cursor)}>; rel="next"'
+    return jsonify([public_document(d) for d in documents]), 200, headers
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """One job document."""
-    document = _jobs().get(check_job_id(job_id))
+    document = _jobs().get(check_job_id(job_id), viewer())
     if document is None:
         raise NotFound(f"no job {job_id!r}")
     return jsonify(public_document(document))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> tuple[Response | str, int]:
+    """Delete a job: 204 when it is gone, 202 with its document while it is being cancelled or cleaned up."""
+    document = _jobs().delete(check_job_id(job_id), viewer())
+    if document is None:
+        return "", 204
+    return jsonify(public_document(document)), 202
 
 
 @bp.get("/healthz")

@@ -1,30 +1,32 @@
-"""Who may call the API: AUTH=none, a static token list (AUTH=token) or JupyterHub's tokens (AUTH=jupyterhub)."""
+"""Who is calling: AUTH=none, a static token list (AUTH=token) or JupyterHub (AUTH=jupyterhub); CSRF for cookie writes.
+
+Every request but the probes sets `flask.g.user` (the owner its jobs get) and `flask.g.is_admin`
+(may see everyone's jobs). AUTH=none: `anonymous`, who sees every job. AUTH=token: the token's
+name from API_TOKENS (`name:token`; a plain token's name is `token`), no admin. AUTH=jupyterhub:
+the hub user (see hub.py), admin with the hub's admin flag or an `admin:users` scope.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
-import logging
-import threading
-import time
-import urllib.error
-import urllib.request
-from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request, session
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.errors import Unauthorized, Unavailable
+from gateway_dask_zarr.errors import Forbidden, Unauthorized
+from gateway_dask_zarr.hub import HubLogin, PrefixMiddleware, session_secret
+from gateway_dask_zarr.hub import bp as hub_bp
 
-log = logging.getLogger(__name__)
-
-# Probes must answer without a token (Kubernetes sends none); every other path, the page,
-# /metrics and /openapi.json included, needs one.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-HUB_CACHE_S = 60.0
-HUB_CACHE_MAX = 4096
-HUB_TIMEOUT_S = 5.0
+# Probes must answer without a token (Kubernetes sends none); the hub's OAuth callback is how a
+# browser gets its session. Every other path, the page, /metrics and /openapi.json included,
+# needs a caller.
+OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "hub.oauth_callback"})
+PLAIN_TOKEN_NAME = "token"  # noqa: S105 - a name, not a secret
+# The header the page's fetch sends on writes; a cross-site form or fetch cannot set it
+# without a CORS preflight, which this app never grants.
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -37,87 +39,96 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class Authenticator:
-    """Checks a request's token against the configured kind of auth."""
+    """Finds the caller of a request under the configured kind of auth."""
 
     def __init__(self, settings: Settings) -> None:
         self.kind = settings.auth
-        self._tokens = [t.encode() for t in settings.api_tokens]
-        self._hub_url = settings.jupyterhub_api_url
-        # Positive answers only, keyed by a hash so the cache holds no token.
-        self._hub_cache: dict[str, tuple[float, str]] = {}
-        self._lock = threading.Lock()
+        self._tokens: list[tuple[str, bytes]] = []
+        for entry in settings.api_tokens:
+            name, _, token = entry.partition(":") if ":" in entry else (PLAIN_TOKEN_NAME, "", entry)
+            self._tokens.append((name, token.encode()))
+        self.hub = HubLogin(settings) if self.kind == "jupyterhub" else None
 
-    def user(self, header: str | None) -> str:
-        """The caller's name; raise Unauthorized without a valid token, Unavailable when the hub cannot say."""
+    def caller(self) -> tuple[str, bool, bool]:
+        """(name, is_admin, by_cookie) of this request's caller; raise Unauthorized, Forbidden or Unavailable."""
         if self.kind == "none":
-            return "anonymous"
-        token = bearer_token(header)
-        if token is None:
-            raise Unauthorized("this API needs a token: send the header 'Authorization: Bearer <token>'")
-        if self.kind == "token":
-            return self._static(token)
-        return self._hub(token)
+            return "anonymous", True, False
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is not None:
+            if self.hub is not None:
+                return (*self.hub.user(token), False)
+            return self._static(token), False, False
+        if self.hub is not None and session.get("token"):
+            return (*self.hub.user(session["token"]), True)
+        raise Unauthorized("this API needs a token: send the header 'Authorization: Bearer <token>'")
 
     def _static(self, token: str) -> str:
         # Compare against every token, in constant time each, so timing tells nothing.
-        matched = False
-        for known in self._tokens:
-            matched |= hmac.compare_digest(token.encode(), known)
-        if not matched:
+        found = None
+        for name, known in self._tokens:
+            if hmac.compare_digest(token.encode(), known):
+                found = name
+        if found is None:
             raise Unauthorized("the token is not valid; send one of the service's API tokens")
-        return "token"
+        return found
 
-    def _hub(self, token: str) -> str:
-        key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        with self._lock:
-            cached = self._hub_cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        name = self._ask_hub(token)
-        with self._lock:
-            if len(self._hub_cache) >= HUB_CACHE_MAX:
-                self._hub_cache = {k: v for k, v in self._hub_cache.items() if v[0] > now}
-            if len(self._hub_cache) < HUB_CACHE_MAX:
-                self._hub_cache[key] = (now + HUB_CACHE_S, name)
-        return name
 
-    def _ask_hub(self, token: str) -> str:
-        """GET {hub}/user with the caller's token, as a JupyterHub service does: the hub answers with its user model."""
-        # A configured http(s) URL (Settings checks JUPYTERHUB_API_URL), never the caller's.
-        req = urllib.request.Request(  # noqa: S310
-            f"{self._hub_url}/user", headers={"Authorization": f"token {token}", "Accept": "application/json"}
+def check_csrf() -> None:
+    """A cookie-authenticated write must carry the session's CSRF token, which only the page has."""
+    expected = session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not (expected and sent and hmac.compare_digest(sent, expected)):
+        raise Forbidden(
+            f"a write from a browser session needs the page's {CSRF_HEADER} header; reload the page and try again",
+            code="csrf_failed",
         )
-        try:
-            with urllib.request.urlopen(req, timeout=HUB_TIMEOUT_S) as response:  # noqa: S310
-                model: Any = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403, 404):
-                raise Unauthorized(
-                    "JupyterHub does not accept this token; use a current JupyterHub API token"
-                ) from None
-            log.warning("JupyterHub answered %s to a token check", exc.code)
-            raise Unavailable(
-                "JupyterHub could not check the token now; try again shortly", code="auth_unavailable", retry_after=5
-            ) from None
-        except (OSError, ValueError) as exc:
-            log.warning("JupyterHub could not be asked about a token: %s", type(exc).__name__)
-            raise Unavailable(
-                "JupyterHub (JUPYTERHUB_API_URL) cannot be reached to check the token; try again shortly",
-                code="auth_unavailable",
-                retry_after=5,
-            ) from None
-        if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-            raise Unauthorized("JupyterHub does not know a user for this token")
-        return model["name"]
+
+
+def _wants_page() -> bool:
+    """A browser navigating (a GET asking for HTML, no token), sent to the hub's login rather than answered 401."""
+    return (
+        request.method == "GET"
+        and "text/html" in request.headers.get("Accept", "")
+        and "Authorization" not in request.headers
+    )
 
 
 def install_auth(app: Flask, settings: Settings) -> None:
-    """Check every request but the probes before any view runs."""
-    app.extensions["gateway_auth"] = Authenticator(settings)
+    """Find the caller of every request but the probes before any view runs; serve under the hub's prefix."""
+    authenticator = Authenticator(settings)
+    app.extensions["gateway_auth"] = authenticator
+    if authenticator.hub is not None:
+        app.extensions["hub_login"] = authenticator.hub
+        app.secret_key = session_secret(settings)
+        app.config.update(
+            SESSION_COOKIE_NAME=settings.oauth_client_id,
+            # Only this service's paths: the hub and users' servers share the domain.
+            SESSION_COOKIE_PATH=settings.service_prefix,
+        )
+        app.register_blueprint(hub_bp)
+    if settings.service_prefix != "/":
+        app.wsgi_app = PrefixMiddleware(app.wsgi_app, settings.service_prefix)  # type: ignore[method-assign]
 
     @app.before_request
-    def require_token() -> None:
-        # An Unauthorized or Unavailable raised here is answered by the edge's error handlers.
-        if request.path not in OPEN_PATHS:
-            g.user = current_app.extensions["gateway_auth"].user(request.headers.get("Authorization"))
+    def find_caller() -> WerkzeugResponse | None:
+        # A refusal raised here is answered by the edge's error handlers (401, 403, 503).
+        if request.endpoint in OPEN_ENDPOINTS:
+            return None
+        try:
+            g.user, g.is_admin, by_cookie = authenticator.caller()
+        except Unauthorized:
+            if authenticator.hub is not None and _wants_page():
+                here = request.full_path if request.query_string else request.path
+                return authenticator.hub.login_redirect(request.script_root + here)
+            raise
+        if by_cookie and request.method in UNSAFE_METHODS:
+            check_csrf()
+        return None
+
+    @app.context_processor
+    def page_auth() -> dict[str, str]:
+        # The page says who is signed in, and puts the CSRF token in a <meta> for app.js.
+        return {
+            "signed_in_as": g.get("user", "") if authenticator.kind != "none" else "",
+            "csrf_token": session.get("csrf", "") if authenticator.hub is not None else "",
+        }

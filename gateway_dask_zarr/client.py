@@ -218,10 +218,7 @@ class Gateway:
     def list(self, limit: int | None = None, before: str | None = None) -> builtins.list[Job]:
         """The caller's jobs, newest first: one page of `limit` (the server's default when None)."""
         params = {k: v for k, v in {"limit": limit, "before": before}.items() if v is not None}
-        body = self.request("GET", "/jobs", params=params).json()
-        # The body is a JSON array; older servers wrapped it as {"jobs": [...]}.
-        documents = body["jobs"] if isinstance(body, dict) else body
-        return [Job(self, d) for d in documents]
+        return [Job(self, d) for d in self.request("GET", "/jobs", params=params).json()]
 
 
 class Job:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -17,6 +18,8 @@ AUTH_KINDS = ("none", "token", "jupyterhub")
 LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
 LOG_LEVELS = ("info", "debug", "warning", "error")
+# A name for an API token (API_TOKENS=name:token): what jobs record as their owner.
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 # Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
 MAX_BODY_CEILING = 16 * 2**20
 
@@ -39,6 +42,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "MAX_CHUNKS",
         "MAX_ACTIVE_JOBS",
         "JOB_TIMEOUT_S",
+        "CLEANUP_GRACE_S",
+        "RETENTION_DAYS",
         "MAX_BODY_BYTES",
         "FORWARDED_ALLOW_IPS",
         "COMPRESSOR",
@@ -46,6 +51,11 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "API_TOKENS",
         "JUPYTERHUB_API_URL",
         "JUPYTERHUB_API_TOKEN",
+        "JUPYTERHUB_SERVICE_NAME",
+        "JUPYTERHUB_SERVICE_PREFIX",
+        "JUPYTERHUB_CLIENT_ID",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL",
+        "JUPYTERHUB_BASE_URL",
         "LOG_FORMAT",
         "LOG_LEVEL",
         "HOST",
@@ -146,6 +156,31 @@ def _data_dir(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _path(env: Mapping[str, str], name: str, default: str) -> str:
+    """A URL path such as /services/gdz/, always with a leading and a trailing slash."""
+    raw = env.get(name, "").strip() or default
+    if not raw.startswith("/") or "//" in raw or any(c in raw for c in "?#\\ "):
+        raise ConfigError(name, f"expected a URL path such as /services/name/, got {raw!r}")
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def _api_tokens(env: Mapping[str, str], auth: str) -> tuple[str, ...]:
+    """API_TOKENS: comma-separated `name:token` pairs or plain tokens (whose owner is `token`)."""
+    entries = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
+    if auth != "token":
+        return entries
+    if not entries:
+        raise ConfigError("API_TOKENS", "is required (comma-separated name:token pairs) when AUTH=token")
+    for entry in entries:
+        named = ":" in entry
+        name, _, token = entry.partition(":") if named else ("", "", entry)
+        if named and not TOKEN_NAME.fullmatch(name):
+            raise ConfigError("API_TOKENS", "a token's name must be 1 to 64 of A-Z a-z 0-9 _ . @ -")
+        if len(token) < 16:
+            raise ConfigError("API_TOKENS", "each token must be at least 16 characters")
+    return entries
+
+
 def _cluster_options(env: Mapping[str, str]) -> dict[str, Any]:
     raw = env.get("DASK_GATEWAY_CLUSTER_OPTIONS", "").strip()
     if not raw:
@@ -179,6 +214,10 @@ class Settings:
     max_chunks: int = 100_000
     max_active_jobs: int = 8
     job_timeout_s: int = 600
+    # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
+    # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
+    cleanup_grace_s: int = 180
+    retention_days: int = 0  # 0: keep every job until it is deleted
     max_body_bytes: int = 64 * 2**10
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     compressor: str = "none"
@@ -186,6 +225,12 @@ class Settings:
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     jupyterhub_api_url: str | None = None
     jupyterhub_api_token: str | None = field(default=None, repr=False)
+    # AUTH=jupyterhub: the service as the hub knows it (JupyterHub's own variable names).
+    service_name: str | None = None
+    service_prefix: str = "/"
+    oauth_client_id: str | None = None
+    oauth_callback_url: str | None = None
+    hub_base_url: str = "/"
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -198,15 +243,17 @@ class Settings:
         if cluster == "scheduler" and not scheduler_address:
             raise ConfigError("SCHEDULER_ADDRESS", "is required when CLUSTER=scheduler")
         auth = _choice(env, "AUTH", AUTH_KINDS)
-        api_tokens = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
-        if auth == "token" and not api_tokens:
-            raise ConfigError("API_TOKENS", "is required (comma-separated) when AUTH=token")
-        if auth == "token" and any(len(t) < 16 for t in api_tokens):
-            raise ConfigError("API_TOKENS", "each token must be at least 16 characters")
+        api_tokens = _api_tokens(env, auth)
         hub_url = _url(env, "JUPYTERHUB_API_URL")
         hub_token = env.get("JUPYTERHUB_API_TOKEN", "").strip() or None
+        service_name = env.get("JUPYTERHUB_SERVICE_NAME", "").strip() or None
         if auth == "jupyterhub" and not (hub_url and hub_token):
             raise ConfigError("JUPYTERHUB_API_URL", "and JUPYTERHUB_API_TOKEN are required when AUTH=jupyterhub")
+        if auth == "jupyterhub" and not (service_name and TOKEN_NAME.fullmatch(service_name)):
+            raise ConfigError(
+                "JUPYTERHUB_SERVICE_NAME", "is required when AUTH=jupyterhub: the service's name in the hub"
+            )
+        prefix = _path(env, "JUPYTERHUB_SERVICE_PREFIX", f"/services/{service_name}/" if service_name else "/")
         settings = cls(
             cluster=cluster,
             n_workers=_int(env, "N_WORKERS", 3, 1, 100),
@@ -223,6 +270,8 @@ class Settings:
             max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
             max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
             job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
+            cleanup_grace_s=_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
+            retention_days=_int(env, "RETENTION_DAYS", 0, 0, 36500),
             max_body_bytes=_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
             compressor=_choice(env, "COMPRESSOR", COMPRESSORS),
@@ -230,6 +279,11 @@ class Settings:
             api_tokens=api_tokens,
             jupyterhub_api_url=hub_url,
             jupyterhub_api_token=hub_token,
+            service_name=service_name,
+            service_prefix=prefix,
+            oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", "").strip() or (service_name and f"service-{service_name}"),
+            oauth_callback_url=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", "").strip() or prefix + "oauth_callback",
+            hub_base_url=_path(env, "JUPYTERHUB_BASE_URL", "/"),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
             log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request, url_for
+from flask import Flask, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from gateway_dask_zarr import errors
@@ -24,6 +24,16 @@ STATUS: tuple[tuple[type[errors.ServiceError], int], ...] = (
     (errors.Unavailable, 503),
 )
 CHALLENGE = 'Bearer realm="gateway-dask-zarr"'
+
+
+def owner() -> str:
+    """The caller, who owns the jobs it submits."""
+    return str(g.get("user", "anonymous"))
+
+
+def viewer() -> str | None:
+    """Whose jobs the caller may see: its own, or everyone's (None) for an admin."""
+    return None if g.get("is_admin") else owner()
 
 
 def status_of(exc: errors.ServiceError) -> int:

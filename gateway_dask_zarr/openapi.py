@@ -100,21 +100,23 @@ def _list_paths() -> dict[str, Any]:
                 },
             },
             "get": {
-                "summary": "Recent jobs, newest first",
+                "summary": "The caller's jobs, newest first, a page at a time",
                 "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "the cursor from the previous page's Link header",
+                        "schema": {"type": "string", "pattern": "^[0-9]{13}-[A-Za-z0-9_.-]{1,64}$"},
+                    },
                 ],
                 "responses": {
                     "200": {
-                        "description": "the jobs",
+                        "description": "the jobs; a Link header (rel=next) when there may be more",
+                        "headers": {"Link": {"schema": {"type": "string"}}},
                         "content": {
                             "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}
-                                    },
-                                }
+                                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}
                             }
                         },
                     },
@@ -141,7 +143,20 @@ def _one_job_paths() -> dict[str, Any]:
                     "404": _error("no such job"),
                     "503": _error("the store cannot be read now"),
                 },
-            }
+            },
+            "delete": {
+                "summary": "Cancel a running job or delete a finished one (array and record)",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "202": _job("being cancelled or cleaned up; the job is gone (404) when that is over"),
+                    "204": {"description": "deleted: the id is free"},
+                    "400": _error("a bad id"),
+                    "401": _error("no or wrong token"),
+                    "403": _error("a browser session's write without the page's X-CSRF-Token"),
+                    "404": _error("no such job, or another user's"),
+                    "503": _error("the store cannot be used now"),
+                },
+            },
         },
         "/jobs/{job_id}/preview.png": {
             "get": {

@@ -1,13 +1,11 @@
-"""The job arrays' format (codecs, metadata) and the JobStore: publishing, deleting, listing and reading jobs."""
+"""The job arrays' format (codecs, metadata) and the JobStore: publishing, deleting and reading arrays."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import threading
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -22,39 +20,6 @@ from gateway_dask_zarr.storage import S3Backend, StorageBackend
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
-# Complete jobs' documents kept in memory (they never change): enough for the lists people
-# page through, bounded so a long-lived process does not grow with its history.
-DOCUMENTS_CACHED = 10_000
-
-
-class RecentDocuments:
-    """A bounded, thread-safe map of job id to document; the least recently used is forgotten first."""
-
-    def __init__(self, size: int = DOCUMENTS_CACHED) -> None:
-        self._size = size
-        self._docs: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        """The document of a job, or None."""
-        with self._lock:
-            document = self._docs.get(job_id)
-            if document is not None:
-                self._docs.move_to_end(job_id)
-            return document
-
-    def put(self, job_id: str, document: dict[str, Any]) -> None:
-        """Keep a document, forgetting the least recently used beyond the size."""
-        with self._lock:
-            self._docs[job_id] = document
-            self._docs.move_to_end(job_id)
-            while len(self._docs) > self._size:
-                self._docs.popitem(last=False)
-
-    def forget(self, job_id: str) -> None:
-        """Drop a job's document (its array was deleted)."""
-        with self._lock:
-            self._docs.pop(job_id, None)
 
 
 def _zarr_json(kwargs: dict[str, Any], attributes: dict[str, Any]) -> bytes:
@@ -102,7 +67,7 @@ def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, 
 
 
 class JobStore:
-    """The root of all job arrays: publishing, deleting, listing and reading job documents."""
+    """The root of all job arrays: publishing, deleting and reading published job documents."""
 
     def __init__(self, backend: StorageBackend) -> None:
         self.backend = backend
@@ -110,7 +75,6 @@ class JobStore:
         self.fs = backend.fs
         # Build the chunk writers' and previews' client now, at start-up, not during the first request.
         _ = backend.worker_store
-        self._docs = RecentDocuments()
 
     def array_url(self, job_id: str) -> str:
         """The URL of a job's array."""
@@ -138,55 +102,23 @@ class JobStore:
                 raise ContainsArrayError(f"an array exists at {self.array_url(job_id)}") from None
         else:
             zarr.create_array(self.backend.array_store(job_id), attributes=attributes, overwrite=False, **kwargs)
-        self._docs.put(job_id, document)
 
     def delete(self, job_id: str) -> None:
-        """Delete every object under the job's array path."""
+        """Delete every object under the job's array path, its zarr.json first (readers stop at once)."""
         path = self._path(f"{job_id}.zarr")
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(path, recursive=True)
-        self._docs.forget(job_id)
+        for target, recursive in ((f"{path}/{METADATA_KEY}", False), (path, True)):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(target, recursive=recursive)
         self.fs.invalidate_cache()
 
     def read(self, job_id: str) -> dict[str, Any] | None:
-        """The stored job document of a complete job, or None."""
-        cached = self._docs.get(job_id)
-        if cached is not None:
-            return cached
+        """The job document in a published (complete) array's attributes, or None."""
         try:
             raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
         except FileNotFoundError:
             return None
-        return self._remember(job_id, raw)
-
-    def _remember(self, job_id: str, raw: bytes) -> dict[str, Any] | None:
         document = json.loads(raw).get("attributes", {}).get("gateway")
-        if isinstance(document, dict) and document.get("status") == "complete":
-            self._docs.put(job_id, document)
-            return document
-        return None
-
-    def list(self, limit: int) -> list[dict[str, Any]]:
-        """Complete jobs, newest first by their `created` attribute."""
-        self.fs.invalidate_cache()
-        try:
-            entries = self.fs.ls(self._path(), detail=False)
-        except FileNotFoundError:
-            return []
-        ids = [e.rstrip("/").rsplit("/", 1)[-1][: -len(".zarr")] for e in entries if e.rstrip("/").endswith(".zarr")]
-        known = {i: d for i in ids if (d := self._docs.get(i)) is not None}
-        missing = [i for i in ids if i not in known]
-        if missing:
-            paths = {self._path(f"{i}.zarr", METADATA_KEY): i for i in missing}
-            found = self.fs.cat(list(paths), on_error="omit")
-            for path, raw in found.items():
-                job_id = paths[self.fs._strip_protocol(path)]
-                document = self._remember(job_id, raw) if isinstance(raw, bytes) else None
-                if document is not None:
-                    known[job_id] = document
-        docs = list(known.values())
-        docs.sort(key=lambda d: d.get("created", ""), reverse=True)
-        return docs[:limit]
+        return document if isinstance(document, dict) and document.get("status") == "complete" else None
 
     def open_array(self, job_id: str) -> zarr.Array:
         """Open a job's published array for reading, through this process's shared store."""

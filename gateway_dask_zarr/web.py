@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway_dask_zarr.edge import public_document
+from gateway_dask_zarr.edge import public_document, viewer
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.metrics import Metrics
@@ -81,7 +81,7 @@ def index() -> str:
         }
     jobs_error = None
     try:
-        jobs = [public_document(d) for d in service.jobs.list(PAGE_JOBS)]
+        jobs = [public_document(d) for d in service.jobs.list(viewer(), PAGE_JOBS)[0]]
     except Exception as exc:
         log.warning("the page could not list jobs: %s", type(exc).__name__)
         jobs, jobs_error = (
@@ -105,7 +105,7 @@ def index() -> str:
 def preview(job_id: str) -> Response:
     """A PNG picture of a complete job's array (`size=thumb` for a bare thumbnail), from a bounded strided read."""
     service = _service()
-    document = service.jobs.get(check_job_id(job_id))
+    document = service.jobs.get(check_job_id(job_id), viewer())
     if document is None:
         raise NotFound(f"no job {job_id!r}")
     if document["status"] != "complete":
@@ -128,7 +128,7 @@ def preview(job_id: str) -> Response:
                 code="preview_unavailable",
             ) from None
         cache.put((job_id, size), png)
-    return Response(png, mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"})
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
 
 @bp.get("/metrics")

@@ -4,6 +4,8 @@ set -euo pipefail
 packages=(
   chromium  # the web page test drives it headless through Playwright
 )
+# Node and npm for JupyterHub's configurable-http-proxy (the hub tests); any Node >= 18 will do.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

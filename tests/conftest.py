@@ -1,4 +1,4 @@
-"""Fixtures: a real loopback S3 server, a real LocalCluster, and apps wired to them."""
+"""Fixtures: a real loopback S3 server, a real LocalCluster, a real JupyterHub, and apps wired to them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import s3fs
 from helpers import S3_CREDENTIALS
+from hub_server import HubServer
+from playwright.sync_api import Browser, sync_playwright
 
 from gateway_dask_zarr import create_app
 from gateway_dask_zarr.cluster import ClusterManager
@@ -21,6 +23,17 @@ from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 os.environ.update(S3_CREDENTIALS)
 
 BUCKET = "test-bucket"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +103,29 @@ def app(make_app: Callable[..., Any], settings: Settings) -> Any:
 def client(app: Any) -> Any:
     """Flask's test client for `app`."""
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """One real JupyterHub (with configurable-http-proxy) on 127.0.0.1 for the session's hub tests."""
+    server = HubServer(tmp_path_factory.mktemp("hub")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_app(hub: HubServer, make_app: Callable[..., Any], settings: Settings) -> Iterator[Any]:
+    """An app as the hub's service, behind the hub's proxy at hub.app_url."""
+    app = make_app(hub.app_settings(settings))
+    hub.slot.app = app
+    yield app
+    hub.slot.app = None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium (Debian's) for a module's tests."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -25,12 +25,26 @@ BIN = Path(sys.executable).parent
 
 
 class GatewayServer:
-    """One dask-gateway-server subprocess (UnsafeLocalBackend, SimpleAuthenticator) and its clusters."""
+    """One dask-gateway-server subprocess (UnsafeLocalBackend) and its clusters.
 
-    def __init__(self, workdir: Path, worker_env: dict[str, str], username: str = "gateway-test") -> None:
+    It authenticates with a password (SimpleAuthenticator) or, given `hub_env` (the hub's API
+    URL, the gateway's service token and name), with JupyterHub's tokens; then `hub_token` is
+    the token whose clusters this object lists.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        worker_env: dict[str, str],
+        username: str = "gateway-test",
+        hub_env: dict[str, str] | None = None,
+        hub_token: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.worker_env = worker_env
         self.username = username
+        self.hub_env = hub_env or {}
+        self.hub_token = hub_token
         self.password = "gw-pass-" + secrets.token_hex(8)
         self.http_port, self.tcp_port, self.private_port = free_port(), free_port(), free_port()
         self.address = f"http://127.0.0.1:{self.http_port}"
@@ -40,8 +54,9 @@ class GatewayServer:
 
     def start(self, timeout: float = 60) -> GatewayServer:
         """Start the server and wait until its health check passes."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_GATEWAY"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DASK_GATEWAY", "JUPYTERHUB_"))}
         env.update(self.worker_env)
+        env.update(self.hub_env)
         env.update(
             GATEWAY_ADDRESS=f"127.0.0.1:{self.http_port}",
             GATEWAY_PROXY_ADDRESS=f"127.0.0.1:{self.tcp_port}",
@@ -77,6 +92,13 @@ class GatewayServer:
 
     def client_env(self) -> dict[str, str]:
         """dask-gateway's own client configuration, as environment variables (a hub pod's way)."""
+        if self.hub_token is not None:
+            # The token itself comes from JUPYTERHUB_API_TOKEN, which the client reads.
+            return {
+                "DASK_GATEWAY__ADDRESS": self.address,
+                "DASK_GATEWAY__PROXY_ADDRESS": self.proxy_address,
+                "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+            }
         return {
             "DASK_GATEWAY__ADDRESS": self.address,
             "DASK_GATEWAY__PROXY_ADDRESS": self.proxy_address,
@@ -94,19 +116,27 @@ class GatewayServer:
             "gateway.auth.kwargs": {"username": self.username, "password": self.password},
         }
 
+    def auth(self) -> Any:
+        """dask-gateway's client auth of the test user (or of `hub_token`'s owner)."""
+        from dask_gateway import BasicAuth, JupyterHubAuth
+
+        if self.hub_token is not None:
+            return JupyterHubAuth(api_token=self.hub_token)
+        return BasicAuth(self.username, self.password)
+
     def gateway(self) -> Any:
         """A dask_gateway.Gateway client of the test user; close it after use."""
-        from dask_gateway import BasicAuth, Gateway
+        from dask_gateway import Gateway
 
-        return Gateway(self.address, self.proxy_address, auth=BasicAuth(self.username, self.password))
+        return Gateway(self.address, self.proxy_address, auth=self.auth())
 
     @contextlib.contextmanager
     def client_of(self, name: str) -> Iterator[Any]:
         """A distributed Client of one of the test user's clusters; the cluster is left running."""
-        from dask_gateway import BasicAuth, GatewayCluster
+        from dask_gateway import GatewayCluster
 
         cluster = GatewayCluster.from_name(
-            name, address=self.address, proxy_address=self.proxy_address, auth=BasicAuth(self.username, self.password)
+            name, address=self.address, proxy_address=self.proxy_address, auth=self.auth()
         )
         try:
             with cluster.get_client(set_as_default=False) as client:

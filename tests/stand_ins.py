@@ -1,9 +1,8 @@
-"""Small real servers the reliability tests run on loopback: a stand-in JupyterHub API, a fault-injecting S3 proxy."""
+"""Small real servers the reliability tests run on loopback: a fault-injecting S3 proxy."""
 
 from __future__ import annotations
 
 import http.client
-import json
 import random
 import threading
 import time
@@ -39,43 +38,6 @@ class _Server:
         self.thread.join(10)
 
 
-class _HubHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        hub: StandInHub = self.server.owner  # type: ignore[attr-defined]
-        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
-        with hub.lock:
-            hub.calls.append(self.path)
-        user = hub.users.get(token) if scheme == "token" and self.path == "/hub/api/user" else None
-        body = json.dumps(
-            {"name": user, "kind": "user", "scopes": ["access:services"]}
-            if user
-            else {"status": 403, "message": "Forbidden"}
-        ).encode()
-        self.send_response(200 if user else 403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class StandInHub(_Server):
-    """Answers GET /hub/api/user as JupyterHub does: the user model for a known token, 403 otherwise."""
-
-    handler = _HubHandler
-
-    def __init__(self, users: dict[str, str]) -> None:
-        self.users = users
-        self.calls: list[str] = []
-        self.lock = threading.Lock()
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.url}/hub/api"
-
-
 XML_HEADER = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 SLOWDOWN = XML_HEADER + b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 INTERNAL = (
@@ -94,7 +56,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         proxy: FaultProxy = self.server.owner  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fault = proxy.decide(self.command)
+        fault = proxy.decide(self.command, self.path)
         if fault is not None:
             status, payload = fault
             self.send_response(status)
@@ -127,22 +89,36 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 class FaultProxy(_Server):
-    """Forwards to an S3 server; answers 503 SlowDown or 500 to a share of PUTs and delays others."""
+    """Forwards to an S3 server and counts requests; answers 503 SlowDown or 500 to a share of PUTs and delays others.
+
+    With `only`, faults and delays apply just to PUTs whose path contains it (e.g. "/c/" for chunks).
+    """
 
     handler = _ProxyHandler
 
     def __init__(
-        self, upstream: str, *, fail_share: float = 0.0, delay_share: float = 0.0, delay_s: float = 0.0, seed: int = 0
+        self,
+        upstream: str,
+        *,
+        fail_share: float = 0.0,
+        delay_share: float = 0.0,
+        delay_s: float = 0.0,
+        seed: int = 0,
+        only: str | None = None,
     ) -> None:
         self.upstream = urlparse(upstream)
+        self.only = only
+        self.requests = 0
         self.fail_share, self.delay_share, self.delay_s = fail_share, delay_share, delay_s
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.counts = {"put": 0, "slowdown": 0, "internal": 0, "delayed": 0}
 
-    def decide(self, method: str) -> tuple[int, bytes] | None:
+    def decide(self, method: str, path: str = "") -> tuple[int, bytes] | None:
         """A fault to answer with instead of forwarding, or None (maybe after a delay)."""
-        if method != "PUT":
+        with self.lock:
+            self.requests += 1
+        if method != "PUT" or (self.only is not None and self.only not in path):
             return None
         with self.lock:
             self.counts["put"] += 1

@@ -108,10 +108,10 @@ def test_post_jobs_answers_202_then_completes(client: Any) -> None:
 
 def test_jobs_lists_newest_first_with_limit(client: Any) -> None:
     ids = [client.get(f"/run?seed={s}&shape=100,100&chunks=50,50").get_json()["id"] for s in range(3)]
-    listed = client.get("/jobs").get_json()["jobs"]
+    listed = client.get("/jobs").get_json()
     assert [d["id"] for d in listed] == ids[::-1]
     assert all(d["status"] == "complete" and d["url"].endswith(f"{d['id']}.zarr") for d in listed)
-    assert [d["id"] for d in client.get("/jobs?limit=2").get_json()["jobs"]] == ids[:0:-1]
+    assert [d["id"] for d in client.get("/jobs?limit=2").get_json()] == ids[:0:-1]
 
 
 def test_unknown_job_is_404_json(client: Any) -> None:

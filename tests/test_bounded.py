@@ -41,11 +41,13 @@ def json_lines() -> Iterator[io.StringIO]:
 def test_job_timeout_cancels_fails_and_deletes_every_chunk(
     make_app: Any, slow: FaultProxy, s3fs_client: Any, cluster: Any, json_lines: io.StringIO
 ) -> None:
-    settings = Settings(store_url="s3://test-bucket", s3_endpoint_url=slow.url, job_timeout_s=3, log_format="json")
+    # A clean-up bound above the proxy's 2 s per PUT: by then the last PUT in flight has landed.
+    settings = Settings(
+        store_url="s3://test-bucket", s3_endpoint_url=slow.url, job_timeout_s=3, cleanup_grace_s=3, log_format="json"
+    )
     app = make_app(settings)
     assert isinstance(logs._handler.formatter, logs.JsonFormatter)
     jobs = app.extensions["gateway"].jobs
-    jobs.late_write_grace_s = 3.0  # above the proxy's 2 s per PUT: the last PUT in flight has landed
     client = app.test_client()
 
     started = time.monotonic()
@@ -61,7 +63,7 @@ def test_job_timeout_cancels_fails_and_deletes_every_chunk(
     # The scheduler forgot the job's tasks, the re-delete ran, and no chunk is left.
     scheduler = cluster._cluster.scheduler
     wait_for(lambda: not [k for k in scheduler.tasks if job_id in str(k)], 30)
-    wait_for(lambda: not jobs._timers, 60)
+    wait_for(lambda: jobs.records.read(job_id)["cleanup"] == "done", 60)
     time.sleep(2.5)  # longer than one PUT: a task still writing would show now
     s3fs_client.invalidate_cache()
     # Listed by key prefix: SeaweedFS keeps an emptied folder a while, and s3fs's find falls
@@ -84,4 +86,4 @@ def test_job_timeout_cancels_fails_and_deletes_every_chunk(
         assert len(about) >= 2, about
         assert all(r.get("job_id") == job for r in about), [r for r in about if r.get("job_id") != job]
         assert {"time", "level", "logger", "message"} <= set(about[0])
-    assert any(r.get("job_id") == job_id and "deleted again" in r["message"] for r in records)
+    assert any(r.get("job_id") == job_id and "cleaned up" in r["message"] for r in records)

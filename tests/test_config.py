@@ -11,6 +11,18 @@ import pytest
 from gateway_dask_zarr.config import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+HUB = {"AUTH": "jupyterhub", "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "t" * 32}
+
+
+def test_jupyterhub_settings_take_the_hubs_defaults() -> None:
+    settings = Settings.from_env({**HUB, "JUPYTERHUB_SERVICE_NAME": "gdz"})
+    assert settings.service_prefix == "/services/gdz/"
+    assert settings.oauth_client_id == "service-gdz"
+    assert settings.oauth_callback_url == "/services/gdz/oauth_callback"
+    assert settings.hub_base_url == "/"
+    assert "t" * 32 not in repr(settings)
+    tokens = Settings.from_env({"AUTH": "token", "API_TOKENS": f"alice:{'a' * 16}, {'p' * 16}"}).api_tokens
+    assert tokens == (f"alice:{'a' * 16}", "p" * 16)
 
 
 def test_defaults_serve_the_embedded_default() -> None:
@@ -72,6 +84,14 @@ def test_values_are_parsed() -> None:
         ({"AUTH": "token"}, "API_TOKENS"),
         ({"AUTH": "token", "API_TOKENS": "short"}, "API_TOKENS"),
         ({"AUTH": "jupyterhub"}, "JUPYTERHUB_API_URL"),
+        ({"AUTH": "token", "API_TOKENS": "alice:short"}, "API_TOKENS"),
+        ({"AUTH": "token", "API_TOKENS": "al ice:" + "t" * 16}, "API_TOKENS"),
+        ({"AUTH": "token", "API_TOKENS": ":" + "t" * 16}, "API_TOKENS"),
+        (HUB, "JUPYTERHUB_SERVICE_NAME"),
+        (
+            {**HUB, "JUPYTERHUB_SERVICE_NAME": "gdz", "JUPYTERHUB_SERVICE_PREFIX": "services/gdz"},
+            "JUPYTERHUB_SERVICE_PREFIX",
+        ),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES"),

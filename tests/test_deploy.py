@@ -154,7 +154,7 @@ def test_manifests_pass_strict_kubernetes_schema_validation(version: str) -> Non
         used = kubernetes_validate.validate(doc, version, strict=True)
         assert used == version.rsplit(".", 1)[0]
         kinds.append(doc["kind"])
-    assert sorted(kinds) == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service"]
 
 
 def test_strict_validation_rejects_a_misspelt_field() -> None:
@@ -178,6 +178,14 @@ def test_labels_selectors_and_image() -> None:
     image = container()["image"]
     assert image.rsplit(":", 1)[1] == gateway_dask_zarr.__version__
     assert service["spec"]["ports"][0]["targetPort"] == container()["ports"][0]["name"]
+
+
+def test_two_replicas_roll_one_at_a_time_and_a_drain_leaves_one() -> None:
+    deployment, budget = one("Deployment"), one("PodDisruptionBudget")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
 
 
 def test_pod_is_non_root_read_only_and_bounded() -> None:
@@ -266,6 +274,26 @@ def test_the_configmap_is_valid_settings_for_the_app() -> None:
     assert not settings.embedded_s3
     assert settings.auth == "jupyterhub"
     assert settings.log_format == "json"
+
+
+def test_the_hub_values_register_the_app_as_the_configmaps_service() -> None:
+    """deploy/jupyterhub_values.yaml: the hub proxies the app's Service, and users may reach it."""
+    hub = yaml.safe_load((ROOT / "deploy" / "jupyterhub_values.yaml").read_text())["hub"]
+    settings = Settings.from_env(app_env())
+    name = settings.service_name
+    assert name and settings.service_prefix == f"/services/{name}/"
+    service = hub["services"][name]
+    web = one("Service")
+    assert service["url"] == f"http://{web['metadata']['name']}.{web['metadata']['namespace']}.svc.cluster.local:80"
+    assert web["spec"]["ports"][0]["port"] == 80
+    assert service["oauth_no_confirm"] is True
+    access = f"access:services!service={name}"
+    assert access in hub["loadRoles"]["user"]["scopes"]
+    assert access in hub["loadRoles"]["server"]["scopes"]
+    # The app's token may use dask-gateway, the hub's service that dask_gateway_config.yaml names.
+    gateway = merged_values()["gateway"]["auth"]["jupyterhub"]["jupyterhubServiceName"]
+    assert gateway in hub["services"]
+    assert hub["loadRoles"][name] == {"services": [name], "scopes": [f"access:services!service={gateway}"]}
 
 
 def test_the_secret_example_holds_placeholders_only() -> None:

@@ -22,9 +22,11 @@ import serve
 from conftest import BUCKET
 from gateway_server import BIN, ROOT, GatewayServer
 from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from hub_server import GATEWAY, HubServer
 from serve import free_port
 
 from gateway_dask_zarr import create_app
+from gateway_dask_zarr.cluster_backends import forget_loop
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 from gateway_dask_zarr.errors import ClusterUnavailable
@@ -402,3 +404,46 @@ def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: G
     assert "failed: the app is shutting down" in text, text
     assert text.index("failed: the app is shutting down") < text.index("Worker exiting"), text
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
+
+
+def test_production_topology_behind_a_real_jupyterhub(s3: EmbeddedS3, hub: HubServer, tmp_path: Path) -> None:
+    # The seed's topology on loopback: dask-gateway-server authenticating with JupyterHub (it is
+    # the hub's service GATEWAY), the app (gunicorn, AUTH=jupyterhub) using its own service
+    # token both to check its callers and to own its gateway cluster.
+    hub_env = {"JUPYTERHUB_API_URL": hub.api_url, "JUPYTERHUB_API_TOKEN": hub.gateway_token}
+    (tmp_path / "gateway").mkdir()
+    gateway = GatewayServer(
+        tmp_path / "gateway",
+        WORKER_ENV,
+        hub_env={**hub_env, "JUPYTERHUB_SERVICE_NAME": GATEWAY},
+        hub_token=hub.app_token,
+    ).start()
+    try:
+        # A user's token lacks the gateway's access scope: the gateway refuses it (dask-gateway#829).
+        from aiohttp import ClientResponseError
+        from dask_gateway import Gateway, JupyterHubAuth
+
+        user_gateway = Gateway(gateway.address, auth=JupyterHubAuth(api_token=hub.mint_token("alice")))
+        with user_gateway, pytest.raises(ClientResponseError) as refused:
+            user_gateway.list_clusters()
+        forget_loop(user_gateway)
+        assert refused.value.status == 401
+        server = _gunicorn(gateway, s3.endpoint_url, tmp_path, extra=hub.app_env(), timeout=240, interval=0.5)
+        try:
+            assert len(gateway.cluster_names()) == 1  # the app's, as the hub's service
+            alice = {"Authorization": f"token {hub.mint_token('alice')}"}
+            assert requests.get(f"{server.url}/jobs", timeout=30).status_code == 401
+            response = requests.get(
+                f"{server.url}/run?shape=1000,1000&chunks=100,100&seed=7", headers=alice, timeout=300
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["owner"] == "alice"
+            assert_verified(response.json())
+        finally:
+            code = server.close(120)
+        assert code == 0, server.log()
+        # The app closed its cluster on SIGTERM: the gateway lists none of the app's.
+        wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
+        assert hub.app_token not in server.log()
+    finally:
+        gateway.stop()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from stand_ins import FaultProxy
+
+from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 
 
 def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -57,9 +60,16 @@ def test_request_labels_use_the_route_not_the_path(client: Any) -> None:
     assert samples[("gateway_http_requests_total", (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 1
 
 
-def test_failed_jobs_are_counted_and_apps_keep_their_own_registry(make_app: Any, settings: Any, client: Any) -> None:
-    broken = make_app(settings, store_url="s3://no-such-bucket").test_client()
-    response = broken.get("/run?shape=200,200&chunks=100,100")
+def test_failed_jobs_are_counted_and_apps_keep_their_own_registry(
+    make_app: Any, settings: Any, client: Any, s3: EmbeddedS3
+) -> None:
+    # Chunk PUTs that take 3 s each: the job fails at its 1 s deadline.
+    slow = FaultProxy(s3.endpoint_url, delay_share=1.0, delay_s=3.0, only="/c/").start()
+    try:
+        broken = make_app(settings, s3_endpoint_url=slow.url, job_timeout_s=1, cleanup_grace_s=3).test_client()
+        response = broken.get("/run?shape=200,200&chunks=100,100")
+    finally:
+        slow.stop()
     assert response.status_code == 503
     failed = ("gateway_jobs_total", (("status", "failed"),))
     assert scrape(broken)[failed] == 1

@@ -1,5 +1,5 @@
 """The notebook and the README's reading snippet, run as a user runs them: against `make run`,
-in an environment with no AWS_* variables."""
+in an environment with no AWS_* variables; and the notebook behind a hub."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
+import requests
 from helpers import assert_verified
+from hub_server import HubServer
 from nbclient import NotebookClient
 from serve import ROOT, MakeRun, make_run, user_env
 
@@ -62,17 +65,22 @@ def test_notebook_is_committed_without_outputs() -> None:
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
-def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
+def _execute(tmp_path: Path) -> tuple[Any, list[Any], str]:
+    """Run the notebook top to bottom; any failing cell, a failed assert included, raises CellExecutionError."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    # Any failing cell, a failed assert included, raises CellExecutionError here.
     NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert f"gateway: {gateway_url} (no token)" in text
     assert "verified: 5 chunks and the job's summary statistics" in text
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type == "display_data")
+    return notebook, outputs, text
+
+
+def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
+    notebook, outputs, text = _execute(tmp_path)
+    assert f"gateway: {gateway_url} (no token)" in text
     # The progress bar was tqdm's notebook widget, and it reached every chunk: 120 of 120.
     assert any(WIDGET in o.get("data", {}) for o in outputs if o.output_type == "display_data")
     states = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
@@ -85,3 +93,20 @@ def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
     assert [j["seed"] for j in jobs] == [7, 7]
     for job in jobs:
         assert_verified(job, anon=True)
+
+
+def test_notebook_runs_through_the_hubs_proxy_with_a_users_token(
+    hub: HubServer, hub_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a user's notebook server: the hub's token in JUPYTERHUB_API_TOKEN, the service's URL.
+    token = hub.mint_token("bob")
+    monkeypatch.setenv("GATEWAY_URL", hub.app_url)
+    monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    _, _, text = _execute(tmp_path)
+    assert "(with a token)" in text
+    jobs = requests.get(hub.app_url + "jobs", headers={"Authorization": f"token {token}"}, timeout=30).json()
+    assert len(jobs) == 2 and {j["owner"] for j in jobs} == {"bob"} and {j["seed"] for j in jobs} == {7}
+    for job in jobs:
+        assert_verified(job)

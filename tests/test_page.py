@@ -11,32 +11,12 @@ import pytest
 import requests
 from helpers import assert_verified
 from live import serve
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 JOB_TIMEOUT_MS = 180_000
 # Generous waits: the machine is shared, and a wait only ends early when the page is right.
 expect.set_options(timeout=30_000)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium for this module's tests."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -173,6 +153,24 @@ def test_page_on_a_phone(browser: Browser, base_url: str) -> None:
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+    assert problems == []
+
+
+def test_page_deletes_a_job_with_its_array(browser: Browser, base_url: str, s3fs_client: Any) -> None:
+    page, problems = open_page(browser, base_url, viewport={"width": 1280, "height": 900})
+    row, job_id = run_from_form(page, "300,300", "100,100", "9")
+    expect(row).to_have_attribute("data-status", "complete", timeout=JOB_TIMEOUT_MS)
+    assert s3fs_client.find(f"test-bucket/{job_id}.zarr")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button.delete").click()
+    expect(row).to_have_count(0)
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    assert requests.get(f"{base_url}/jobs/{job_id}", timeout=30).status_code == 404
+    s3fs_client.invalidate_cache()
+    assert s3fs_client.find(f"test-bucket/{job_id}.zarr") == []
+    # After a reload the job stays gone.
+    page.reload()
+    expect(page.locator(f'li.job[data-id="{job_id}"]')).to_have_count(0)
     assert problems == []
 
 

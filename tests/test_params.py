@@ -103,7 +103,13 @@ def _json_schema(openapi: Any) -> Any:
 
 
 def test_the_job_document_matches_its_schema_exactly() -> None:
-    job = Job("j1", JobRequest((300, 200), (100, 50), "float64", 7), created=datetime(2026, 1, 1, tzinfo=UTC))
+    job = Job(
+        "j1",
+        JobRequest((300, 200), (100, 50), "float64", 7),
+        "ann",
+        deadline=0.0,
+        created=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     document = job.document()
     schema = _json_schema(document_schema())
     assert set(document) == set(schema["properties"])

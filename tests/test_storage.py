@@ -21,7 +21,7 @@ def test_history_survives_a_restart_on_a_file_store(make_app: Any, tmp_path: Pat
 
     # A new app (a restart, or a second replica) reads the history from the store alone.
     second = make_app(settings).test_client()
-    listed = second.get("/jobs").get_json()["jobs"]
+    listed = second.get("/jobs").get_json()
     assert [d["id"] for d in listed] == ids[::-1]
     for doc in listed:
         assert doc["url"] == f"file://{tmp_path}/jobs/{doc['id']}.zarr"
@@ -57,15 +57,16 @@ def test_compressor_setting_adds_a_codec_before_crc32c(
     assert [c["name"] for c in meta["codecs"]] == ["bytes", compressor, "crc32c"]
 
 
-def test_a_failed_job_publishes_nothing_and_says_why(make_app: Any, settings: Settings, s3fs_client: Any) -> None:
-    # The workers cannot write to a bucket that does not exist: every chunk task fails.
+def test_a_store_that_cannot_be_written_refuses_the_job_and_says_why(
+    make_app: Any, settings: Settings, s3fs_client: Any
+) -> None:
+    # The job's record cannot be written to a bucket that does not exist: the id is never
+    # claimed, no task starts, and the answer names the store's error.
     client = make_app(settings, store_url="s3://no-such-bucket").test_client()
     response = client.get("/run?seed=1&shape=200,200&chunks=100,100")
     assert response.status_code == 503
     body = response.get_json()
-    assert body["error"]["code"] == "job_failed"
-    assert "NoSuchBucket" in body["error"]["message"] or "does not exist" in body["error"]["message"]
-    job = body["job"]
-    assert job["status"] == "failed" and job["error"] == body["error"]["message"]
-    assert client.get(f"/jobs/{job['id']}").get_json()["status"] == "failed"
+    assert body["error"]["code"] == "store_unavailable"
+    assert "NoSuchBucket" in body["error"]["message"], body
+    assert response.headers["Retry-After"] == "10"
     assert s3fs_client.find("test-bucket") == []

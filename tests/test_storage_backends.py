@@ -21,7 +21,7 @@ from gateway_dask_zarr.storage import (
     parse_storage,
     url_problem,
 )
-from gateway_dask_zarr.store import JobStore, RecentDocuments, array_kwargs
+from gateway_dask_zarr.store import JobStore, array_kwargs
 
 pytestmark = pytest.mark.fast
 
@@ -79,19 +79,18 @@ def _publish_and_read(backend: StorageBackend) -> None:
     store.publish("j1", array_kwargs(request.shape, request.chunks, request.dtype, "none"), document)
     assert store.exists("j1")
     assert JobStore(backend).read("j1") == document
-    assert [d["id"] for d in JobStore(backend).list(10)] == ["j1"]
     assert isinstance(store.open_array("j1"), zarr.Array)
     store.check_writable()
     store.delete("j1")
     assert not store.exists("j1")
 
 
-def test_a_file_store_publishes_reads_lists_and_deletes(tmp_path: Path) -> None:
+def test_a_file_store_publishes_reads_and_deletes(tmp_path: Path) -> None:
     _publish_and_read(parse_storage(f"file://{tmp_path}/jobs"))
     assert list((tmp_path / "jobs").iterdir()) == []
 
 
-def test_a_memory_store_publishes_reads_lists_and_deletes() -> None:
+def test_a_memory_store_publishes_reads_and_deletes() -> None:
     _publish_and_read(parse_storage(f"memory://tests-{uuid.uuid4().hex}"))
 
 
@@ -108,14 +107,3 @@ def test_the_obstore_of_a_backend_is_rooted_at_its_root(tmp_path: Path, scheme: 
     obstore.delete(backend.obstore, "_jobs/a")
     if scheme == "file":
         assert (tmp_path / "_jobs").is_dir() and not (tmp_path / "_jobs" / "a").exists()
-
-
-def test_the_document_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
-    cache = RecentDocuments(size=2)
-    cache.put("a", {"id": "a"})
-    cache.put("b", {"id": "b"})
-    assert cache.get("a") == {"id": "a"}
-    cache.put("c", {"id": "c"})
-    assert cache.get("b") is None and cache.get("a") and cache.get("c")
-    cache.forget("a")
-    assert cache.get("a") is None

@@ -13,6 +13,10 @@
   const empty = document.getElementById("jobs-empty");
   const template = document.getElementById("job-template");
   const following = new Set();
+  // With AUTH=jupyterhub the browser's session cookie authenticates; a write must also carry
+  // this page's CSRF token, which a page of another site cannot read.
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const csrfToken = csrfMeta ? csrfMeta.content : "";
 
   class ApiError extends Error {
     constructor(message, status, code, field) {
@@ -27,10 +31,14 @@
   async function api(method, url, body) {
     let response;
     try {
+      const headers = { Accept: "application/json" };
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
       response = await fetch(url, {
         method: method,
-        headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+        headers: headers,
         body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
       });
     } catch (err) {
       throw new ApiError("The gateway could not be reached. Is it running? (" + err.message + ")", 0, "network");
@@ -41,6 +49,7 @@
     } catch (err) {
       data = null;
     }
+    if (response.status === 204) return null;
     if (!response.ok) {
       const error = data && data.error;
       const message = error && error.message ? error.message : "The gateway answered " + response.status + " " + response.statusText + ".";
@@ -141,21 +150,29 @@
     });
   }
 
-  // Poll one job until it has ended.
+  function deleting(job) {
+    const row = rowFor(job.id);
+    return row !== null && row.querySelector("button.delete").disabled;
+  }
+
+  // Poll one job until it has ended (or, once deleted, until it is gone).
   async function follow(job) {
     if (following.has(job.id)) return;
     following.add(job.id);
     const url = job.links.self;
     try {
-      while (job.status === "queued" || job.status === "running") {
+      while (job.status === "queued" || job.status === "running" || deleting(job)) {
         await sleep(POLL_MS);
         try {
           job = await api("GET", url);
           show(job);
         } catch (err) {
           const row = rowFor(job.id);
+          if (err.status === 404) {
+            if (row) row.remove();
+            return;
+          }
           if (row) field(row, "error").textContent = err.message;
-          if (err.status === 404) return;
           await sleep(2 * POLL_MS);
         }
       }
@@ -207,7 +224,38 @@
     }
   });
 
+  // Delete a job (cancel it if it runs): the row goes once the server says the job is gone.
+  async function remove(row) {
+    const button = row.querySelector("button.delete");
+    const url = field(row, "self").getAttribute("href");
+    button.disabled = true;
+    try {
+      const job = await api("DELETE", url);
+      if (job === null) {
+        row.remove();
+      } else {
+        show(job);
+        field(row, "error").textContent = "Deleting: the job is being cancelled and cleaned up.";
+        follow(job);
+      }
+    } catch (err) {
+      if (err.status === 404) {
+        row.remove();
+      } else {
+        field(row, "error").textContent = err.message;
+        button.disabled = false;
+      }
+    }
+    empty.hidden = list.children.length > 0;
+  }
+
   list.addEventListener("click", function (event) {
+    const del = event.target.closest("button.delete");
+    if (del) {
+      const row = del.closest(".job");
+      if (window.confirm("Delete job " + row.dataset.id + " and its array?")) remove(row);
+      return;
+    }
     const copy = event.target.closest("button.copy");
     if (!copy) return;
     const text = field(copy.closest(".job"), "url").textContent;
@@ -225,7 +273,7 @@
   async function refresh() {
     try {
       const data = await api("GET", list.dataset.jobsUrl);
-      for (const job of data.jobs) {
+      for (const job of data) {
         show(job);
         if (job.status === "queued" || job.status === "running") follow(job);
       }

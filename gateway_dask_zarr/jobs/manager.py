@@ -1,0 +1,135 @@
+"""The jobs layer the HTTP layer calls: submit, get, list and delete jobs, for an owner or a viewer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway_dask_zarr.cluster import ClusterManager
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound
+from gateway_dask_zarr.jobs.admission import Admission
+from gateway_dask_zarr.jobs.ids import check_job_id, new_job_id
+from gateway_dask_zarr.jobs.job import ACTIVE, Job, document_of, stale
+from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
+from gateway_dask_zarr.jobs.runner import Runner
+from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.store import JobStore
+
+STOPPED = "the replica that ran this job stopped before the job ended; submit it again"
+
+
+class JobManager:
+    """Jobs in the store, shared by every replica; the ones this process runs are also in memory."""
+
+    def __init__(self, settings: Settings, cluster: ClusterManager, store: JobStore, records: Records) -> None:
+        self.settings = settings
+        self.store = store
+        self.records = records
+        self.admission = Admission(settings.max_active_jobs, cluster)
+        self.runner = Runner(settings, cluster, store, records, self.admission)
+        self.listeners = self.runner.on_end
+
+    @property
+    def active(self) -> int:
+        """Jobs queued or running in this process now."""
+        return self.admission.active
+
+    def submit(self, request: JobRequest, owner: str, job_id: str | None = None) -> Job:
+        """Claim the id in the store and start the job; else Busy, ClusterUnavailable, Conflict or StoreUnavailable."""
+        named = job_id is not None
+        job_id = check_job_id(job_id) if job_id is not None else new_job_id()
+        self.admission.admit()
+        try:
+            job = Job(job_id, request, owner, deadline=time.time() + self.settings.job_timeout_s)
+            self.records.claim(job.record())
+            if named and self._has_objects(job_id):
+                # Objects without a record (written before records existed, or by another tool).
+                self.records.remove(job.record())
+                raise Conflict(
+                    f"job {job_id!r} exists in the store; choose another id", code="job_exists", field="job_id"
+                )
+        except Exception:
+            self.admission.release()
+            raise
+        self.runner.start(job)
+        return job
+
+    def _has_objects(self, job_id: str) -> bool:
+        with store_errors():
+            return self.store.exists(job_id)
+
+    def get(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
+        """A job's document, or None when it does not exist or `viewer` may not see it (None: an admin)."""
+        running = self.runner.tracker.local(job_id)
+        if running is not None:
+            return running.document() if viewer in (None, running.owner) else None
+        record = self.records.read(job_id)
+        if record is None or viewer not in (None, record["owner"]):
+            return None
+        return self._shown(record)
+
+    def list(
+        self, viewer: str | None, limit: int, before: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs newest first (the viewer's own, or all for an admin), and the cursor of the next page or None."""
+        if before is not None and not CURSOR.fullmatch(before):
+            raise InvalidParameter(
+                f"before must be a cursor from the Link header of the previous page, got {before!r}", field="before"
+            )
+        names = self.records.index_page(viewer, limit, before)
+        documents = []
+        for record in self.records.read_many(names):
+            running = self.runner.tracker.local(record["id"])
+            documents.append(running.document() if running is not None else self._shown(record))
+        return documents, names[-1] if len(names) == limit else None
+
+    def _shown(self, record: dict[str, Any]) -> dict[str, Any]:
+        if not stale(record, self.settings.cleanup_grace_s):
+            return document_of(record)
+        # Its runner stopped: the array tells whether it was published before that.
+        with store_errors():
+            published = self.store.read(record["id"])
+        if published is not None:
+            return {**document_of(record), **published, "owner": record["owner"]}
+        return {**document_of(record), "status": "failed", "error": STOPPED}
+
+    def delete(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
+        """Delete a job (array and record): None when it is gone now; its document when its runner will finish it."""
+        record = self.records.read(job_id)
+        if record is None or viewer not in (None, record["owner"]):
+            raise NotFound(f"no job {job_id!r}")
+        running = self.runner.tracker.running.get(job_id)
+        if running is not None and not running.final:
+            self.records.request_delete(job_id)
+            running.cancel_tasks()
+            return running.document()
+        if self._owned_by_a_runner(record):
+            self.records.request_delete(job_id)
+            return document_of(record)
+        # Finished and clean, or its runner is gone past every bound: no write of it can land now.
+        again = self.records.read(job_id)
+        if again is None or again["attempt"] != record["attempt"]:
+            return None
+        with store_errors():
+            self.store.delete(job_id)
+        self.records.remove(record)
+        return None
+
+    def _owned_by_a_runner(self, record: dict[str, Any]) -> bool:
+        """True while a runner (here or on another replica) still acts on the record: running, or cleaning up."""
+        grace = self.settings.cleanup_grace_s
+        if record["status"] in ACTIVE:
+            return not stale(record, grace)
+        if record.get("cleanup") == "pending":
+            return time.time() < record["frees_at"] + grace
+        return False
+
+    def fail_running(self, reason: str) -> None:
+        """Called when the cluster is lost: running jobs will fail with this reason."""
+        for job in list(self.runner.tracker.running.values()):
+            job.error = reason
+
+    def close(self) -> None:
+        """Stop taking jobs and pending clean-ups; running jobs end when the cluster closes."""
+        self.runner.close()

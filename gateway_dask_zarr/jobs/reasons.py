@@ -1,0 +1,32 @@
+"""Why a job failed, in a sentence a person can act on, with no secret and no traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+
+from zarr.errors import ContainsArrayError
+
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.store import JobStore
+
+CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
+
+
+def reason(exc: BaseException, settings: Settings, store: JobStore) -> str:
+    """A sentence a person can act on, with no secret and no traceback."""
+    if isinstance(exc, ClusterUnavailable):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"the job did not finish within JOB_TIMEOUT_S={settings.job_timeout_s} s"
+    if isinstance(exc, asyncio.CancelledError | concurrent.futures.CancelledError):
+        return CANCELLED
+    if isinstance(exc, ContainsArrayError):
+        return "an array with this id already exists in the store"
+    described = store.backend.describe(exc)
+    if described:
+        return described
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{name}: {text}" if text else name

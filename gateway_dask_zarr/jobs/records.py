@@ -1,0 +1,201 @@
+"""Job records and the listing index in the object store: the one source of truth for every job.
+
+Layout under the store's root (see docs/storage.md):
+
+- `_jobs/records/{id}.json`: the job record; created with a conditional create, which claims the id.
+- `_jobs/index/all/{newest}-{id}` and `_jobs/index/owner/{hex owner}/{newest}-{id}`: empty
+  objects whose keys sort newest first (`newest` is an inverted millisecond timestamp), so a
+  listing reads `limit` keys and `limit` records, whatever the number of jobs.
+- `_jobs/delete/{id}`: a request to delete a job that another replica (or this one) runs
+  or is still cleaning up; its runner acts on it.
+- `_jobs/leases/{name}/{slot}`: who runs a periodic task (retention) in a time slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+
+import obstore
+from obstore.exceptions import AlreadyExistsError
+from obstore.store import LocalStore
+
+from gateway_dask_zarr.blocks import S3_ERROR
+from gateway_dask_zarr.errors import Conflict, StoreUnavailable
+
+PREFIX = "_jobs"
+RECORDS = f"{PREFIX}/records"
+INDEX = f"{PREFIX}/index"
+DELETES = f"{PREFIX}/delete"
+LEASES = f"{PREFIX}/leases"
+# Inverted milliseconds since the epoch, 13 digits: later times sort first until the year 2286.
+NEWEST_BASE = 10**13 - 1
+CURSOR = re.compile(r"[0-9]{13}-[A-Za-z0-9_.-]{1,64}")
+
+
+def newest_first(created: datetime) -> str:
+    """The sort prefix of an index key: smaller for later times."""
+    return f"{NEWEST_BASE - int(created.timestamp() * 1000):013d}"
+
+
+def index_name(record: dict[str, Any]) -> str:
+    """The name of a job's index entries (also the paging cursor): `{newest}-{id}`."""
+    created = datetime.fromisoformat(record["created"].replace("Z", "+00:00"))
+    return f"{newest_first(created)}-{record['id']}"
+
+
+def _owner_dir(owner: str) -> str:
+    # Any user name, made safe for a key: its UTF-8 bytes in hex.
+    return f"{INDEX}/owner/{owner.encode().hex()}"
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn a failed store request into StoreUnavailable with a sentence a person can act on."""
+    try:
+        yield
+    except Conflict:
+        raise
+    except Exception as exc:
+        # obstore's message puts the S3 error code deep in a long text.
+        found = S3_ERROR.search(str(exc))
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        said = f"S3 {found['code']}: {found['message']}" if found else f"{type(exc).__name__}: {first}"
+        raise StoreUnavailable(
+            f"the object store cannot be used now ({said}); try again shortly", retry_after=10
+        ) from None
+
+
+class Records:
+    """Job records, the newest-first index and delete requests, on an obstore store rooted at STORE_URL."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        # S3 and memory stores list keys in order; a local filesystem lists a directory in
+        # its own order, so there the whole directory is read and sorted (local, so cheap).
+        self.listed_in_order = not isinstance(store, LocalStore)
+
+    # -- one record -------------------------------------------------------------------
+
+    def claim(self, record: dict[str, Any]) -> None:
+        """Create a new job's record and index entries; Conflict if the id is taken (nothing written then)."""
+        body = json.dumps(record).encode()
+        with store_errors():
+            try:
+                obstore.put(self.store, f"{RECORDS}/{record['id']}.json", body, mode="create")
+            except AlreadyExistsError:
+                raise Conflict(
+                    f"job {record['id']!r} exists; choose another id, or DELETE /jobs/{record['id']} first",
+                    code="job_exists",
+                    field="job_id",
+                ) from None
+            name = index_name(record)
+            for directory in (f"{INDEX}/all", _owner_dir(record["owner"])):
+                obstore.put(self.store, f"{directory}/{name}", b"")
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Replace a record (only its runner, or the replica deleting it, writes one)."""
+        with store_errors():
+            obstore.put(self.store, f"{RECORDS}/{record['id']}.json", json.dumps(record).encode())
+
+    def read(self, job_id: str) -> dict[str, Any] | None:
+        """A job's record, or None."""
+        with store_errors():
+            try:
+                return json.loads(bytes(obstore.get(self.store, f"{RECORDS}/{job_id}.json").bytes()))
+            except FileNotFoundError:
+                return None
+
+    def remove(self, record: dict[str, Any]) -> None:
+        """Remove a record's index entries, its delete request, then the record: the id is free after."""
+        name = index_name(record)
+        self._delete([f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", f"{DELETES}/{record['id']}"])
+        self._delete([f"{RECORDS}/{record['id']}.json"])
+
+    def _delete(self, keys: list[str]) -> None:
+        with store_errors():
+            try:
+                obstore.delete(self.store, keys)
+            except FileNotFoundError:
+                # A local store refuses a batch with a missing key; S3 does not.
+                for key in keys:
+                    with suppress(FileNotFoundError):
+                        obstore.delete(self.store, key)
+
+    # -- delete requests ----------------------------------------------------------------
+
+    def request_delete(self, job_id: str) -> None:
+        """Ask whoever runs (or cleans up) the job to delete it when it can."""
+        with store_errors(), suppress(AlreadyExistsError):
+            obstore.put(self.store, f"{DELETES}/{job_id}", b"", mode="create")
+
+    def delete_requested(self, job_id: str) -> bool:
+        """True if someone asked for the job to be deleted."""
+        with store_errors():
+            try:
+                obstore.head(self.store, f"{DELETES}/{job_id}")
+                return True
+            except FileNotFoundError:
+                return False
+
+    # -- listing ------------------------------------------------------------------------
+
+    def index_page(self, owner: str | None, limit: int, before: str | None) -> list[str]:
+        """Up to `limit` index names, newest first, after the cursor `before`: about limit/1000 LISTs."""
+        directory = f"{INDEX}/all" if owner is None else _owner_dir(owner)
+        names: list[str] = []
+        with store_errors():
+            stream = obstore.list(
+                self.store, directory, offset=f"{directory}/{before}" if before else None, chunk_size=limit
+            )
+            for batch in stream:
+                names.extend(meta["path"].rsplit("/", 1)[-1] for meta in batch)
+                if len(names) >= limit and self.listed_in_order:
+                    break
+        return sorted(n for n in names if before is None or n > before)[:limit]
+
+    def read_many(self, names: list[str]) -> list[dict[str, Any]]:
+        """The records of index names, concurrently, in order; an entry whose record is gone is skipped."""
+        ids = [name.split("-", 1)[1] for name in names]
+
+        async def one(job_id: str) -> dict[str, Any] | None:
+            try:
+                result = await obstore.get_async(self.store, f"{RECORDS}/{job_id}.json")
+                return json.loads(bytes(await result.bytes_async()))
+            except FileNotFoundError:
+                return None
+
+        async def every() -> list[dict[str, Any] | None]:
+            return await asyncio.gather(*(one(i) for i in ids))
+
+        with store_errors():
+            found = asyncio.run(every())
+        return [r for r, name in zip(found, names, strict=True) if r is not None and index_name(r) == name]
+
+    def index_older_than(self, cutoff: datetime, limit: int) -> list[str]:
+        """Up to `limit` names from the all-jobs index of jobs created before `cutoff`, newest first."""
+        # "~" sorts after every id character: entries created at the cutoff itself are not older.
+        return self.index_page(None, limit, newest_first(cutoff) + "~")
+
+    # -- leases -------------------------------------------------------------------------
+
+    def take_lease(self, name: str, slot: str, holder: str) -> bool:
+        """Claim `name` for a time slot; exactly one caller per slot gets True. Older slots are forgotten."""
+        with store_errors():
+            try:
+                obstore.put(self.store, f"{LEASES}/{name}/{slot}", holder.encode(), mode="create")
+            except AlreadyExistsError:
+                return False
+            old = [m["path"] for batch in obstore.list(self.store, f"{LEASES}/{name}") for m in batch]
+        self._delete([k for k in old if k.rsplit("/", 1)[-1] < slot])
+        return True
+
+
+def now_iso(now: datetime | None = None) -> str:
+    """A UTC time as the records and documents write it (milliseconds, Z)."""
+    return (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")

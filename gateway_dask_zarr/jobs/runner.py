@@ -1,0 +1,206 @@
+"""Running jobs on the cluster: submit the chunk tasks in one batch, track progress, publish or clean up."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from distributed import as_completed
+
+from gateway_dask_zarr.blocks import ArrayTarget, write_blocks
+from gateway_dask_zarr.cluster import ClusterManager
+from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.jobs.admission import Admission
+from gateway_dask_zarr.jobs.cleanup import Cleanups
+from gateway_dask_zarr.jobs.job import Job, job_log
+from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
+from gateway_dask_zarr.jobs.records import Records
+from gateway_dask_zarr.jobs.tracker import Tracker
+from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
+
+log = logging.getLogger(__name__)
+
+# A task's chunks in flight at once: enough concurrency to hide S3 latency, few enough
+# bytes that a worker holds only a handful of chunks (each chunk in flight costs about
+# three copies of itself: the encoded chunk, the request body and the client's buffers).
+TASK_BYTES_IN_FLIGHT = 8 * 2**20
+MAX_TASK_CONCURRENCY = 16
+# Chunks a task owns before a job is split into more than one task per worker.
+CHUNKS_PER_TASK = 1000
+MAX_TASKS_PER_WORKER = 8
+DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
+
+
+def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
+    """Split the chunks (numbered in C order) into contiguous ranges, one task each.
+
+    One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
+    more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
+    worker's share is small. Each task costs the scheduler and the app a round trip.
+    """
+    n = request.n_chunks
+    per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (max(1, n_workers) * CHUNKS_PER_TASK))))
+    n_tasks = max(1, min(n, n_workers * per_worker))
+    size = math.ceil(n / n_tasks)
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+class Runner:
+    """Runs each job on the cluster from a thread of its own; the tracker keeps its record current."""
+
+    def __init__(
+        self, settings: Settings, cluster: ClusterManager, store: JobStore, records: Records, admission: Admission
+    ) -> None:
+        self.settings = settings
+        self.admission = admission
+        self.cluster = cluster
+        self.store = store
+        self.records = records
+        # One thread per active job only waits on futures; the work happens on the workers.
+        self._pool = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
+        self.on_end: list[Callable[[Job], None]] = []
+        self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
+        self.tracker = Tracker(records)
+
+    def start(self, job: Job) -> None:
+        """Run a claimed job (holding an admission slot) in the background."""
+        self.tracker.running[job.id] = job
+        self._pool.submit(self._run, job)
+
+    def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        futures: list[Any] = []
+        try:
+            client = self.cluster.client
+            request = job.request
+            target = ArrayTarget(
+                root_url=self.store.root,
+                endpoint_url=self.store.backend.endpoint_url,
+                job_id=job.id,
+                metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
+                seed=request.seed,
+                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
+                deadline=job.deadline,
+            )
+            batches = plan_tasks(request, self.settings.n_workers)
+            job.status = "running"
+            self.tracker.save(job)
+            job_log(job).info(
+                "job %s running: shape %s, chunks %s, %s, %d tasks",
+                job.id,
+                list(request.shape),
+                list(request.chunks),
+                request.dtype,
+                len(batches),
+            )
+            futures = client.map(
+                partial(write_blocks, target),
+                batches,
+                key=[f"write-{job.id}-{job.attempt}-{i}" for i in range(len(batches))],
+                pure=False,
+                # A lost worker is not a retry (the scheduler reruns its tasks anyway);
+                # this is for a task that failed once although the S3 client retried its PUTs.
+                retries=1,
+            )
+            job.futures = futures
+            for future, batch in zip(futures, batches, strict=True):
+                future.add_done_callback(partial(_progress, job, len(batch)))
+            if job.cancel.is_set():
+                raise ClusterUnavailable(DELETED.format(id=job.id))
+            job_log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
+            # The first task that fails for good fails the job now, not when the rest end. The
+            # client's loop is given, not made current: Client.as_current() sets dask's global
+            # config (scheduler="dask.distributed"), which overlapping jobs left set for good.
+            for future in as_completed(futures, loop=client.loop, timeout=self.settings.job_timeout_s):
+                _check(job, future)
+            # One gather for all the results: a result() per future is a round trip each.
+            self._complete(job, client.gather(futures), started)
+        except Exception as exc:
+            self._fail(job, reason(exc, self.settings, self.store), futures, started)
+        finally:
+            self.tracker.running.pop(job.id, None)
+            self.admission.release()
+            for listener in self.on_end:
+                try:
+                    listener(job)
+                except Exception:
+                    log.exception("a job listener failed on job %s", job.id)
+            job.ended.set()
+
+    def _complete(self, job: Job, facts: list[dict[str, Any]], started: float) -> None:
+        count = sum(f["count"] for f in facts)
+        job.chunks_written = sum(f["chunks"] for f in facts)
+        job.bytes_written = sum(f["bytes"] for f in facts)
+        job.stats = {
+            "min": min(f["min"] for f in facts),
+            "max": max(f["max"] for f in facts),
+            "mean": sum(f["sum"] for f in facts) / count,
+        }
+        if job.chunks_written != job.request.n_chunks:
+            raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
+        job.finished = datetime.now(UTC)
+        job.seconds = round(time.monotonic() - started, 3)
+        request = job.request
+        document = {**job.document(), "status": "complete"}
+        del document["progress"]
+        self.store.publish(
+            job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document
+        )
+        # Only now: a reader polling the job must not see "complete" before the array exists.
+        job.status = "complete"
+        self.tracker.save_final(job)
+        job_log(job).info(
+            "job %s complete: %d chunks, %d bytes in %.3f s", job.id, job.chunks_written, job.bytes_written, job.seconds
+        )
+        if job.final and self.records.delete_requested(job.id):
+            # A DELETE that came while the job ended: it deletes a complete job now.
+            self.store.delete(job.id)
+            self.records.remove(job.record())
+
+    def _fail(self, job: Job, why: str, futures: list[Any], started: float) -> None:
+        # A task neither finished nor failed may still be running on a worker, and cancelling
+        # cannot stop it: it may PUT chunks until the deadline (blocks.py starts none after it),
+        # and a PUT begun then lands within the S3 client's bounds.
+        late = any(f.status not in ("finished", "error") for f in futures)
+        for future in futures:
+            future.cancel()
+        job.status = "cancelled" if job.cancel.is_set() else "failed"
+        # A reason recorded earlier (the cluster was lost) says more than the cancellation it caused.
+        job.error = DELETED.format(id=job.id) if job.cancel.is_set() else job.error or why
+        job.finished = datetime.now(UTC)
+        job.seconds = round(time.monotonic() - started, 3)
+        job.frees_at = job.deadline + self.settings.cleanup_grace_s if late else time.time()
+        job.cleanup = "pending"
+        job_log(job).warning("job %s %s: %s", job.id, job.status, job.error)
+        self.tracker.save_final(job)
+        self.cleanups.start(job)
+
+    def close(self) -> None:
+        """Stop taking jobs and pending clean-ups; running jobs end when the cluster closes."""
+        self.tracker.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.cleanups.close()
+
+
+def _progress(job: Job, n: int, future: Any) -> None:
+    if future.status == "finished":
+        job.done += n
+
+
+def _check(job: Job, future: Any) -> None:
+    if future.status == "cancelled":
+        if job.cancel.is_set():
+            raise ClusterUnavailable(DELETED.format(id=job.id))
+        # Otherwise only a lost or restarted cluster cancels our tasks (a failed job cancels
+        # its own tasks after it has failed).
+        raise ClusterUnavailable(CANCELLED)
+    if future.status != "finished":
+        raise future.exception() or RuntimeError(f"a chunk task ended {future.status}")

@@ -1,0 +1,71 @@
+"""The jobs this process holds in memory, and their record writes: progress, final state, delete requests."""
+
+from __future__ import annotations
+
+import threading
+
+from gateway_dask_zarr.jobs.job import Job, job_log
+from gateway_dask_zarr.jobs.records import Records
+
+# How often a running job's record gets its progress (when it changed), and delete requests are looked for.
+PROGRESS_S = 1.0
+# Ended jobs kept in memory while the store cannot take their final record (bounded: an outage
+# longer than this many failures loses the newest ones' final state; their records then go stale).
+MAX_UNSAVED = 1000
+
+
+class Tracker:
+    """Running jobs, and ended ones whose final record could not be written yet; a ticker writes them."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        # At most MAX_ACTIVE_JOBS running; unsaved ones are retried every tick and shown meanwhile.
+        self.running: dict[str, Job] = {}
+        self.unsaved: dict[str, Job] = {}
+        self._closed = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="job-progress", daemon=True)
+        self._ticker.start()
+
+    def local(self, job_id: str) -> Job | None:
+        """A job whose latest state is in this process's memory, not yet in its record: running or unsaved."""
+        job = self.running.get(job_id) or self.unsaved.get(job_id)
+        return job if job is not None and not job.final else None
+
+    def save(self, job: Job, final: bool = False) -> None:
+        """Write the job's record; after the final write no other write of this attempt lands."""
+        with job.lock:
+            if job.final:
+                return
+            job.saved_done = job.done
+            self.records.write(job.record())
+            job.final = final
+
+    def save_final(self, job: Job) -> None:
+        """Write the job's final record, or keep the job to retry while the store cannot take it."""
+        try:
+            self.save(job, final=True)
+        except Exception as exc:
+            job_log(job).warning("job %s: its record could not be written yet: %s", job.id, type(exc).__name__)
+            if len(self.unsaved) < MAX_UNSAVED:
+                self.unsaved[job.id] = job
+
+    def _tick(self) -> None:
+        while not self._closed.wait(PROGRESS_S):
+            for job in list(self.unsaved.values()):
+                try:
+                    self.save(job, final=True)
+                    del self.unsaved[job.id]
+                except Exception as exc:
+                    job_log(job).debug("job %s: its record still cannot be written: %s", job.id, type(exc).__name__)
+            for job in list(self.running.values()):
+                try:
+                    if not job.cancel.is_set() and self.records.delete_requested(job.id):
+                        job.cancel_tasks()
+                    if job.status == "running" and job.done != job.saved_done:
+                        self.save(job)
+                except Exception as exc:
+                    job_log(job).warning("job %s: its progress could not be saved: %s", job.id, type(exc).__name__)
+
+    def close(self) -> None:
+        """Stop the ticker."""
+        self._closed.set()
