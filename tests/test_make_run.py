@@ -32,7 +32,7 @@ def test_after_ctrl_c_a_second_make_run_on_the_same_data_dir_still_has_the_array
     # The write credentials were made on first start, for the owner alone.
     assert (data_dir / "s3" / "identities.json").stat().st_mode & 0o777 == 0o600
     with make_run(data_dir, tmp_path / "second.log") as run:
-        listed = requests.get(f"{run.url}/jobs", timeout=30).json()["jobs"]
+        listed = requests.get(f"{run.url}/jobs", timeout=30).json()
         assert [j["id"] for j in listed] == [doc["id"]]
         again = requests.get(f"{run.url}/jobs/{doc['id']}", timeout=30).json()
         # Read from the second run's store, chunk by chunk, without credentials as anyone may.
