@@ -12,7 +12,7 @@ from obstore.store import LocalStore, MemoryStore
 
 from gateway_dask_zarr.config import ConfigError, Settings
 from gateway_dask_zarr.errors import Busy, TooLarge
-from gateway_dask_zarr.jobs import Job, Records
+from gateway_dask_zarr.jobs import Job, JobManager, Records
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.quota import Quota
@@ -57,6 +57,20 @@ def test_a_user_at_their_limit_is_refused_and_others_are_not() -> None:
     admission.release("cy")
     admission.release("bob")
     assert admission.per_owner == {"ann": 1, "bob": 1} and admission.active == 2
+
+
+def test_without_auth_every_caller_is_anonymous_and_only_the_service_wide_bound_applies(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store"
+    backend = parse_storage(url)
+    for auth, per_user in (("none", None), ("token", 2)):
+        settings = Settings(store_url=url, auth=auth, max_active_jobs=3, max_active_jobs_per_user=2)
+        jobs = JobManager(settings, ReadyCluster(), JobStore(backend), Records(backend.obstore))  # type: ignore[arg-type]
+        assert jobs.admission.max_per_user == per_user
+        jobs.close()
+    admission = Admission(max_active=3, max_per_user=None, cluster=ReadyCluster())  # type: ignore[arg-type]
+    for _ in range(3):
+        admission.admit("anonymous")
+    assert refusal(admission, "anonymous").code == "too_many_jobs"
 
 
 def test_the_per_user_limit_and_the_quota_are_validated_settings() -> None:

@@ -11,13 +11,13 @@ RETRY_AFTER_S = 2
 
 
 class Admission:
-    """Counts this process's active jobs against MAX_ACTIVE_JOBS and MAX_ACTIVE_JOBS_PER_USER.
+    """Counts this process's active jobs against MAX_ACTIVE_JOBS and MAX_ACTIVE_JOBS_PER_USER (None: no per-user bound).
 
     Both counts are this process's own (in memory, no store request): with N replicas a user
     may hold N x MAX_ACTIVE_JOBS_PER_USER jobs in all (docs/limits.md).
     """
 
-    def __init__(self, max_active: int, max_per_user: int, cluster: ClusterManager) -> None:
+    def __init__(self, max_active: int, max_per_user: int | None, cluster: ClusterManager) -> None:
         self.max_active = max_active
         self.max_per_user = max_per_user
         self.cluster = cluster
@@ -28,7 +28,7 @@ class Admission:
     def _refusal(self, owner: str) -> Busy | None:
         # The user's own bound first: it is the one they can act on, and it holds however idle the service is.
         mine = self.per_owner.get(owner, 0)
-        if mine >= self.max_per_user:
+        if self.max_per_user is not None and mine >= self.max_per_user:
             return Busy(
                 f"you have {mine} jobs queued or running, the most MAX_ACTIVE_JOBS_PER_USER allows "
                 f"({self.max_per_user} per user); wait for one to end, then retry",

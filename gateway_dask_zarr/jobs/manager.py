@@ -27,7 +27,9 @@ class JobManager:
         self.settings = settings
         self.store = store
         self.records = records
-        self.admission = Admission(settings.max_active_jobs, settings.max_active_jobs_per_user, cluster)
+        # With AUTH=none every caller is "anonymous": a per-user bound would only lower MAX_ACTIVE_JOBS.
+        per_user = settings.max_active_jobs_per_user if settings.auth != "none" else None
+        self.admission = Admission(settings.max_active_jobs, per_user, cluster)
         self.quota = Quota(settings.storage_quota_bytes, records)
         self.runner = Runner(settings, cluster, store, records, self.admission)
         self.listeners = self.runner.on_end
