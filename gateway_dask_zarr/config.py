@@ -41,6 +41,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "MIN_CHUNK_BYTES",
         "MAX_CHUNKS",
         "MAX_ACTIVE_JOBS",
+        "MAX_ACTIVE_JOBS_PER_USER",
+        "STORAGE_QUOTA_BYTES",
         "JOB_TIMEOUT_S",
         "CLEANUP_GRACE_S",
         "RETENTION_DAYS",
@@ -100,6 +102,11 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(name, f"must be positive, got {raw!r}")
     return int(value)
+
+
+def _quota(env: Mapping[str, str], name: str) -> int:
+    # Off (0) unless set; "0" says off too.
+    return 0 if env.get(name, "").strip() in ("", "0") else _bytes(env, name, 0)
 
 
 def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
@@ -213,6 +220,8 @@ class Settings:
     min_chunk_bytes: int = 2**10
     max_chunks: int = 100_000
     max_active_jobs: int = 8
+    max_active_jobs_per_user: int = 4  # at most max_active_jobs
+    storage_quota_bytes: int = 0  # 0: no quota
     job_timeout_s: int = 600
     # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
     # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
@@ -253,6 +262,7 @@ class Settings:
             raise ConfigError(
                 "JUPYTERHUB_SERVICE_NAME", "is required when AUTH=jupyterhub: the service's name in the hub"
             )
+        max_active = _int(env, "MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 1000)
         prefix = _path(env, "JUPYTERHUB_SERVICE_PREFIX", f"/services/{service_name}/" if service_name else "/")
         settings = cls(
             cluster=cluster,
@@ -268,7 +278,12 @@ class Settings:
             max_chunk_bytes=_bytes(env, "MAX_CHUNK_BYTES", cls.max_chunk_bytes),
             min_chunk_bytes=_bytes(env, "MIN_CHUNK_BYTES", cls.min_chunk_bytes),
             max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
-            max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
+            max_active_jobs=max_active,
+            # Unset, it follows a smaller MAX_ACTIVE_JOBS; set, check() holds it to that bound.
+            max_active_jobs_per_user=_int(
+                env, "MAX_ACTIVE_JOBS_PER_USER", min(cls.max_active_jobs_per_user, max_active), 1, 1000
+            ),
+            storage_quota_bytes=_quota(env, "STORAGE_QUOTA_BYTES"),
             job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
             cleanup_grace_s=_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
             retention_days=_int(env, "RETENTION_DAYS", 0, 0, 36500),
@@ -296,6 +311,11 @@ class Settings:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:
             raise ConfigError("MAX_CHUNK_BYTES", "must not exceed MAX_ARRAY_BYTES")
+        if self.max_active_jobs_per_user > self.max_active_jobs:
+            raise ConfigError(
+                "MAX_ACTIVE_JOBS_PER_USER",
+                f"must not exceed MAX_ACTIVE_JOBS ({self.max_active_jobs}), got {self.max_active_jobs_per_user}",
+            )
         if self.max_body_bytes > MAX_BODY_CEILING:
             raise ConfigError("MAX_BODY_BYTES", f"must be at most {MAX_BODY_CEILING} bytes: a body is read into memory")
         if self.cluster != "local" and self.store_url is not None and self.store_url.startswith("memory"):
