@@ -17,7 +17,7 @@ import dask.array
 import numpy as np
 import psutil
 import pytest
-from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from helpers import assert_verified, wait_for
 from live import serve
 from serve import free_port, http_status
 
@@ -31,21 +31,13 @@ LIGHT = ("flask", "distributed", "gunicorn")
 
 
 @pytest.fixture(scope="module")
-def client_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
-    """An S3 server of this module's own: the service below lives for the whole module."""
-    server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), BUCKET, credentials=S3_CREDENTIALS).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def service(client_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service(own_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m gateway_dask_zarr serve`: gunicorn as `make run` starts it, running one job at a time."""
     port = free_port()
     env = {
         **os.environ,
         "STORE_URL": f"s3://{BUCKET}",
-        "S3_ENDPOINT_URL": client_s3.endpoint_url,
+        "S3_ENDPOINT_URL": own_s3.endpoint_url,
         "N_WORKERS": "2",
         "MAX_ACTIVE_JOBS": "1",
     }
