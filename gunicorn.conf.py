@@ -42,7 +42,8 @@ timeout = _server.timeout_s
 # terminationGracePeriodSeconds is above it. Requests in flight get all but CLOSE_BUDGET_S of
 # it, then the service closes (see post_worker_init).
 graceful_timeout = _server.graceful_timeout_s
-CLOSE_BUDGET_S = 20
+# The embedded default's SeaweedFS takes about 16 s to stop (a 15 s gRPC graceful stop).
+CLOSE_BUDGET_S = 40 if _settings.embedded_s3 else 20
 accesslog = None
 errorlog = "-"
 # gunicorn's control socket lives in one fixed path per user: two services on one host (or

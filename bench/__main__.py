@@ -21,8 +21,8 @@ import requests
 from bench.floor import put_seconds, s3
 from bench.load import run_jobs
 from bench.report import markdown
-from bench.seaweed import BUCKET, SeaweedS3
-from bench.stack import ROOT, PeakRSS, app_processes, gunicorn_app, rss
+from bench.stack import ROOT, PeakRSS, app_processes, gunicorn_app, rss, seaweed
+from gateway_dask_zarr.embedded_s3 import BUCKET
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
@@ -182,40 +182,37 @@ def healthz_under_load(url: str, endpoint: str, clients: int = 50) -> dict[str, 
 def measure(results: dict[str, Any]) -> None:
     """Every row on one SeaweedFS and one app (gunicorn, LocalCluster), each against its floor in alternation."""
     log("starting SeaweedFS and the app (gunicorn, LocalCluster of 3 workers) on it")
-    weed = SeaweedS3(RESULTS / "weed.log")
-    endpoint = weed.endpoint_url
-    app = None
-    try:
+    with seaweed(RESULTS / "weed.log") as weed:
+        endpoint = weed.endpoint_url
         app_log = RESULTS / "app.log"
         store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": endpoint, **weed.credentials}
         app = gunicorn_app(app_log, **store)
-        run_jobs(app.url, DEFAULT, 1, 3)
-        floor_run(endpoint, 100, SMALL)
-        app_process, workers = app_processes(app.process.pid)
-        watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
-        results["rss_app_start_mb"] = rss(app_process) / MB
-        clear_bucket(endpoint)
-        log(f"default job: {REPS} sequential GET /run, each followed by its floor (100 PUTs of 40 kB)")
-        results["default"] = default_job(app.url, endpoint)
-        clear_bucket(endpoint)
-        log("jobs/s: 4 clients x 16 jobs against 4 floor streams x 4 floors, 3 rounds")
-        results["throughput"] = throughput(app.url, endpoint)
-        log("/healthz every 20 ms while 50 clients run jobs")
-        results["healthz"] = healthz_under_load(app.url, endpoint)
-        with PeakRSS(watched) as default_rss:
-            run_jobs(app.url, DEFAULT, 1, 5)
-        results["rss_app_default_mb"] = default_rss.peak["app"] / MB
-        clear_bucket(endpoint)
-        log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 5 rounds, RSS sampled")
-        results["large"] = large_job(app.url, endpoint, watched)
-        log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
-        results["many"] = many_chunks(app.url, endpoint, watched, app_log)
-        results["rss_app_end_mb"] = rss(app_process) / MB
-    finally:
-        log("stopping the app and SeaweedFS")
-        if app is not None:
+        try:
+            run_jobs(app.url, DEFAULT, 1, 3)
+            floor_run(endpoint, 100, SMALL)
+            app_process, workers = app_processes(app.process.pid)
+            watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
+            results["rss_app_start_mb"] = rss(app_process) / MB
+            clear_bucket(endpoint)
+            log(f"default job: {REPS} sequential GET /run, each followed by its floor (100 PUTs of 40 kB)")
+            results["default"] = default_job(app.url, endpoint)
+            clear_bucket(endpoint)
+            log("jobs/s: 4 clients x 16 jobs against 4 floor streams x 4 floors, 3 rounds")
+            results["throughput"] = throughput(app.url, endpoint)
+            log("/healthz every 20 ms while 50 clients run jobs")
+            results["healthz"] = healthz_under_load(app.url, endpoint)
+            with PeakRSS(watched) as default_rss:
+                run_jobs(app.url, DEFAULT, 1, 5)
+            results["rss_app_default_mb"] = default_rss.peak["app"] / MB
+            clear_bucket(endpoint)
+            log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 5 rounds, RSS sampled")
+            results["large"] = large_job(app.url, endpoint, watched)
+            log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
+            results["many"] = many_chunks(app.url, endpoint, watched, app_log)
+            results["rss_app_end_mb"] = rss(app_process) / MB
+        finally:
+            log("stopping the app and SeaweedFS")
             app.close()
-        weed.close()
 
 
 def machine() -> dict[str, Any]:

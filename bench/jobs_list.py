@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,6 @@ import obstore
 import psutil
 import requests
 
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS, EmbeddedS3
 from gateway_dask_zarr.jobs import Job
 from gateway_dask_zarr.jobs.records import INDEX, RECORDS, _owner_dir, index_name
 from gateway_dask_zarr.params import JobRequest
@@ -66,32 +64,26 @@ def _get(url: str) -> float:
 
 def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     """One row per size: first call after start (s), warm median (s), app RSS (MB)."""
-    from bench.stack import app_processes, bench_env, rss
+    from bench.stack import app_processes, bench_env, rss, seaweed
     from tests.serve import gunicorn
 
-    for name, value in EMBEDDED_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        s3 = EmbeddedS3(bucket=BUCKET).start()
-        try:
-            store = parse_storage(f"s3://{BUCKET}", s3.endpoint_url).obstore
-            seeded = 0
-            for size in sizes:
-                seed_jobs(store, seeded, size)
-                seeded = size
-                env = bench_env(STORE_URL=f"s3://{BUCKET}", S3_ENDPOINT_URL=s3.endpoint_url, N_WORKERS="1")
-                app = gunicorn(env, Path(tmp) / f"app-{size}.log")
-                try:
-                    url = f"{app.url}/jobs?limit=50"
-                    first = _get(url)
-                    warm = statistics.median(_get(url) for _ in range(WARM_CALLS))
-                    process, _, _ = app_processes(app.process.pid)
-                    rows.append({"jobs": size, "first_s": first, "warm_s": warm, "app_rss_mb": rss(process) / 1e6})
-                finally:
-                    app.close()
-        finally:
-            s3.close()
+    with tempfile.TemporaryDirectory() as tmp, seaweed(Path(tmp) / "weed.log", BUCKET) as s3:
+        store = parse_storage(f"s3://{BUCKET}", s3.endpoint_url).obstore
+        seeded = 0
+        for size in sizes:
+            seed_jobs(store, seeded, size)
+            seeded = size
+            env = bench_env(STORE_URL=f"s3://{BUCKET}", S3_ENDPOINT_URL=s3.endpoint_url, N_WORKERS="1")
+            app = gunicorn(env, Path(tmp) / f"app-{size}.log")
+            try:
+                url = f"{app.url}/jobs?limit=50"
+                first = _get(url)
+                warm = statistics.median(_get(url) for _ in range(WARM_CALLS))
+                process, _ = app_processes(app.process.pid)
+                rows.append({"jobs": size, "first_s": first, "warm_s": warm, "app_rss_mb": rss(process) / 1e6})
+            finally:
+                app.close()
     return rows
 
 

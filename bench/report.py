@@ -108,7 +108,8 @@ def markdown(r: dict[str, Any], steps: str = "") -> str:
         + f". One run of {r['bench_seconds']:.0f} s.",
         "",
         "The app runs as `make run` starts it (gunicorn, a LocalCluster of 3 worker processes) on a SeaweedFS "
-        "S3 server on 127.0.0.1 that the bench starts (bench/seaweed.py). A floor is the same number of objects of "
+        "S3 server on 127.0.0.1 that the bench starts (the embedded default's, gateway_dask_zarr/embedded_s3.py, "
+        "in a temporary directory). A floor is the same number of objects of "
         "the same size PUT to the same server from one process with obstore (the workers' S3 client, the app's "
         "options), with no data generation, no scheduling and no metadata. Each figure and its floor are measured "
         "in alternation, in the same run (the machine is shared and its load drifts): read the ratios.",

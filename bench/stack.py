@@ -1,16 +1,41 @@
-"""Start and watch the processes the benchmark measures: the real app under gunicorn and its workers."""
+"""Start and watch the processes the benchmark measures: SeaweedFS, the real app under gunicorn and its workers."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 
-from tests.serve import ROOT, Served, free_port, gunicorn
+from gateway_dask_zarr.embedded_s3 import BUCKET, EmbeddedS3
+from tests.serve import ROOT, Served, gunicorn
 
-__all__ = ["ROOT", "PeakRSS", "app_processes", "free_port", "gunicorn_app", "rss"]
+__all__ = ["ROOT", "PeakRSS", "app_processes", "gunicorn_app", "rss", "seaweed"]
+
+
+@contextmanager
+def seaweed(log: Path, bucket: str = BUCKET) -> Iterator[EmbeddedS3]:
+    """The embedded default's SeaweedFS in a temporary directory, removed after; its log copied to `log`.
+
+    The writer's credentials go into this process's environment: the bench's own S3 clients
+    (s3fs, obstore) read them from there.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="bench-weed-"))
+    server = EmbeddedS3(directory, bucket)
+    try:
+        server.start()
+        os.environ.update(server.credentials)
+        yield server
+    finally:
+        server.close()
+        if server.log_path.exists():
+            shutil.copyfile(server.log_path, log)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def bench_env(**extra: str) -> dict[str, str]:

@@ -26,9 +26,10 @@ import zarr
 from distributed import Client, LocalCluster, as_completed
 
 from bench.floor import put_seconds
-from bench.seaweed import BUCKET, SeaweedS3
+from bench.stack import seaweed
 from gateway_dask_zarr import blocks
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks
+from gateway_dask_zarr.embedded_s3 import BUCKET
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.storage import S3Backend
 from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
@@ -185,8 +186,7 @@ def main() -> None:
     results.mkdir(exist_ok=True)
     old = subprocess.run(["git", "show", f"{BEFORE}:gateway_dask_zarr/blocks.py"], capture_output=True, check=True)
     BEFORE_BLOCKS.write_bytes(old.stdout)
-    weed = SeaweedS3(results / "steps-weed.log")
-    try:
+    with seaweed(results / "steps-weed.log") as weed:
         endpoint = weed.endpoint_url
         store = JobStore(S3Backend(f"s3://{BUCKET}", endpoint))
         shape = tuple(int(x) for x in args.shape.split(","))
@@ -219,8 +219,6 @@ def main() -> None:
         out["load_average"] = os.getloadavg()
         print(json.dumps(out, indent=2))
         (results / "steps.md").write_text(markdown(out))
-    finally:
-        weed.close()
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     owned: list[Any] = []
     store_url, endpoint, public_endpoint = settings.store_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
     if settings.embedded_s3:
-        s3 = EmbeddedS3().start()
+        s3 = EmbeddedS3(settings.data_dir).start()
         owned.append(s3)
         store_url, endpoint = f"s3://{s3.bucket}", s3.endpoint_url
     assert store_url is not None

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlparse
 
-from dask.utils import parse_bytes
+from gateway_dask_zarr.env_values import (
+    TOKEN_NAME,
+    ConfigError,
+    read_api_tokens,
+    read_bytes,
+    read_choice,
+    read_cluster_options,
+    read_data_dir,
+    read_int,
+    read_networks,
+    read_path,
+    read_quota,
+    read_store_url,
+    read_url,
+)
 
 CLUSTER_KINDS = ("local", "gateway", "scheduler")
 AUTH_KINDS = ("none", "token", "jupyterhub")
 LOG_FORMATS = ("text", "json")
 COMPRESSORS = ("none", "zstd", "blosc", "gzip")
 LOG_LEVELS = ("info", "debug", "warning", "error")
-# A name for an API token (API_TOKENS=name:token): what jobs record as their owner.
-TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 # Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
 MAX_BODY_CEILING = 16 * 2**20
 
@@ -33,6 +41,7 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "DASK_GATEWAY_CLUSTER_OPTIONS",
         "CLUSTER_START_TIMEOUT_S",
         "STORE_URL",
+        "DATA_DIR",
         "S3_ENDPOINT_URL",
         "S3_PUBLIC_ENDPOINT_URL",
         "MAX_ARRAY_BYTES",
@@ -40,6 +49,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "MIN_CHUNK_BYTES",
         "MAX_CHUNKS",
         "MAX_ACTIVE_JOBS",
+        "MAX_ACTIVE_JOBS_PER_USER",
+        "STORAGE_QUOTA_BYTES",
         "JOB_TIMEOUT_S",
         "CLEANUP_GRACE_S",
         "RETENTION_DAYS",
@@ -66,126 +77,6 @@ KNOWN_ENV: frozenset[str] = frozenset(
 )
 
 
-class ConfigError(ValueError):
-    """A setting has a bad value; the message names the variable."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name = name
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"expected an integer, got {raw!r}") from None
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ConfigError(name, f"must be {bound}, got {value}")
-    return value
-
-
-def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = parse_bytes(raw)
-    except (ValueError, TypeError):
-        raise ConfigError(name, f"expected a size such as 16GiB or 1048576, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(name, f"must be positive, got {raw!r}")
-    return int(value)
-
-
-def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
-    # The same syntax gunicorn reads from this variable: "*", or IP addresses and networks.
-    raw = env.get(name, "").strip() or default
-    entries = tuple(e.strip() for e in raw.split(",") if e.strip())
-    for entry in entries:
-        if entry == "*":
-            continue
-        try:
-            ipaddress.ip_network(entry)
-        except ValueError:
-            raise ConfigError(
-                name, f"expected '*' or comma-separated IP addresses or networks, got {entry!r}"
-            ) from None
-    return entries
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip().lower() or choices[0]
-    if raw not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
-def _url(env: Mapping[str, str], name: str) -> str | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    parsed = urlparse(raw)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(name, f"expected an http(s) URL, got {raw!r}")
-    return raw.rstrip("/")
-
-
-def _store_url(env: Mapping[str, str]) -> str | None:
-    raw = env.get("STORE_URL", "").strip()
-    if not raw:
-        return None
-    # Each storage backend judges its own URLs (storage.py); imported here, when a URL is
-    # set, as storage.py loads zarr and obstore.
-    from gateway_dask_zarr.storage import url_problem
-
-    problem = url_problem(raw)
-    if problem:
-        raise ConfigError("STORE_URL", problem)
-    return raw.rstrip("/")
-
-
-def _path(env: Mapping[str, str], name: str, default: str) -> str:
-    """A URL path such as /services/gdz/, always with a leading and a trailing slash."""
-    raw = env.get(name, "").strip() or default
-    if not raw.startswith("/") or "//" in raw or any(c in raw for c in "?#\\ "):
-        raise ConfigError(name, f"expected a URL path such as /services/name/, got {raw!r}")
-    return raw if raw.endswith("/") else raw + "/"
-
-
-def _api_tokens(env: Mapping[str, str], auth: str) -> tuple[str, ...]:
-    """API_TOKENS: comma-separated `name:token` pairs or plain tokens (whose owner is `token`)."""
-    entries = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
-    if auth != "token":
-        return entries
-    if not entries:
-        raise ConfigError("API_TOKENS", "is required (comma-separated name:token pairs) when AUTH=token")
-    for entry in entries:
-        named = ":" in entry
-        name, _, token = entry.partition(":") if named else ("", "", entry)
-        if named and not TOKEN_NAME.fullmatch(name):
-            raise ConfigError("API_TOKENS", "a token's name must be 1 to 64 of A-Z a-z 0-9 _ . @ -")
-        if len(token) < 16:
-            raise ConfigError("API_TOKENS", "each token must be at least 16 characters")
-    return entries
-
-
-def _cluster_options(env: Mapping[str, str]) -> dict[str, Any]:
-    raw = env.get("DASK_GATEWAY_CLUSTER_OPTIONS", "").strip()
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError("DASK_GATEWAY_CLUSTER_OPTIONS", f"not valid JSON ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise ConfigError("DASK_GATEWAY_CLUSTER_OPTIONS", "must be a JSON object")
-    return value
-
-
 @dataclass(frozen=True)
 class Settings:
     """The app's validated configuration; secrets are kept out of repr."""
@@ -196,6 +87,8 @@ class Settings:
     gateway_cluster_options: dict[str, Any] = field(default_factory=dict)
     cluster_start_timeout_s: int = 300
     store_url: str | None = None
+    # The embedded default's store keeps its data (and its write credentials) here.
+    data_dir: str = "data"
     s3_endpoint_url: str | None = None
     s3_public_endpoint_url: str | None = None
     max_array_bytes: int = 16 * 2**30
@@ -203,6 +96,8 @@ class Settings:
     min_chunk_bytes: int = 2**10
     max_chunks: int = 100_000
     max_active_jobs: int = 8
+    max_active_jobs_per_user: int = 4  # at most max_active_jobs
+    storage_quota_bytes: int = 0  # 0: no quota
     job_timeout_s: int = 600
     # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
     # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
@@ -228,13 +123,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every setting; raise ConfigError naming the first bad one."""
         env = os.environ if env is None else env
-        cluster = _choice(env, "CLUSTER", CLUSTER_KINDS)
+        cluster = read_choice(env, "CLUSTER", CLUSTER_KINDS)
         scheduler_address = env.get("SCHEDULER_ADDRESS", "").strip() or None
         if cluster == "scheduler" and not scheduler_address:
             raise ConfigError("SCHEDULER_ADDRESS", "is required when CLUSTER=scheduler")
-        auth = _choice(env, "AUTH", AUTH_KINDS)
-        api_tokens = _api_tokens(env, auth)
-        hub_url = _url(env, "JUPYTERHUB_API_URL")
+        auth = read_choice(env, "AUTH", AUTH_KINDS)
+        api_tokens = read_api_tokens(env, auth)
+        hub_url = read_url(env, "JUPYTERHUB_API_URL")
         hub_token = env.get("JUPYTERHUB_API_TOKEN", "").strip() or None
         service_name = env.get("JUPYTERHUB_SERVICE_NAME", "").strip() or None
         if auth == "jupyterhub" and not (hub_url and hub_token):
@@ -243,27 +138,34 @@ class Settings:
             raise ConfigError(
                 "JUPYTERHUB_SERVICE_NAME", "is required when AUTH=jupyterhub: the service's name in the hub"
             )
-        prefix = _path(env, "JUPYTERHUB_SERVICE_PREFIX", f"/services/{service_name}/" if service_name else "/")
+        max_active = read_int(env, "MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 1000)
+        prefix = read_path(env, "JUPYTERHUB_SERVICE_PREFIX", f"/services/{service_name}/" if service_name else "/")
         settings = cls(
             cluster=cluster,
-            n_workers=_int(env, "N_WORKERS", 3, 1, 100),
+            n_workers=read_int(env, "N_WORKERS", 3, 1, 100),
             scheduler_address=scheduler_address,
-            gateway_cluster_options=_cluster_options(env),
-            cluster_start_timeout_s=_int(env, "CLUSTER_START_TIMEOUT_S", 300, 1),
-            store_url=_store_url(env),
-            s3_endpoint_url=_url(env, "S3_ENDPOINT_URL"),
-            s3_public_endpoint_url=_url(env, "S3_PUBLIC_ENDPOINT_URL"),
-            max_array_bytes=_bytes(env, "MAX_ARRAY_BYTES", cls.max_array_bytes),
-            max_chunk_bytes=_bytes(env, "MAX_CHUNK_BYTES", cls.max_chunk_bytes),
-            min_chunk_bytes=_bytes(env, "MIN_CHUNK_BYTES", cls.min_chunk_bytes),
-            max_chunks=_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
-            max_active_jobs=_int(env, "MAX_ACTIVE_JOBS", 8, 1, 1000),
-            job_timeout_s=_int(env, "JOB_TIMEOUT_S", 600, 1),
-            cleanup_grace_s=_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
-            retention_days=_int(env, "RETENTION_DAYS", 0, 0, 36500),
-            max_body_bytes=_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
-            forwarded_allow_ips=_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
-            compressor=_choice(env, "COMPRESSOR", COMPRESSORS),
+            gateway_cluster_options=read_cluster_options(env),
+            cluster_start_timeout_s=read_int(env, "CLUSTER_START_TIMEOUT_S", 300, 1),
+            store_url=read_store_url(env),
+            data_dir=read_data_dir(env),
+            s3_endpoint_url=read_url(env, "S3_ENDPOINT_URL"),
+            s3_public_endpoint_url=read_url(env, "S3_PUBLIC_ENDPOINT_URL"),
+            max_array_bytes=read_bytes(env, "MAX_ARRAY_BYTES", cls.max_array_bytes),
+            max_chunk_bytes=read_bytes(env, "MAX_CHUNK_BYTES", cls.max_chunk_bytes),
+            min_chunk_bytes=read_bytes(env, "MIN_CHUNK_BYTES", cls.min_chunk_bytes),
+            max_chunks=read_int(env, "MAX_CHUNKS", cls.max_chunks, 1),
+            max_active_jobs=max_active,
+            # Unset, it follows a smaller MAX_ACTIVE_JOBS; set, check() holds it to that bound.
+            max_active_jobs_per_user=read_int(
+                env, "MAX_ACTIVE_JOBS_PER_USER", min(cls.max_active_jobs_per_user, max_active), 1, 1000
+            ),
+            storage_quota_bytes=read_quota(env, "STORAGE_QUOTA_BYTES"),
+            job_timeout_s=read_int(env, "JOB_TIMEOUT_S", 600, 1),
+            cleanup_grace_s=read_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
+            retention_days=read_int(env, "RETENTION_DAYS", 0, 0, 36500),
+            max_body_bytes=read_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            forwarded_allow_ips=read_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
+            compressor=read_choice(env, "COMPRESSOR", COMPRESSORS),
             auth=auth,
             api_tokens=api_tokens,
             jupyterhub_api_url=hub_url,
@@ -272,9 +174,9 @@ class Settings:
             service_prefix=prefix,
             oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", "").strip() or (service_name and f"service-{service_name}"),
             oauth_callback_url=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", "").strip() or prefix + "oauth_callback",
-            hub_base_url=_path(env, "JUPYTERHUB_BASE_URL", "/"),
-            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
-            log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
+            hub_base_url=read_path(env, "JUPYTERHUB_BASE_URL", "/"),
+            log_format=read_choice(env, "LOG_FORMAT", LOG_FORMATS),
+            log_level=read_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
         )
         settings.check()
         return settings
@@ -285,6 +187,11 @@ class Settings:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:
             raise ConfigError("MAX_CHUNK_BYTES", "must not exceed MAX_ARRAY_BYTES")
+        if self.max_active_jobs_per_user > self.max_active_jobs:
+            raise ConfigError(
+                "MAX_ACTIVE_JOBS_PER_USER",
+                f"must not exceed MAX_ACTIVE_JOBS ({self.max_active_jobs}), got {self.max_active_jobs_per_user}",
+            )
         if self.max_body_bytes > MAX_BODY_CEILING:
             raise ConfigError("MAX_BODY_BYTES", f"must be at most {MAX_BODY_CEILING} bytes: a body is read into memory")
         if self.cluster != "local" and self.store_url is not None and self.store_url.startswith("memory"):
@@ -313,8 +220,8 @@ class ServerSettings:
         """Read GUNICORN_*; the worker timeout defaults to the cluster start timeout + 60 s."""
         env = os.environ if env is None else env
         return cls(
-            threads=_int(env, "GUNICORN_THREADS", cls.threads, 1, 1000),
+            threads=read_int(env, "GUNICORN_THREADS", cls.threads, 1, 1000),
             # The worker loads the app (and so starts the cluster) before its first heartbeat.
-            timeout_s=_int(env, "GUNICORN_TIMEOUT_S", cluster_start_timeout_s + 60, 1),
-            graceful_timeout_s=_int(env, "GUNICORN_GRACEFUL_TIMEOUT_S", cls.graceful_timeout_s, 1),
+            timeout_s=read_int(env, "GUNICORN_TIMEOUT_S", cluster_start_timeout_s + 60, 1),
+            graceful_timeout_s=read_int(env, "GUNICORN_GRACEFUL_TIMEOUT_S", cls.graceful_timeout_s, 1),
         )

@@ -38,8 +38,8 @@ _RUN_RESPONSES = {
     "401": _error("no or wrong token"),
     "404": _error("no such path: a job id with '/' in it matches no route"),
     "409": _error("the job id exists"),
-    "413": _error("over a size limit"),
-    "429": _error("too many jobs at once; see Retry-After"),
+    "413": _error("over a size limit, or over the caller's storage quota"),
+    "429": _error("too many jobs at once, in all or the caller's; see Retry-After"),
     "503": _error("the cluster or store is unavailable, or the job failed"),
 }
 
@@ -94,8 +94,8 @@ def _list_paths() -> dict[str, Any]:
                     "202": _job("the job was accepted"),
                     "400": _error("a bad parameter"),
                     "401": _error("no or wrong token"),
-                    "413": _error("over a size limit"),
-                    "429": _error("too many jobs at once"),
+                    "413": _error("over a size limit, or over the caller's storage quota"),
+                    "429": _error("too many jobs at once, in all or the caller's; see Retry-After"),
                     "503": _error("the cluster or store is unavailable"),
                 },
             },

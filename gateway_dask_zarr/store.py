@@ -93,7 +93,9 @@ class JobStore:
     def exists(self, job_id: str) -> bool:
         """True if anything at all is stored under the job's array path."""
         self.fs.invalidate_cache()
-        return bool(self.fs.find(self._path(f"{job_id}.zarr")))
+        # SeaweedFS lists a prefix whose objects were deleted as an empty directory for a while.
+        found = self.fs.find(self._path(f"{job_id}.zarr"), detail=True)
+        return any(info["type"] != "directory" for info in found.values())
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job, never over another."""

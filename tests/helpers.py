@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -9,17 +10,24 @@ import zarr
 
 from gateway_dask_zarr.verify import mismatched_blocks
 
+# The writer's credentials of the tests' SeaweedFS servers: distinctive, so a leak is findable.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "GDZTESTACCESSKEY",
+    "AWS_SECRET_ACCESS_KEY": "gdz-secret-" + os.urandom(8).hex(),
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
-def open_job_array(document: dict[str, Any]) -> zarr.Array:
-    """Open a job's array as a user would: from the reported url and endpoint_url."""
-    options = {"endpoint_url": document["endpoint_url"]} if document["url"].startswith("s3://") else None
+
+def open_job_array(document: dict[str, Any], anon: bool = False) -> zarr.Array:
+    """Open a job's array as a user would: from the reported url and endpoint_url (unsigned if `anon`)."""
+    options = {"endpoint_url": document["endpoint_url"], "anon": anon} if document["url"].startswith("s3://") else None
     return zarr.open_array(document["url"], mode="r", storage_options=options)
 
 
-def assert_verified(document: dict[str, Any]) -> zarr.Array:
+def assert_verified(document: dict[str, Any], anon: bool = False) -> zarr.Array:
     """The job is complete and every chunk of its array equals the deterministic rule."""
     assert document["status"] == "complete", document
-    array = open_job_array(document)
+    array = open_job_array(document, anon)
     assert list(array.shape) == document["shape"]
     assert list(array.chunks) == document["chunks"]
     assert str(array.dtype) == document["dtype"]

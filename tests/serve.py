@@ -1,15 +1,23 @@
-"""Serve the app under gunicorn (or any HTTP child process) on a free loopback port, ready: for tests and bench/."""
+"""Serve the app under gunicorn or `make run` (or any HTTP child process) on a free loopback port, ready.
+
+For tests and bench/.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +52,7 @@ class Served:
         ready_path: str | None = "/readyz",
         timeout: float = 300,
         interval: float = 0.2,
+        new_session: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,6 +64,8 @@ class Served:
                 env={**env, "HOST": "127.0.0.1", "PORT": str(self.port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own process group, so that a test can signal the group as a terminal does.
+                start_new_session=new_session,
             )
         if ready_path is not None:
             try:
@@ -99,3 +110,61 @@ class Served:
 def gunicorn(env: Mapping[str, str], log_path: Path, **kwargs: Any) -> Served:
     """`gunicorn -c gunicorn.conf.py app:app`, as `make run` starts it, ready when /readyz is 200."""
     return Served(GUNICORN, env, log_path, **kwargs)
+
+
+def user_env() -> dict[str, str]:
+    """This environment without AWS_* and store settings: a fresh shell's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STORE_", "S3_"))}
+
+
+class MakeRun:
+    """A running `make run` and what it started: processes, listening ports, SeaweedFS's socket files."""
+
+    def __init__(self, served: Served) -> None:
+        self.make, self.url, self.log = served.process, served.url, served.log_path
+        self.started = psutil.Process(self.make.pid).children(recursive=True)
+        self.ports = {c.laddr.port for p in self.started for c in _connections(p) if c.status == psutil.CONN_LISTEN}
+        (self.weed,) = [p for p in self.started if Path(p.cmdline()[0]).name == "weed"]
+        grpc = [int(a.split("=")[1]) for a in self.weed.cmdline() if re.match(r"-\w+\.port\.grpc=", a)]
+        self.socket_files = [
+            Path(f"/tmp/seaweedfs-{s}-grpc-{p}.sock") for s in ("master", "volume", "filer", "s3") for p in grpc
+        ]
+
+    def stop(self, how: str = "ctrl-c-to-the-group") -> None:
+        """Stop it as a user would, and check that nothing of it is left."""
+        if how == "sigterm-to-make":
+            self.make.send_signal(signal.SIGTERM)
+        else:
+            # What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
+            os.killpg(self.make.pid, signal.SIGINT)
+        self.make.wait(timeout=120)
+        self.assert_nothing_left()
+
+    def assert_nothing_left(self) -> None:
+        """No process, listening port or SeaweedFS socket file of this run is left."""
+        _gone, alive = psutil.wait_procs(self.started, timeout=60)
+        assert alive == [], [p.cmdline() for p in alive]
+        listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        assert self.ports & listening == set()
+        assert [f for f in self.socket_files if f.exists()] == []
+
+
+def _connections(process: psutil.Process) -> list[Any]:
+    try:
+        return process.net_connections("tcp")
+    except psutil.Error:
+        return []
+
+
+@contextmanager
+def make_run(data_dir: Path, log_path: Path) -> Iterator[MakeRun]:
+    """`make run` on a free port and `data_dir`, with no AWS_* or store settings, until /readyz is 200."""
+    served = Served(
+        ["make", "run", "PORT={port}", f"DATA_DIR={data_dir}"], user_env(), log_path, ready_path=None, new_session=True
+    )
+    try:
+        served.wait_for("/readyz", timeout=240, interval=0.5)
+        yield MakeRun(served)
+    finally:
+        if served.process.poll() is None:
+            os.killpg(served.process.pid, signal.SIGKILL)

@@ -8,15 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import assert_verified, wait_for
+from helpers import S3_CREDENTIALS, assert_verified, wait_for
 from stand_ins import TaskRecorder
-
-from gateway_dask_zarr.embedded_s3 import EMBEDDED_CREDENTIALS
 
 TOKEN = "tok-3f9c1e0b7a5d4c2e8f6a"
 OTHER = "tok-0000000000000000bad"
 PLAIN = "tok-plain-7e1d2c3b4a59"
-SECRET = EMBEDDED_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+SECRET = S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
 PROTECTED = ["/run?shape=10,10", "/jobs", "/jobs/x", "/submit_job/x", "/openapi.json", "/", "/metrics", "/no/such/path"]
 
 

@@ -31,21 +31,13 @@ LIGHT = ("flask", "distributed", "gunicorn")
 
 
 @pytest.fixture(scope="module")
-def client_s3() -> Iterator[EmbeddedS3]:
-    """An S3 server of this module's own: the service below lives for the whole module."""
-    server = EmbeddedS3(bucket=BUCKET).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def service(client_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service(own_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m gateway_dask_zarr serve`: gunicorn as `make run` starts it, running one job at a time."""
     port = free_port()
     env = {
         **os.environ,
         "STORE_URL": f"s3://{BUCKET}",
-        "S3_ENDPOINT_URL": client_s3.endpoint_url,
+        "S3_ENDPOINT_URL": own_s3.endpoint_url,
         "N_WORKERS": "2",
         "MAX_ACTIVE_JOBS": "1",
     }

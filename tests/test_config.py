@@ -127,3 +127,11 @@ def test_gunicorn_refuses_to_start_with_a_bad_value() -> None:
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["configuration error: N_WORKERS: expected an integer, got 'many'"]
+
+
+def test_data_dir_defaults_to_data_and_must_not_be_a_file(tmp_path: Path) -> None:
+    assert Settings.from_env({}).data_dir == "data"
+    assert Settings.from_env({"DATA_DIR": str(tmp_path)}).data_dir == str(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="DATA_DIR"):
+        Settings.from_env({"DATA_DIR": str(tmp_path / "file")})

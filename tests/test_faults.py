@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from helpers import assert_verified, wait_for
-from serve import free_port
+from helpers import S3_CREDENTIALS, assert_verified, wait_for
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr import create_app
@@ -105,9 +105,9 @@ def test_the_scheduler_lost_readyz_503_then_a_new_cluster(own_cluster: ClusterMa
 
 
 @pytest.fixture
-def own_s3() -> Iterator[EmbeddedS3]:
-    """An S3 server on a fixed port that the test can stop and start again."""
-    server = EmbeddedS3(bucket="faults", port=free_port()).start()
+def own_s3(tmp_path: Path) -> Iterator[EmbeddedS3]:
+    """A SeaweedFS server of this test alone, which it stops and starts again on the same directory and port."""
+    server = EmbeddedS3(tmp_path, "faults", credentials=S3_CREDENTIALS).start()
     yield server
     server.close()
 
@@ -116,9 +116,14 @@ def test_s3_stopped_mid_job_fails_clearly_and_recovers(make_app: Any, own_s3: Em
     settings = Settings(store_url="s3://faults", s3_endpoint_url=own_s3.endpoint_url)
     client = make_app(settings).test_client()
     assert client.get("/readyz").status_code == 200
+    before = client.get("/run?shape=500,500&chunks=100,100&seed=14").get_json()
+    assert_verified(before)
     job = client.post("/jobs", json=LARGE).get_json()
     wait_for(lambda: client.get(f"/jobs/{job['id']}").get_json()["status"] == "running", 60, 0.05)
     time.sleep(0.5)
+    # Killed, as by a crash: a SIGTERM'd SeaweedFS answers 500 InternalError for its 16 s stop.
+    assert own_s3.process is not None
+    own_s3.process.kill()
     own_s3.close()
     stopped = time.monotonic()
     assert client.get("/healthz").status_code == 200
@@ -133,9 +138,10 @@ def test_s3_stopped_mid_job_fails_clearly_and_recovers(make_app: Any, own_s3: Em
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503 and "object store" in ready.get_json()["reason"]
-    # The same port again; moto keeps buckets in memory, so start() makes the bucket anew.
+    # The same directory and port again: what was written before the stop is still there.
     own_s3.start()
     wait_for(lambda: client.get("/readyz").status_code == 200, 60, 0.2)
+    assert_verified(client.get(f"/jobs/{before['id']}").get_json())
     response = client.get("/run?shape=1000,1000&chunks=100,100&seed=13")
     assert response.status_code == 200, response.get_json()
     assert_verified(response.get_json())

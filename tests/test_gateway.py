@@ -21,7 +21,7 @@ import requests
 import serve
 from conftest import BUCKET
 from gateway_server import BIN, ROOT, GatewayServer
-from helpers import assert_verified, wait_for
+from helpers import S3_CREDENTIALS, assert_verified, wait_for
 from hub_server import GATEWAY, HubServer
 from serve import free_port
 
@@ -31,11 +31,11 @@ from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 from gateway_dask_zarr.errors import ClusterUnavailable
 
-# Credentials only the gateway's workers (from ClusterConfig.environment) and the gunicorn
-# app (from its environment) hold; moto accepts any. Distinctive, so a leak is findable.
-ACCESS_KEY = "GDZTESTACCESSKEY"
-SECRET = "gdz-secret-" + os.urandom(8).hex()
-WORKER_ENV = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
+# The gateway's workers get the store's credentials from ClusterConfig.environment, the
+# gunicorn app from its environment. Distinctive, so a leak is findable.
+ACCESS_KEY = S3_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+SECRET = S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+WORKER_ENV = dict(S3_CREDENTIALS)
 
 
 @pytest.fixture(scope="module")

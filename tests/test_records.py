@@ -48,6 +48,7 @@ def test_a_claim_is_exclusive_and_a_loser_writes_nothing(records: Records) -> No
         "_jobs/index/all/8232774399999-x",
         "_jobs/index/owner/616e6e/8232774399999-x",
         "_jobs/records/x.json",
+        "_jobs/usage/616e6e/160000-x",
     ]
     with pytest.raises(Conflict) as raised:
         records.claim(record("x", owner="bob"))
@@ -69,7 +70,7 @@ def test_of_sixteen_concurrent_claims_exactly_one_wins(records: Records) -> None
     assert won.count(True) == 1
     winner = f"u{won.index(True)}"
     assert records.read("race")["owner"] == winner
-    assert len([k for k in keys(records.store) if "/index/" in k]) == 2
+    assert len([k for k in keys(records.store) if "/index/" in k or "/usage/" in k]) == 3
 
 
 def test_listing_is_newest_first_per_owner_and_pages_with_a_cursor(records: Records) -> None:

@@ -30,6 +30,12 @@ class Cleanups:
     def start(self, job: Job) -> None:
         """Delete the attempt's chunks now and once more at its `frees_at`; then mark the record clean or remove it."""
         self._delete_chunks(job.id)
+        try:
+            # Its chunks are gone (and late ones will be): the job no longer counts against the quota.
+            self.records.forget_usage(job.record())
+        except Exception as exc:
+            # DELETE /jobs/<id> removes the entry with the record.
+            job_log(job).warning("job %s: its quota usage could not be released: %s", job.id, type(exc).__name__)
         assert job.frees_at is not None
         timer = threading.Timer(max(0.0, job.frees_at - time.time()), self._last, args=(job,))
         timer.daemon = True

@@ -11,6 +11,7 @@ from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.ids import check_job_id, new_job_id
 from gateway_dask_zarr.jobs.job import ACTIVE, Job, document_of, stale
+from gateway_dask_zarr.jobs.quota import Quota
 from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
 from gateway_dask_zarr.jobs.runner import Runner
 from gateway_dask_zarr.params import JobRequest
@@ -26,7 +27,10 @@ class JobManager:
         self.settings = settings
         self.store = store
         self.records = records
-        self.admission = Admission(settings.max_active_jobs, cluster)
+        # With AUTH=none every caller is "anonymous": a per-user bound would only lower MAX_ACTIVE_JOBS.
+        per_user = settings.max_active_jobs_per_user if settings.auth != "none" else None
+        self.admission = Admission(settings.max_active_jobs, per_user, cluster)
+        self.quota = Quota(settings.storage_quota_bytes, records)
         self.runner = Runner(settings, cluster, store, records, self.admission)
         self.listeners = self.runner.on_end
 
@@ -36,13 +40,14 @@ class JobManager:
         return self.admission.active
 
     def submit(self, request: JobRequest, owner: str, job_id: str | None = None) -> Job:
-        """Claim the id in the store and start the job; else Busy, ClusterUnavailable, Conflict or StoreUnavailable."""
+        """Claim the id and start the job; else Busy, TooLarge (quota), Conflict, Cluster- or StoreUnavailable."""
         named = job_id is not None
         job_id = check_job_id(job_id) if job_id is not None else new_job_id()
-        self.admission.admit()
+        self.admission.admit(owner)
         try:
             job = Job(job_id, request, owner, deadline=time.time() + self.settings.job_timeout_s)
-            self.records.claim(job.record())
+            with self.quota.room_for(owner, request.nbytes):
+                self.records.claim(job.record())
             if named and self._has_objects(job_id):
                 # Objects without a record (written before records existed, or by another tool).
                 self.records.remove(job.record())
@@ -50,7 +55,7 @@ class JobManager:
                     f"job {job_id!r} exists in the store; choose another id", code="job_exists", field="job_id"
                 )
         except Exception:
-            self.admission.release()
+            self.admission.release(owner)
             raise
         self.runner.start(job)
         return job

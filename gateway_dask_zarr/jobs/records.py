@@ -6,6 +6,9 @@ Layout under the store's root (see docs/storage.md):
 - `_jobs/index/all/{newest}-{id}` and `_jobs/index/owner/{hex owner}/{newest}-{id}`: empty
   objects whose keys sort newest first (`newest` is an inverted millisecond timestamp), so a
   listing reads `limit` keys and `limit` records, whatever the number of jobs.
+- `_jobs/usage/{hex owner}/{bytes}-{id}`: an empty object per job that counts against its
+  owner's STORAGE_QUOTA_BYTES (queued, running or complete); the key carries the array's
+  bytes, so one LIST (per 1000 jobs) sums a user's usage without reading a record.
 - `_jobs/delete/{id}`: a request to delete a job that another replica (or this one) runs
   or is still cleaning up; its runner acts on it.
 - `_jobs/leases/{name}/{slot}`: who runs a periodic task (retention) in a time slot.
@@ -15,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import obstore
 from obstore.exceptions import AlreadyExistsError
 from obstore.store import LocalStore
@@ -33,6 +38,7 @@ RECORDS = f"{PREFIX}/records"
 INDEX = f"{PREFIX}/index"
 DELETES = f"{PREFIX}/delete"
 LEASES = f"{PREFIX}/leases"
+USAGE = f"{PREFIX}/usage"
 # Inverted milliseconds since the epoch, 13 digits: later times sort first until the year 2286.
 NEWEST_BASE = 10**13 - 1
 CURSOR = re.compile(r"[0-9]{13}-[A-Za-z0-9_.-]{1,64}")
@@ -52,6 +58,16 @@ def index_name(record: dict[str, Any]) -> str:
 def _owner_dir(owner: str) -> str:
     # Any user name, made safe for a key: its UTF-8 bytes in hex.
     return f"{INDEX}/owner/{owner.encode().hex()}"
+
+
+def _usage_dir(owner: str) -> str:
+    return f"{USAGE}/{owner.encode().hex()}"
+
+
+def usage_key(record: dict[str, Any]) -> str:
+    """The key of a job's usage entry: `{bytes}-{id}` under its owner's usage directory."""
+    nbytes = math.prod(record["shape"]) * np.dtype(record["dtype"]).itemsize
+    return f"{_usage_dir(record['owner'])}/{nbytes}-{record['id']}"
 
 
 @contextmanager
@@ -95,8 +111,8 @@ class Records:
                     field="job_id",
                 ) from None
             name = index_name(record)
-            for directory in (f"{INDEX}/all", _owner_dir(record["owner"])):
-                obstore.put(self.store, f"{directory}/{name}", b"")
+            for key in (f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)):
+                obstore.put(self.store, key, b"")
 
     def write(self, record: dict[str, Any]) -> None:
         """Replace a record (only its runner, or the replica deleting it, writes one)."""
@@ -112,10 +128,24 @@ class Records:
                 return None
 
     def remove(self, record: dict[str, Any]) -> None:
-        """Remove a record's index entries, its delete request, then the record: the id is free after."""
+        """Remove a record's index and usage entries, its delete request, then the record: the id is free after."""
         name = index_name(record)
-        self._delete([f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", f"{DELETES}/{record['id']}"])
+        entries = [f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)]
+        self._delete([*entries, f"{DELETES}/{record['id']}"])
         self._delete([f"{RECORDS}/{record['id']}.json"])
+
+    def forget_usage(self, record: dict[str, Any]) -> None:
+        """Stop counting a job against its owner's quota (it failed: its chunks are deleted)."""
+        self._delete([usage_key(record)])
+
+    def usage(self, owner: str) -> int:
+        """The bytes of the owner's queued, running and complete jobs: one LIST per 1000 jobs, no record read."""
+        with store_errors():
+            return sum(
+                int(meta["path"].rsplit("/", 1)[-1].split("-", 1)[0])
+                for batch in obstore.list(self.store, _usage_dir(owner), chunk_size=1000)
+                for meta in batch
+            )
 
     def _delete(self, keys: list[str]) -> None:
         with store_errors():

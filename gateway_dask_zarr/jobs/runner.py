@@ -131,7 +131,7 @@ class Runner:
             self._fail(job, reason(exc, self.settings, self.store), futures, started)
         finally:
             self.tracker.running.pop(job.id, None)
-            self.admission.release()
+            self.admission.release(job.owner)
             for listener in self.on_end:
                 try:
                     listener(job)
