@@ -10,6 +10,7 @@ import pytest
 import zarr
 from helpers import open_job_array, wait_for
 from PIL import Image
+from stand_ins import FaultProxy
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.storage import FsspecStore, WrapperStore
 
@@ -161,16 +162,20 @@ def test_preview_of_a_sharded_array_reads_whole_shards_or_only_the_chunks_it_nee
     assert np.array_equal(sample.data, open_job_array(big).get_orthogonal_selection((ys, xs)))
 
 
-def test_preview_unknown_job_is_404_and_failed_job_409(client: Any, make_app: Any, settings: Any) -> None:
+def test_preview_unknown_job_is_404_and_failed_job_409(client: Any, make_app: Any, settings: Any, s3: Any) -> None:
     unknown = client.get("/jobs/no-such-job/preview.png")
     assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "not_found"
     bad = client.get("/jobs/.hidden/preview.png")
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_job_id"
-    # A bucket that does not exist: every chunk write fails, so the job fails and has no picture.
-    broken = make_app(settings, store_url="s3://no-such-bucket").test_client()
-    started = broken.post("/jobs", json={"shape": [200, 200], "chunks": [100, 100], "seed": 2}).get_json()
-    wait_for(lambda: broken.get(started["links"]["self"]).get_json()["status"] == "failed", timeout=120)
-    refused = broken.get(started["links"]["preview"])
+    # Chunk writes slower than the job's deadline: the job fails and has no picture.
+    slow = FaultProxy(s3.endpoint_url, delay_share=1.0, delay_s=3.0, only="/c/").start()
+    try:
+        broken = make_app(settings, s3_endpoint_url=slow.url, job_timeout_s=1, cleanup_grace_s=3).test_client()
+        started = broken.post("/jobs", json={"shape": [200, 200], "chunks": [100, 100], "seed": 2}).get_json()
+        wait_for(lambda: broken.get(started["links"]["self"]).get_json()["status"] == "failed", timeout=120)
+        refused = broken.get(started["links"]["preview"])
+    finally:
+        slow.stop()
     assert refused.status_code == 409
     error = refused.get_json()["error"]
     assert error["code"] == "job_not_complete" and "failed" in error["message"]
