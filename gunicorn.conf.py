@@ -94,6 +94,16 @@ def _close_service(worker: Any) -> None:
             app.extensions["gateway"].close()
 
 
+def worker_int(worker: Any) -> None:
+    """On the first SIGINT or SIGQUIT, ignore the next ones until the worker has closed the service.
+
+    Ctrl-C reaches the worker from the terminal and, at once, as the master's SIGQUIT: a second
+    signal while the first unwinds would skip worker_exit, leaving SeaweedFS's socket files.
+    """
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """Close the service when the worker exits (if the SIGTERM timer has not already)."""
     _close_service(worker)
