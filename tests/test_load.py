@@ -101,11 +101,11 @@ def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_answers(gunicorn:
     for document in complete:
         assert_verified(document)
     # Nothing lost, nothing extra: each complete job's 100 chunks and its zarr.json, its record
-    # and two index entries, and no object at all from a refused request.
+    # two index entries and its usage entry, and no object at all from a refused request.
     objects = bucket.find("load-bucket")
     assert len([k for k in objects if ".zarr/" in k]) == 101 * len(complete)
     assert len([k for k in objects if "/_jobs/records/" in k]) == len(complete)
-    assert len(objects) == (101 + 3) * len(complete)
+    assert len(objects) == (101 + 4) * len(complete)
     ordered = sorted(latencies)
     p99 = ordered[int(0.99 * (len(ordered) - 1))]
     print(
