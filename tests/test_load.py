@@ -100,7 +100,7 @@ def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_answers(gunicorn:
     assert len(complete) >= 8
     for document in complete:
         assert_verified(document)
-    # Nothing lost, nothing extra: each complete job's 100 chunks and its zarr.json, its record
+    # Nothing lost, nothing extra: each complete job's 100 chunks and its zarr.json, its record,
     # two index entries and its usage entry, and no object at all from a refused request.
     objects = bucket.find("load-bucket")
     assert len([k for k in objects if ".zarr/" in k]) == 101 * len(complete)
