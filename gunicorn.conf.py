@@ -83,6 +83,11 @@ _close_lock = threading.Lock()
 
 def _close_service(worker: Any) -> None:
     """Close the cluster (a gateway cluster is shut down) and the embedded S3 server, once."""
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C reaches the worker from the terminal and again as the master's SIGQUIT: a
+        # second signal must not cut the close short (weed would be left, its sockets too).
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     app = getattr(worker, "wsgi", None)
     if app is not None and "gateway" in getattr(app, "extensions", {}):
         with _close_lock:

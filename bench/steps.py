@@ -89,7 +89,7 @@ def run_job(
 ) -> dict[str, float]:
     """One job as jobs.JobManager._run does it, with a timer around each step."""
     t: dict[str, float] = {"start": time.time()}
-    metadata = array_metadata(request.shape, request.chunks, request.dtype, "none")
+    metadata = array_metadata(array_kwargs(request.shape, request.chunks, request.dtype, "none"))
     t["metadata"] = time.time()
     concurrency = max(1, min(16, 8 * 2**20 // request.chunk_bytes))
     endpoint = store.backend.endpoint_url

@@ -1,4 +1,4 @@
-"""The deterministic block rule and the chunk writer that runs on Dask workers.
+"""The deterministic block rule and the writer of chunks and shards that runs on Dask workers.
 
 Importable on a worker: no Flask, no app state. Credentials come from the worker's own
 environment (obstore and botocore read AWS_*), never from the task's arguments.
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from zarr.abc.codec import SupportsSyncCodec
+from zarr.codecs import ShardingCodec
 from zarr.core.array import AsyncArray
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import Buffer, default_buffer_prototype
@@ -60,6 +61,25 @@ def block_index(number: int, grid_shape: Sequence[int]) -> BlockIndex:
     return tuple(reversed(index))
 
 
+def unit_blocks(
+    shape: Sequence[int], chunks: Sequence[int], unit_shape: Sequence[int], unit: BlockIndex
+) -> Iterable[BlockIndex]:
+    """The blocks inside the array of write unit `unit` (a shard's chunks, or the chunk itself), in C order."""
+    per_unit = [u // c for u, c in zip(unit_shape, chunks, strict=True)]
+    ranges = (range(i * k, min((i + 1) * k, n)) for i, k, n in zip(unit, per_unit, grid(shape, chunks), strict=True))
+    return itertools.product(*ranges)
+
+
+def chunks_in_units(shape: Sequence[int], chunks: Sequence[int], unit_shape: Sequence[int], numbers: range) -> int:
+    """How many blocks the write units numbered `numbers` (C order) hold inside the array."""
+    per_unit = [u // c for u, c in zip(unit_shape, chunks, strict=True)]
+    chunk_grid, unit_grid = grid(shape, chunks), grid(shape, unit_shape)
+    return sum(
+        math.prod(min(k, n - i * k) for i, k, n in zip(block_index(u, unit_grid), per_unit, chunk_grid, strict=True))
+        for u in numbers
+    )
+
+
 @dataclass(frozen=True)
 class ArrayTarget:
     """Where and what a task writes: the store root, the job's array and its metadata."""
@@ -69,15 +89,42 @@ class ArrayTarget:
     job_id: str
     metadata: dict[str, Any]
     seed: int
-    deadline: float  # epoch seconds: no chunk write starts after it (the job has timed out)
+    deadline: float  # epoch seconds: no write starts after it (the job has timed out)
     concurrency: int = 8
 
 
-def write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
-    """Generate and write whole chunks (numbered in C order); return only small facts (counts and stats).
+class ChunkEncoder:
+    """Encodes one chunk with a chain of codecs: directly when they all can, else through zarr's pipeline.
 
-    A task owns a range of chunk numbers, not a list of indices: its arguments stay a few
-    bytes however many chunks it owns (100,000 chunks in 24 tasks, measured in bench/).
+    zarr's async pipeline costs about 0.8 ms a chunk of 40 kB, most of the job's CPU on a
+    worker; the same codecs called directly, about 0.02 ms (bench/steps.py).
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.codecs: list[Any] = list(pipeline) if isinstance(pipeline, BatchedCodecPipeline) else []
+        self.direct = bool(self.codecs) and all(isinstance(c, SupportsSyncCodec) for c in self.codecs)
+
+    async def encode(self, chunk: Any, spec: ArraySpec) -> Buffer:
+        """The encoded bytes of one chunk."""
+        if self.direct:
+            for codec in self.codecs:
+                chunk = codec._encode_sync(chunk, spec)
+                spec = codec.resolve_metadata(spec)
+            encoded = chunk
+        else:
+            (encoded,) = await self.pipeline.encode([(chunk, spec)])
+        assert isinstance(encoded, Buffer)
+        return encoded
+
+
+def write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
+    """Generate and write whole write units (shards, or chunks when not sharded; numbered in C order).
+
+    Returns only small facts (chunk counts and stats). A task owns a range of unit numbers,
+    not a list of indices: its arguments stay a few bytes however many it owns (100,000
+    chunks in 24 tasks, measured in bench/). Two tasks never write parts of one shard: a
+    shard is one object, and the later PUT would replace the earlier one's chunks.
     """
     return sync(_write_blocks(target, numbers))
 
@@ -91,61 +138,69 @@ async def _write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
     )
     metadata = array.metadata
     shape, chunks = metadata.shape, metadata.chunks
-    grid_shape = grid(shape, chunks)
+    unit_shape = metadata.shards or chunks
+    unit_grid = grid(shape, unit_shape)
     dtype = str(metadata.dtype.to_native_dtype())
     prototype = default_buffer_prototype()
-    pipeline = array.codec_pipeline
-    codecs = list(pipeline) if isinstance(pipeline, BatchedCodecPipeline) else []
-    # zarr's async pipeline costs about 0.8 ms a chunk of 40 kB, most of the job's CPU on a
-    # worker; the same codecs called directly, about 0.02 ms (bench/steps.py).
-    encode_now = bool(codecs) and all(isinstance(c, SupportsSyncCodec) for c in codecs)
+    # Sharded: each chunk with the shard's inner codecs, then zarr's ShardingCodec lays out
+    # the shard (its _get_chunk_spec and _encode_shard_dict are private: zarr is pinned, and
+    # tests/test_shards.py reads the result with zarr-python and TensorStore).
+    sharding = next((c for c in metadata.codecs if isinstance(c, ShardingCodec)), None)
+    encoder = ChunkEncoder(array.codec_pipeline if sharding is None else sharding.codec_pipeline)
     facts = {"chunks": 0, "bytes": 0, "min": math.inf, "max": -math.inf, "sum": 0.0, "count": 0}
-    # A few writers share one iterator of chunk numbers: at most `concurrency` chunks are in
-    # memory or in flight, and only that many coroutines exist, however many chunks.
+    # A few writers share one iterator of unit numbers: at most `concurrency` units are in
+    # memory or in flight, and only that many coroutines exist, however many units.
     pending = iter(numbers)
 
     async def writer() -> None:
         for number in pending:
-            index = block_index(number, grid_shape)
-            # Past the deadline the job has failed and its chunks are being deleted: a task
+            unit = block_index(number, unit_grid)
+            # Past the deadline the job has failed and its objects are being deleted: a task
             # that runs on must not write more of them.
             if time.time() > target.deadline:
-                raise TimeoutError(f"job {target.job_id} passed its deadline; chunk {list(index)} not written")
-            data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
-            facts["chunks"] += 1
-            facts["bytes"] += data.nbytes
-            facts["min"] = min(facts["min"], float(data.min()))
-            facts["max"] = max(facts["max"], float(data.max()))
-            facts["sum"] += float(data.sum(dtype=np.float64))
-            facts["count"] += data.size
-            # Encode the whole chunk with the array's codecs and PUT it under its key: what
-            # zarr's setitem does, without its indexing, and the block is freed before the
-            # PUT, so a worker holds fewer copies of a chunk at once.
-            spec = metadata.get_chunk_spec(index, array.config, prototype)
-            chunk = prototype.nd_buffer.from_numpy_array(_padded(data, chunks, spec.fill_value))
-            del data
-            if encode_now:
-                encoded = _encode(codecs, chunk, spec)
+                raise TimeoutError(f"job {target.job_id} passed its deadline; {list(unit)} not written")
+            spec = metadata.get_chunk_spec(unit, array.config, prototype)
+            chunk_spec = spec if sharding is None else sharding._get_chunk_spec(spec)
+            # Each block encoded with the array's (or the shard's inner) codecs as soon as it is
+            # made, and freed: a unit in memory is its encoded chunks. The same work as zarr's
+            # setitem, without its indexing.
+            encoded: dict[BlockIndex, Buffer] = {}
+            for index in unit_blocks(shape, chunks, unit_shape, unit):
+                data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
+                _count(facts, data)
+                chunk = prototype.nd_buffer.from_numpy_array(_padded(data, chunks, chunk_spec.fill_value))
+                local = tuple(i - u * (s // c) for i, u, s, c in zip(index, unit, unit_shape, chunks, strict=True))
+                del data
+                encoded[local] = await encoder.encode(chunk, chunk_spec)
+                del chunk
+            if sharding is None:
+                value = encoded[(0,) * len(shape)]
             else:
-                (encoded,) = await pipeline.encode([(chunk, spec)])
-            del chunk
-            assert isinstance(encoded, Buffer)
-            await _put(array.store_path, metadata.encode_chunk_key(index), encoded)
+                # zarr's own shard layout: the chunks in Morton order, then the index (offsets
+                # and lengths, crc32c). Chunks wholly outside the array are absent from it.
+                per_shard = tuple(s // c for s, c in zip(unit_shape, chunks, strict=True))
+                shard = await sharding._encode_shard_dict(encoded, per_shard, prototype)
+                assert shard is not None
+                value = shard
+            del encoded
+            await _put(array.store_path, metadata.encode_chunk_key(unit), value)
 
     await asyncio.gather(*(writer() for _ in range(max(1, min(target.concurrency, len(numbers))))))
     return facts
 
 
-def _encode(codecs: Sequence[Any], chunk: Any, spec: ArraySpec) -> Any:
-    """Run the array's codecs in order on one chunk, each with the spec its input has."""
-    for codec in codecs:
-        chunk = codec._encode_sync(chunk, spec)
-        spec = codec.resolve_metadata(spec)
-    return chunk
+def _count(facts: dict[str, Any], data: np.ndarray) -> None:
+    """Add one block to a task's facts: counts, bytes and the sums of the job's statistics."""
+    facts["chunks"] += 1
+    facts["bytes"] += data.nbytes
+    facts["min"] = min(facts["min"], float(data.min()))
+    facts["max"] = max(facts["max"], float(data.max()))
+    facts["sum"] += float(data.sum(dtype=np.float64))
+    facts["count"] += data.size
 
 
 async def _put(store_path: StorePath, key: str, value: Buffer) -> None:
-    """PUT one chunk; an S3 error is raised with its code and message first."""
+    """PUT one object (a chunk or a shard); an S3 error is raised with its code and message first."""
     try:
         await (store_path / key).set(value)
     except Exception as exc:

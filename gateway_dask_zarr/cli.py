@@ -57,7 +57,7 @@ def _summary(job: Job) -> str:
 
 def cmd_run(gateway: Gateway, args: argparse.Namespace) -> int:
     """Submit a job, follow it, and print its array's URL (or its document with --json)."""
-    job = gateway.submit(args.shape, args.chunks, args.dtype, args.seed)
+    job = gateway.submit(args.shape, args.chunks, args.dtype, args.seed, args.shards)
     if args.no_wait:
         _say(args, job.document, job.id)
         return OK
@@ -136,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--chunks", type=_ints, help="e.g. 100,100")
     run.add_argument("--dtype", choices=["float32", "float64"])
     run.add_argument("--seed", type=int)
+    run.add_argument("--shards", type=_ints, help="e.g. 1000,1000: one object per shard (not sharded when absent)")
     run.add_argument("--timeout", type=float, help="stop waiting after this many seconds (exit 5)")
     run.add_argument("--no-wait", action="store_true", help="print the job's id and return at once")
     run.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -188,9 +188,10 @@ class Gateway:
         chunks: builtins.list[int] | None = None,
         dtype: str | None = None,
         seed: int | None = None,
+        shards: builtins.list[int] | None = None,
     ) -> Job:
-        """Start a job (POST /jobs) and return at once; the server's defaults fill what is None."""
-        given = {"shape": shape, "chunks": chunks, "dtype": dtype, "seed": seed}
+        """Start a job (POST /jobs) and return at once; the server's defaults fill what is None (no shards)."""
+        given = {"shape": shape, "chunks": chunks, "dtype": dtype, "seed": seed, "shards": shards}
         body = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
         return Job(self, self.request("POST", "/jobs", json=body).json())
 
@@ -200,12 +201,13 @@ class Gateway:
         chunks: builtins.list[int] | None = None,
         dtype: str | None = None,
         seed: int | None = None,
+        shards: builtins.list[int] | None = None,
         *,
         progress: bool = True,
         timeout: float | None = None,
     ) -> Job:
         """Submit a job and wait for it, with a progress bar; raise JobFailed if it fails."""
-        return self.submit(shape, chunks, dtype, seed).wait(progress=progress, timeout=timeout)
+        return self.submit(shape, chunks, dtype, seed, shards).wait(progress=progress, timeout=timeout)
 
     def get(self, job_id: str) -> Job:
         """One job (GET /jobs/<id>); GatewayError 404 if there is none."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from gateway_dask_zarr.blocks import chunks_in_units, grid
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import InvalidParameter, ServiceError, TooLarge
 
@@ -39,6 +40,8 @@ class Parameter:
     example: str = ""
     # What the page's empty field says (e.g. "random").
     placeholder: str = ""
+    # Absent is a value of its own (e.g. not sharded): null in a JSON body and in the job document.
+    nullable: bool = False
 
     def parse(self, value: Any) -> Any:
         """The value from a query string (a str) or a JSON body; raise InvalidParameter."""
@@ -95,11 +98,13 @@ class Lengths(Parameter):
     def json_schema(self) -> dict[str, Any]:
         """A list of 1 to MAX_NDIM positive integers."""
         items = {"type": "integer", "minimum": 1, "maximum": MAX_LENGTH}
-        return {"type": "array", "items": items, "minItems": 1, "maxItems": MAX_NDIM, "description": self.help}
+        schema = {"type": "array", "items": items, "minItems": 1, "maxItems": MAX_NDIM, "description": self.help}
+        return {**schema, "nullable": True} if self.nullable else schema
 
     def query_schema(self) -> dict[str, Any]:
         """Comma-separated lengths."""
-        return {"type": "string", "pattern": self.QUERY_PATTERN, "example": self.example or _join(self.default)}
+        example = self.example or ("" if self.default is None else _join(self.default))
+        return {"type": "string", "pattern": self.QUERY_PATTERN, **({"example": example} if example else {})}
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,14 @@ CHUNKS = Lengths(
 )
 DTYPE = Choice("dtype", "The element type.", default="float32", choices=("float32", "float64"))
 SEED = Integer("seed", "The random seed; the server draws one if omitted.", placeholder="random")
-PARAMETERS: tuple[Parameter, ...] = (SHAPE, CHUNKS, DTYPE, SEED)
+SHARDS = Lengths(
+    "shards",
+    "The shard shape (Zarr v3 sharding): a multiple of chunks in every dimension; one object per shard, "
+    "chunks still read one by one. Not sharded if omitted.",
+    placeholder="none",
+    nullable=True,
+)
+PARAMETERS: tuple[Parameter, ...] = (SHAPE, CHUNKS, DTYPE, SEED, SHARDS)
 
 
 def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -177,14 +189,28 @@ def form_fields() -> list[dict[str, Any]]:
     return [p.form_field() for p in PARAMETERS]
 
 
+def check_shards(shape: tuple[int, ...], chunks: tuple[int, ...], shards: tuple[int, ...]) -> None:
+    """Refuse shards that are not whole chunks along every dimension, or larger than the array's chunks cover."""
+    if len(shards) != len(shape):
+        raise _bad("shards", f"shards must have as many dimensions as shape ({len(shape)}), got {len(shards)}")
+    if any(s % c for s, c in zip(shards, chunks, strict=True)):
+        raise _bad("shards", f"shards {list(shards)} must be a multiple of chunks {list(chunks)} in every dimension")
+    covered = [math.ceil(s / c) * c for s, c in zip(shape, chunks, strict=True)]
+    if any(s > c for s, c in zip(shards, covered, strict=True)):
+        raise _bad(
+            "shards", f"shards {list(shards)} must be no larger than shape rounded up to whole chunks, {covered}"
+        )
+
+
 @dataclass(frozen=True)
 class JobRequest:
-    """A validated job request: shape, chunks, dtype and seed."""
+    """A validated job request: shape, chunks, dtype, seed, and shards (None: not sharded)."""
 
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: str
     seed: int
+    shards: tuple[int, ...] | None = None
 
     @property
     def itemsize(self) -> int:
@@ -204,7 +230,26 @@ class JobRequest:
     @property
     def n_chunks(self) -> int:
         """How many chunks the array has."""
-        return math.prod(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+        return math.prod(grid(self.shape, self.chunks))
+
+    @property
+    def unit_shape(self) -> tuple[int, ...]:
+        """The shape of a write unit, what one task writes whole and PUTs as one object: a shard, else a chunk."""
+        return self.shards or self.chunks
+
+    @property
+    def unit_bytes(self) -> int:
+        """The size of one full write unit in bytes (what a task holds in memory to encode it)."""
+        return math.prod(self.unit_shape) * self.itemsize
+
+    @property
+    def n_units(self) -> int:
+        """How many write units (objects besides zarr.json) the array has."""
+        return math.prod(grid(self.shape, self.unit_shape))
+
+    def chunks_in(self, units: range) -> int:
+        """How many chunks the write units numbered `units` (C order) hold."""
+        return chunks_in_units(self.shape, self.chunks, self.unit_shape, units)
 
     def document(self) -> dict[str, Any]:
         """The parameters as the job document holds them (JSON values)."""
@@ -228,9 +273,12 @@ class JobRequest:
             raise _bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
         if any(c > s for c, s in zip(chunks, shape, strict=True)):
             raise _bad("chunks", f"chunks {list(chunks)} must be no larger than shape {list(shape)} in every dimension")
+        shards = given.get("shards")
+        if shards is not None:
+            check_shards(shape, chunks, shards)
         dtype = given.get("dtype", DTYPE.default)
         seed = given["seed"] if "seed" in given else secrets.randbelow(SEED_LIMIT)
-        request = cls(shape, chunks, dtype, seed)
+        request = cls(shape, chunks, dtype, seed, shards)
         request.check_limits(settings)
         return request
 
@@ -254,6 +302,15 @@ class JobRequest:
                 "chunks",
                 f"chunks {chunks} make chunks of {chunk_size} bytes; "
                 f"MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
+            ),
+            (
+                # A task holds a whole shard in memory to encode it (each chunk encoded, then joined).
+                self.shards is not None and self.unit_bytes > settings.max_chunk_bytes,
+                TooLarge,
+                "shard_too_large",
+                "shards",
+                f"shards {list(self.unit_shape)} make shards of {self.unit_bytes} bytes; "
+                f"MAX_CHUNK_BYTES (which bounds shards too) is {settings.max_chunk_bytes}: use smaller shards",
             ),
             (
                 chunk_size < min(settings.min_chunk_bytes, size),

@@ -16,9 +16,11 @@ from PIL import Image
 # A 2-D preview has at most this many values per side; a 1-D one at most LINE_POINTS.
 MAX_SIDE = 512
 LINE_POINTS = 2048
-# A chunk is read whole (no partial reads without sharding), so the cost of a preview is
-# the number of chunks it touches: at most this many bytes of chunks, and at most this
-# many chunks along each plotted dimension.
+# A chunk is read whole, so the cost of a preview is the number of chunks it touches: at
+# most this many bytes of chunks, and at most this many chunks along each plotted dimension.
+# In a sharded array zarr reads a shard whole when every chunk of it is needed, else the
+# shard's index (one small range request) and then each needed chunk by a range request:
+# the same chunks' bytes, and one more request a shard touched.
 READ_BUDGET_BYTES = 64 * 2**20
 MAX_CHUNKS_PER_SIDE = {1: 256, 2: 16}
 SIZES = ("full", "thumb")

@@ -20,6 +20,7 @@ from gateway_dask_zarr.storage import S3Backend, StorageBackend
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "zarr.json"
+Shape = tuple[int, ...]
 
 
 def _zarr_json(kwargs: dict[str, Any], attributes: dict[str, Any]) -> bytes:
@@ -46,11 +47,18 @@ def dimension_names(ndim: int) -> list[str]:
     return names[-ndim:] if ndim <= len(names) else [f"dim_{i}" for i in range(ndim)]
 
 
-def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
-    """The zarr.create_array arguments every job array is made with."""
+def array_kwargs(
+    shape: Shape, chunks: Shape, dtype: str, compressor: str, shards: Shape | None = None
+) -> dict[str, Any]:
+    """The zarr.create_array arguments every job array is made with.
+
+    With shards, the codecs (compressor, crc32c) apply to each chunk inside a shard, and the
+    shard's index gets zarr's default index codecs (bytes, crc32c).
+    """
     return {
         "shape": shape,
         "chunks": chunks,
+        "shards": shards,
         "dtype": dtype,
         "fill_value": np.nan,
         "compressors": codecs_for(compressor),
@@ -60,10 +68,9 @@ def array_kwargs(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, co
     }
 
 
-def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, compressor: str) -> dict[str, Any]:
-    """The array's zarr v3 metadata as a dict, built in memory: nothing is written."""
-    array = zarr.create_array(zarr.storage.MemoryStore(), **array_kwargs(shape, chunks, dtype, compressor))
-    return array.metadata.to_dict()
+def array_metadata(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The zarr v3 metadata of an array made with these array_kwargs, as a dict, built in memory: nothing is written."""
+    return zarr.create_array(zarr.storage.MemoryStore(), **kwargs).metadata.to_dict()
 
 
 class JobStore:

@@ -44,6 +44,16 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
     server.close()
 
 
+@pytest.fixture(scope="module")
+def own_s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
+    """A SeaweedFS of the module's own, on the module's BUCKET: for an app that outlives one test
+    (the shared server's bucket is emptied before every test)."""
+    bucket = request.module.BUCKET
+    server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), bucket, credentials=S3_CREDENTIALS).start()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def s3(s3_server: EmbeddedS3) -> EmbeddedS3:
     """The session's S3 server, its bucket emptied before the test.

@@ -1,11 +1,11 @@
-"""The block rule (blocks.py) and the planning of chunk tasks (jobs.plan_tasks), without a cluster."""
+"""The block rule (blocks.py) and the planning of write tasks (jobs.plan_tasks), without a cluster."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gateway_dask_zarr.blocks import all_blocks, block_data, block_index, block_shape, grid
+from gateway_dask_zarr.blocks import all_blocks, block_data, block_index, block_shape, grid, unit_blocks
 from gateway_dask_zarr.jobs import plan_tasks
 from gateway_dask_zarr.params import JobRequest
 
@@ -55,3 +55,40 @@ def test_block_numbers_map_to_indices_in_c_order() -> None:
 
 def test_plan_tasks_has_at_least_one_task() -> None:
     assert plan_tasks(JobRequest((10,), (10,), "float32", 1), 0) == [range(0, 1)]
+
+
+def test_a_shard_holds_the_chunks_of_its_part_of_the_grid_clipped_at_the_edge() -> None:
+    shape, chunks, shards = (250, 330), (100, 100), (200, 200)
+    assert list(unit_blocks(shape, chunks, shards, (0, 0))) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # The edge shard (1, 1) covers chunks (2..3, 2..3) of which only (2, 2) and (2, 3) are in the array.
+    assert list(unit_blocks(shape, chunks, shards, (1, 1))) == [(2, 2), (2, 3)]
+    # Unsharded, a write unit is one chunk.
+    assert list(unit_blocks(shape, chunks, chunks, (2, 3))) == [(2, 3)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "shards", "n_workers", "sizes"),
+    [
+        # 4000 x 4000 in 100 x 100 chunks, 1000 x 1000 shards: 16 shards, not 1600 chunks, to share.
+        ((4000, 4000), (100, 100), (1000, 1000), 3, [6, 6, 4]),
+        ((250, 330), (100, 100), (200, 200), 3, [2, 2]),
+        ((250, 330), (100, 100), (200, 200), 8, [1, 1, 1, 1]),
+        ((1000,), (10,), (1000,), 3, [1]),
+    ],
+)
+def test_plan_tasks_gives_each_task_whole_shards(
+    shape: tuple[int, ...], chunks: tuple[int, ...], shards: tuple[int, ...], n_workers: int, sizes: list[int]
+) -> None:
+    request = JobRequest(shape, chunks, "float32", 1, shards)
+    tasks = plan_tasks(request, n_workers)
+    assert [len(t) for t in tasks] == sizes
+    assert [n for task in tasks for n in task] == list(range(request.n_units))
+    # Every chunk is in exactly one shard, so in exactly one task.
+    owned = [
+        b
+        for task in tasks
+        for n in task
+        for b in unit_blocks(shape, chunks, shards, block_index(n, grid(shape, shards)))
+    ]
+    assert sorted(owned) == list(all_blocks(shape, chunks))
+    assert sum(request.chunks_in(task) for task in tasks) == request.n_chunks

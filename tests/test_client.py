@@ -17,7 +17,7 @@ import dask.array
 import numpy as np
 import psutil
 import pytest
-from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from helpers import assert_verified, wait_for
 from live import serve
 from serve import free_port, http_status
 
@@ -31,21 +31,13 @@ LIGHT = ("flask", "distributed", "gunicorn")
 
 
 @pytest.fixture(scope="module")
-def client_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
-    """An S3 server of this module's own: the service below lives for the whole module."""
-    server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), BUCKET, credentials=S3_CREDENTIALS).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def service(client_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service(own_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m gateway_dask_zarr serve`: gunicorn as `make run` starts it, running one job at a time."""
     port = free_port()
     env = {
         **os.environ,
         "STORE_URL": f"s3://{BUCKET}",
-        "S3_ENDPOINT_URL": client_s3.endpoint_url,
+        "S3_ENDPOINT_URL": own_s3.endpoint_url,
         "N_WORKERS": "2",
         "MAX_ACTIVE_JOBS": "1",
     }
@@ -257,6 +249,23 @@ def test_cli_run_json_and_the_documented_exit_codes(service: str) -> None:
     assert late.returncode == 5 and "goes on running" in late.stderr
     (latest,) = Gateway(service).list(limit=1)
     assert_verified(latest.wait(progress=False).document)
+
+
+def test_a_sharded_job_from_the_cli_and_the_client_reads_as_the_rule(service: str) -> None:
+    shape, chunks = [1050, 730], [100, 100]
+    done = _cli("run", "--url", service, "--shape", "1050,730", "--chunks", "100,100", "--shards", "500,300", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["shards"] == [500, 300]
+    assert_verified(document)
+    job = Gateway(service).run(shape=shape, chunks=chunks, seed=3, shards=[500, 300], progress=False)
+    assert job.document["shards"] == [500, 300] and job.progress == (88, 88)
+    # xarray through dask reads chunk by chunk, each a range of its shard.
+    data = job.to_xarray()
+    assert data.data.chunksize == (100, 100) and data.data.numblocks == (11, 8)
+    for index in [(0, 0), (10, 7), (5, 3)]:
+        expected = _expected(3, shape, chunks, "float32", index)
+        assert np.array_equal(data.isel(_region(data.dims, chunks, index, expected.shape)).values, expected), index
 
 
 def test_cli_run_prints_a_progress_bar_then_the_arrays_url(service: str) -> None:

@@ -38,6 +38,13 @@ BAD = [
     ({"shape": [True, 3]}, 400, "invalid_parameter", "shape"),
     ({"shape": [100, 100], "chunks": [50.5, 50]}, 400, "invalid_parameter", "chunks"),
     ({"seed": "x"}, 400, "invalid_parameter", "seed"),
+    ({"shape": "1000,1000", "chunks": "100,100", "shards": "1000"}, 400, "invalid_parameter", "shards"),
+    ({"shape": "1000,1000", "chunks": "100,100", "shards": "150,200"}, 400, "invalid_parameter", "shards"),
+    ({"shape": "1000,1000", "chunks": "100,100", "shards": "1000,1100"}, 400, "invalid_parameter", "shards"),
+    ({"shape": "250,1000", "chunks": "100,100", "shards": "400,100"}, 400, "invalid_parameter", "shards"),
+    ({"shape": [1000, 1000], "chunks": [100, 100], "shards": [0, 100]}, 400, "invalid_parameter", "shards"),
+    # 8192 x 8192 float32 = 256 MiB is the most a shard may hold (MAX_CHUNK_BYTES): a task encodes it whole.
+    ({"shape": "16384,16384", "chunks": "1024,1024", "shards": "16384,8192"}, 413, "shard_too_large", "shards"),
 ]
 
 
@@ -69,6 +76,25 @@ def test_defaults_and_both_spellings() -> None:
 
 def test_an_empty_value_means_the_default() -> None:
     assert JobRequest.parse({"shape": "", "seed": "", "dtype": ""}, SETTINGS).shape == (1000, 1000)
+    assert JobRequest.parse({"shards": ""}, SETTINGS).shards is None
+    assert JobRequest.parse({"shards": None}, SETTINGS).shards is None
+
+
+def test_shards_are_whole_chunks_and_may_be_ragged_at_the_edge() -> None:
+    query = JobRequest.parse({"shape": "250,330", "chunks": "100,100", "shards": "200,200", "seed": "1"}, SETTINGS)
+    body = JobRequest.parse({"shape": [250, 330], "chunks": [100, 100], "shards": [200, 200], "seed": 1}, SETTINGS)
+    assert query == body == JobRequest((250, 330), (100, 100), "float32", 1, (200, 200))
+    # Shards may reach past the array up to whole chunks: 330 rounds up to 400.
+    assert JobRequest.parse({"shape": "250,330", "chunks": "100,100", "shards": "300,400"}, SETTINGS).n_units == 1
+    # 4 shards of 2 x 2 chunks; the edge ones hold 2, 2 and 1 chunks of the 9 inside the array.
+    assert (body.n_units, body.n_chunks, body.unit_shape, body.unit_bytes) == (4, 12, (200, 200), 160_000)
+    assert [body.chunks_in(range(u, u + 1)) for u in range(4)] == [4, 4, 2, 2]
+    assert body.chunks_in(range(4)) == body.n_chunks
+    assert body.document()["shards"] == [200, 200]
+    plain = JobRequest.parse({"shape": "250,330", "chunks": "100,100"}, SETTINGS)
+    assert (plain.shards, plain.unit_shape, plain.n_units, plain.document()["shards"]) == (None, (100, 100), 12, None)
+    # The largest shard MAX_CHUNK_BYTES allows.
+    assert JobRequest.parse({"shape": "8192,8192", "chunks": "1024,1024", "shards": "8192,8192"}, SETTINGS).n_units == 1
 
 
 def test_the_request_schema_accepts_what_parse_accepts_and_refuses_unknowns() -> None:
@@ -79,6 +105,11 @@ def test_the_request_schema_accepts_what_parse_accepts_and_refuses_unknowns() ->
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"dtype": "int8"}, schema)
     assert [p["name"] for p in query_parameters()] == [p.name for p in PARAMETERS]
+    shards = _json_schema(schema)["properties"]["shards"]
+    jsonschema.validate([1000, 1000], shards)
+    jsonschema.validate(None, shards)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([0, 100], shards)
 
 
 def test_the_form_has_one_field_per_parameter_with_its_default() -> None:
@@ -87,6 +118,8 @@ def test_the_form_has_one_field_per_parameter_with_its_default() -> None:
     assert fields["shape"]["value"] == "1000,1000"
     assert fields["dtype"]["kind"] == "select" and fields["dtype"]["value"] == "float32"
     assert fields["seed"]["placeholder"] == "random"
+    # Not sharded unless asked: the page's field starts empty.
+    assert (fields["shards"]["value"], fields["shards"]["placeholder"]) == ("", "none")
     assert all(f["help"] for f in fields.values())
 
 
@@ -102,17 +135,14 @@ def _json_schema(openapi: Any) -> Any:
     return schema
 
 
-def test_the_job_document_matches_its_schema_exactly() -> None:
-    job = Job(
-        "j1",
-        JobRequest((300, 200), (100, 50), "float64", 7),
-        "ann",
-        deadline=0.0,
-        created=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+@pytest.mark.parametrize("shards", [None, (300, 100)])
+def test_the_job_document_matches_its_schema_exactly(shards: tuple[int, int] | None) -> None:
+    request = JobRequest((300, 200), (100, 50), "float64", 7, shards)
+    job = Job("j1", request, "ann", deadline=0.0, created=datetime(2026, 1, 1, tzinfo=UTC))
     document = job.document()
     schema = _json_schema(document_schema())
     assert set(document) == set(schema["properties"])
     jsonschema.validate(document, schema)
+    assert document["shards"] == (list(shards) if shards else None)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**document, "extra": 1}, schema)

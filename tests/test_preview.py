@@ -10,6 +10,8 @@ import pytest
 import zarr
 from helpers import open_job_array, wait_for
 from PIL import Image
+from stand_ins import FaultProxy
+from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.storage import FsspecStore, WrapperStore
 
 from gateway_dask_zarr.blocks import block_data
@@ -19,18 +21,20 @@ from gateway_dask_zarr.store import array_kwargs
 
 
 class CountingStore(WrapperStore):
-    """A zarr store that records the key of every read it passes on to the real store."""
+    """A zarr store that records the key (and byte range) of every read it passes on to the real store."""
 
-    def __init__(self, store: Any, reads: list[str] | None = None) -> None:
+    def __init__(self, store: Any, reads: list[str] | None = None, ranges: list[Any] | None = None) -> None:
         super().__init__(store)
         self.reads: list[str] = [] if reads is None else reads
+        self.ranges: list[Any] = [] if ranges is None else ranges
 
     def _with_store(self, store: Any) -> CountingStore:
-        # zarr re-wraps the store to open it read-only: the copy records into the same list.
-        return CountingStore(store, self.reads)
+        # zarr re-wraps the store to open it read-only: the copy records into the same lists.
+        return CountingStore(store, self.reads, self.ranges)
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         self.reads.append(key)
+        self.ranges.append(byte_range)
         return await self._store.get(key, prototype, byte_range)
 
     async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
@@ -124,16 +128,54 @@ def test_preview_of_a_huge_array_reads_few_chunks(s3: Any, make_app: Any, settin
     assert np.isnan(sample.data[n, n])
 
 
-def test_preview_unknown_job_is_404_and_failed_job_409(client: Any, make_app: Any, settings: Any) -> None:
+def _counted(s3: Any, job_id: str) -> tuple[zarr.Array, CountingStore]:
+    """A job's array opened through a store that counts its reads."""
+    options = S3Backend("s3://test-bucket", s3.endpoint_url).options()
+    counting = CountingStore(FsspecStore.from_url(f"s3://test-bucket/{job_id}.zarr", storage_options=options))
+    return zarr.open_array(counting, mode="r"), counting
+
+
+def test_preview_of_a_sharded_array_reads_whole_shards_or_only_the_chunks_it_needs(client: Any, s3: Any) -> None:
+    # Every chunk sampled (10 x 10 chunks): each of the 4 shards is read whole, in one request.
+    small = client.get("/run?shape=1000,1000&chunks=100,100&shards=500,500&seed=6").get_json()
+    array, counting = _counted(s3, small["id"])
+    sample = read_sample(array)
+    assert np.array_equal(sample.data, open_job_array(small)[::2, ::2])
+    assert sample.chunks_read == sample.chunks_total == 100
+    assert sorted(k for k in counting.reads if k.startswith("c/")) == ["c/0/0", "c/0/1", "c/1/0", "c/1/1"]
+    assert all(r is None for k, r in zip(counting.reads, counting.ranges, strict=True) if k.startswith("c/"))
+    # 40 x 40 chunks of 50 x 50 in 4 x 4 shards: the preview samples 16 chunks a side, 16 in
+    # each shard; zarr reads each shard's index, then each sampled chunk by a range request.
+    big = client.get("/run?shape=2000,2000&chunks=50,50&shards=500,500&seed=6").get_json()
+    assert client.get(big["links"]["preview"]).status_code == 200
+    array, counting = _counted(s3, big["id"])
+    sample = read_sample(array)
+    assert (sample.chunks_read, sample.chunks_total) == (256, 1600)
+    reads = [(k, r) for k, r in zip(counting.reads, counting.ranges, strict=True) if k.startswith("c/")]
+    index_reads = [k for k, r in reads if isinstance(r, SuffixByteRequest)]
+    chunk_reads = [r for _, r in reads if isinstance(r, RangeByteRequest)]
+    assert len(index_reads) == len(set(index_reads)) == 16
+    assert len(chunk_reads) == sample.chunks_read and len(reads) == 16 + 256
+    # Each range is one chunk (50 x 50 float32 and its crc32c), never a whole shard.
+    assert {r.end - r.start for r in chunk_reads} == {50 * 50 * 4 + 4}
+    ys, xs = sample.indices
+    assert np.array_equal(sample.data, open_job_array(big).get_orthogonal_selection((ys, xs)))
+
+
+def test_preview_unknown_job_is_404_and_failed_job_409(client: Any, make_app: Any, settings: Any, s3: Any) -> None:
     unknown = client.get("/jobs/no-such-job/preview.png")
     assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "not_found"
     bad = client.get("/jobs/.hidden/preview.png")
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_job_id"
-    # A bucket that does not exist: every chunk write fails, so the job fails and has no picture.
-    broken = make_app(settings, store_url="s3://no-such-bucket").test_client()
-    started = broken.post("/jobs", json={"shape": [200, 200], "chunks": [100, 100], "seed": 2}).get_json()
-    wait_for(lambda: broken.get(started["links"]["self"]).get_json()["status"] == "failed", timeout=120)
-    refused = broken.get(started["links"]["preview"])
+    # Chunk writes slower than the job's deadline: the job fails and has no picture.
+    slow = FaultProxy(s3.endpoint_url, delay_share=1.0, delay_s=3.0, only="/c/").start()
+    try:
+        broken = make_app(settings, s3_endpoint_url=slow.url, job_timeout_s=1, cleanup_grace_s=3).test_client()
+        started = broken.post("/jobs", json={"shape": [200, 200], "chunks": [100, 100], "seed": 2}).get_json()
+        wait_for(lambda: broken.get(started["links"]["self"]).get_json()["status"] == "failed", timeout=120)
+        refused = broken.get(started["links"]["preview"])
+    finally:
+        slow.stop()
     assert refused.status_code == 409
     error = refused.get_json()["error"]
     assert error["code"] == "job_not_complete" and "failed" in error["message"]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 import s3fs
-from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from helpers import assert_verified, wait_for
 from serve import gunicorn
 from stand_ins import FaultProxy
 
@@ -49,28 +49,20 @@ class Replica:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
-    """An S3 server of this module's own: the per-test emptying of the shared one must not empty it."""
-    server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), BUCKET, credentials=S3_CREDENTIALS).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def hangs(store: EmbeddedS3) -> Iterator[FaultProxy]:
+def hangs(own_s3: EmbeddedS3) -> Iterator[FaultProxy]:
     """Replica A's way to the store: chunk PUTs can be made to hang (records and the rest pass)."""
-    proxy = FaultProxy(store.endpoint_url, only="/c/").start()
+    proxy = FaultProxy(own_s3.endpoint_url, only="/c/").start()
     yield proxy
     proxy.stop()
 
 
 @pytest.fixture(scope="module")
-def replicas(store: EmbeddedS3, hangs: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def replicas(own_s3: EmbeddedS3, hangs: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Replica A (through `hangs`, JOB_TIMEOUT_S and CLEANUP_GRACE_S short) and replica B (straight to the store)."""
     logs = tmp_path_factory.mktemp("replicas")
     a = Replica("a", hangs.url, logs, JOB_TIMEOUT_S=str(TIMEOUT_S), CLEANUP_GRACE_S=str(GRACE_S))
     try:
-        b = Replica("b", store.endpoint_url, logs)
+        b = Replica("b", own_s3.endpoint_url, logs)
         try:
             yield a, b
         finally:
@@ -80,8 +72,8 @@ def replicas(store: EmbeddedS3, hangs: FaultProxy, tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture
-def bucket(store: EmbeddedS3) -> s3fs.S3FileSystem:
-    return s3fs.S3FileSystem(endpoint_url=store.endpoint_url, skip_instance_cache=True, use_listings_cache=False)
+def bucket(own_s3: EmbeddedS3) -> s3fs.S3FileSystem:
+    return s3fs.S3FileSystem(endpoint_url=own_s3.endpoint_url, skip_instance_cache=True, use_listings_cache=False)
 
 
 def _hang(proxy: FaultProxy, seconds: float) -> None:

@@ -40,13 +40,13 @@ DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
 
 
 def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
-    """Split the chunks (numbered in C order) into contiguous ranges, one task each.
+    """Split the write units (JobRequest.unit_shape, numbered in C order) into contiguous ranges, one task each.
 
     One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
     more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
     worker's share is small. Each task costs the scheduler and the app a round trip.
     """
-    n = request.n_chunks
+    n = request.n_units
     per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (max(1, n_workers) * CHUNKS_PER_TASK))))
     n_tasks = max(1, min(n, n_workers * per_worker))
     size = math.ceil(n / n_tasks)
@@ -75,6 +75,10 @@ class Runner:
         self.tracker.running[job.id] = job
         self._pool.submit(self._run, job)
 
+    def _array_kwargs(self, request: JobRequest) -> dict[str, Any]:
+        """The zarr.create_array arguments of a job's array (shards included) with this service's compressor."""
+        return array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor, request.shards)
+
     def _run(self, job: Job) -> None:
         started = time.monotonic()
         futures: list[Any] = []
@@ -85,9 +89,9 @@ class Runner:
                 root_url=self.store.root,
                 endpoint_url=self.store.backend.endpoint_url,
                 job_id=job.id,
-                metadata=array_metadata(request.shape, request.chunks, request.dtype, self.settings.compressor),
+                metadata=array_metadata(self._array_kwargs(request)),
                 seed=request.seed,
-                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.chunk_bytes)),
+                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.unit_bytes)),
                 deadline=job.deadline,
             )
             batches = plan_tasks(request, self.settings.n_workers)
@@ -112,7 +116,7 @@ class Runner:
             )
             job.futures = futures
             for future, batch in zip(futures, batches, strict=True):
-                future.add_done_callback(partial(_progress, job, len(batch)))
+                future.add_done_callback(partial(_progress, job, request.chunks_in(batch)))
             if job.cancel.is_set():
                 raise ClusterUnavailable(DELETED.format(id=job.id))
             job_log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
@@ -151,9 +155,7 @@ class Runner:
         request = job.request
         document = {**job.document(), "status": "complete"}
         del document["progress"]
-        self.store.publish(
-            job.id, array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor), document
-        )
+        self.store.publish(job.id, self._array_kwargs(request), document)
         # Only now: a reader polling the job must not see "complete" before the array exists.
         job.status = "complete"
         self.tracker.save_final(job)
