@@ -11,10 +11,12 @@ from typing import Any
 
 import requests
 
+from gateway_dask_zarr.client import MIN_RETRY_S, _retry_after
+
 
 @dataclass
 class Load:
-    """What a run of jobs took: wall time, each job's latency, refusals and failures."""
+    """What a run of jobs took: wall time, each job's latency (from its first try), refusals and failures."""
 
     clients: int
     seconds: float = 0.0
@@ -45,28 +47,39 @@ def run_jobs(base_url: str, params: dict[str, str], clients: int, jobs: int, tim
     lock = threading.Lock()
     left = [jobs]
 
+    def one_job(session: requests.Session) -> requests.Session:
+        # As gateway_dask_zarr.client does: a refusal is retried after its Retry-After (at least
+        # MIN_RETRY_S), on a fresh connection (gunicorn may close one left idle that long).
+        started = time.perf_counter()
+        while True:
+            response = session.get(f"{base_url}/run", params=params, timeout=timeout)
+            # 429: the service is full; 503 cluster_unavailable: a worker is (re)joining.
+            if response.status_code not in (429, 503) or "job_failed" in response.text:
+                break
+            with lock:
+                load.retries += 1
+                load.refusals[response.status_code] = load.refusals.get(response.status_code, 0) + 1
+            session.close()
+            time.sleep(max(_retry_after(response.headers.get("Retry-After")) or 0.0, MIN_RETRY_S))
+            session = requests.Session()
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /run answered {response.status_code}: {response.text[:300]}")
+        with lock:
+            load.latencies.append(time.perf_counter() - started)
+            load.documents.append(response.json())
+        return session
+
     def client() -> None:
-        with requests.Session() as session:
+        session = requests.Session()
+        try:
             while True:
                 with lock:
                     if left[0] == 0:
                         return
                     left[0] -= 1
-                while True:
-                    started = time.perf_counter()
-                    response = session.get(f"{base_url}/run", params=params, timeout=timeout)
-                    # 429: the service is full; 503 cluster_unavailable: a worker is (re)joining.
-                    if response.status_code not in (429, 503) or "job_failed" in response.text:
-                        break
-                    with lock:
-                        load.retries += 1
-                        load.refusals[response.status_code] = load.refusals.get(response.status_code, 0) + 1
-                    time.sleep(0.05)
-                if response.status_code != 200:
-                    raise RuntimeError(f"GET /run answered {response.status_code}: {response.text[:300]}")
-                with lock:
-                    load.latencies.append(time.perf_counter() - started)
-                    load.documents.append(response.json())
+                session = one_job(session)
+        finally:
+            session.close()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
