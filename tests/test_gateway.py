@@ -18,18 +18,21 @@ import dask_gateway  # noqa: F401 - loads its config defaults before any dask.co
 import psutil
 import pytest
 import requests
+import s3fs
 import serve
 from conftest import BUCKET
 from gateway_server import BIN, ROOT, GatewayServer
 from helpers import S3_CREDENTIALS, assert_verified, wait_for
 from hub_server import GATEWAY, HubServer
 from serve import free_port
+from stand_ins import FaultProxy
 
 from gateway_dask_zarr import create_app
 from gateway_dask_zarr.cluster_backends import forget_loop
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.jobs.records import RECORDS
 
 # The gateway's workers get the store's credentials from ClusterConfig.environment, the
 # gunicorn app from its environment. Distinctive, so a leak is findable.
@@ -373,14 +376,14 @@ def test_scheduler_mode_runs_jobs_and_leaves_the_users_scheduler_running(s3: Emb
             process.wait()
 
 
-def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: GatewayServer, tmp_path: Path) -> None:
-    # An S3 endpoint that never answers: the job's chunk writes and the app's clean-up hang, so
-    # its /run would outlast gunicorn's graceful_timeout and the master's SIGKILL.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(128)
-        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        server = _gunicorn(gateway, endpoint, tmp_path, {"GUNICORN_GRACEFUL_TIMEOUT_S": "22"}, ready_path=None)
+def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(
+    s3: EmbeddedS3, gateway: GatewayServer, tmp_path: Path
+) -> None:
+    # Chunk PUTs that do not answer for a minute (job records pass): the job's chunk writes
+    # hang, so its /run would outlast gunicorn's graceful_timeout and the master's SIGKILL.
+    silent = FaultProxy(s3.endpoint_url, delay_share=1.0, delay_s=60.0, only="/c/").start()
+    try:
+        server = _gunicorn(gateway, silent.url, tmp_path, {"GUNICORN_GRACEFUL_TIMEOUT_S": "22"}, ready_path=None)
         base = server.url
         try:
             wait_for(
@@ -397,12 +400,14 @@ def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(gateway: G
                 server.close(120)
         finally:
             server.close(0)
-    text = server.log()
-    # The SIGTERM timer closed the service while the worker was still draining (before its
-    # exit, so before the master's deadline and SIGKILL, not in worker_exit racing them): its
-    # jobs failed with the reason, and the gateway lists no cluster of it.
-    assert "failed: the app is shutting down" in text, text
-    assert text.index("failed: the app is shutting down") < text.index("Worker exiting"), text
+    finally:
+        silent.stop()
+    # The SIGTERM timer closed the service while the worker was still draining (before the
+    # master's deadline and SIGKILL): the job's record says why it failed, and the gateway
+    # lists no cluster of the app's.
+    job_id = created.json()["id"]
+    record = json.loads(s3fs.S3FileSystem(endpoint_url=s3.endpoint_url).cat(f"{BUCKET}/{RECORDS}/{job_id}.json"))
+    assert record["status"] == "failed" and "the app is shutting down" in record["error"], (record, server.log())
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
 
 
