@@ -127,7 +127,7 @@ def many_chunks(url: str, endpoint: str, watched: dict[str, Any], app_log: Any) 
         job = run_jobs(url, MANY, 1, 1, timeout=1800)
     document = job.documents[0]
     submitted = re.findall(
-        rf"job {re.escape(document['id'])}: planned and submitted in ([0-9.]+) s", app_log.read_text()
+        rf"job {re.escape(document['id'])} running: .* planned and submitted in ([0-9.]+) s", app_log.read_text()
     )
     # Not deleted: SeaweedFS takes minutes to delete 97,969 objects; its directory goes at the end.
     return {

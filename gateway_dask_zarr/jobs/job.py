@@ -58,7 +58,7 @@ class Job:
     frees_at: float | None = None
     cleanup: str | None = None  # "pending" until the last delete of a failed attempt's chunks, then "done"
     futures: list[Any] = field(default_factory=list, repr=False)
-    saved_done: int = -1  # the progress the record has
+    saved: tuple[str, int] = ("queued", 0)  # the status and progress the record has (the claim's)
     final: bool = False  # the record has its final status: no more writes of this attempt
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)

@@ -111,8 +111,15 @@ class Records:
                     field="job_id",
                 ) from None
             name = index_name(record)
-            for key in (f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)):
-                obstore.put(self.store, key, b"")
+            self._put_empty([f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)])
+
+    def _put_empty(self, keys: list[str]) -> None:
+        """PUT empty objects at once: one round trip to the store, not one per key (a job's claim waits on it)."""
+
+        async def every() -> None:
+            await asyncio.gather(*(obstore.put_async(self.store, key, b"") for key in keys))
+
+        asyncio.run(every())
 
     def write(self, record: dict[str, Any]) -> None:
         """Replace a record (only its runner, or the replica deleting it, writes one)."""

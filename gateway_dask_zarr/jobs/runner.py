@@ -96,15 +96,6 @@ class Runner:
             )
             batches = plan_tasks(request, self.settings.n_workers)
             job.status = "running"
-            self.tracker.save(job)
-            job_log(job).info(
-                "job %s running: shape %s, chunks %s, %s, %d tasks",
-                job.id,
-                list(request.shape),
-                list(request.chunks),
-                request.dtype,
-                len(batches),
-            )
             futures = client.map(
                 partial(write_blocks, target),
                 batches,
@@ -117,9 +108,17 @@ class Runner:
             job.futures = futures
             for future, batch in zip(futures, batches, strict=True):
                 future.add_done_callback(partial(_progress, job, request.chunks_in(batch)))
+            job_log(job).info(
+                "job %s running: shape %s, chunks %s, %s, %d tasks planned and submitted in %.3f s",
+                job.id,
+                list(request.shape),
+                list(request.chunks),
+                request.dtype,
+                len(batches),
+                time.monotonic() - started,
+            )
             if job.cancel.is_set():
                 raise ClusterUnavailable(DELETED.format(id=job.id))
-            job_log(job).info("job %s: planned and submitted in %.3f s", job.id, time.monotonic() - started)
             # The first task that fails for good fails the job now, not when the rest end. The
             # client's loop is given, not made current: Client.as_current() sets dask's global
             # config (scheduler="dask.distributed"), which overlapping jobs left set for good.

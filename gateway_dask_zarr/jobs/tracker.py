@@ -7,7 +7,9 @@ import threading
 from gateway_dask_zarr.jobs.job import Job, job_log
 from gateway_dask_zarr.jobs.records import Records
 
-# How often a running job's record gets its progress (when it changed), and delete requests are looked for.
+# How often a running job's record gets its status and progress (when they changed), and
+# delete requests are looked for. A job that ends sooner has two record writes only: its
+# claim ("queued") and its final state; a store round trip is a few percent of a small job.
 PROGRESS_S = 1.0
 # Ended jobs kept in memory while the store cannot take their final record (bounded: an outage
 # longer than this many failures loses the newest ones' final state; their records then go stale).
@@ -36,7 +38,7 @@ class Tracker:
         with job.lock:
             if job.final:
                 return
-            job.saved_done = job.done
+            job.saved = (job.status, job.done)
             self.records.write(job.record())
             job.final = final
 
@@ -61,7 +63,7 @@ class Tracker:
                 try:
                     if not job.cancel.is_set() and self.records.delete_requested(job.id):
                         job.cancel_tasks()
-                    if job.status == "running" and job.done != job.saved_done:
+                    if job.status == "running" and (job.status, job.done) != job.saved:
                         self.save(job)
                 except Exception as exc:
                     job_log(job).warning("job %s: its progress could not be saved: %s", job.id, type(exc).__name__)
