@@ -15,12 +15,20 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, ClassVar
 
+import dask
 from distributed import Client
 
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import ClusterUnavailable
 
 log = logging.getLogger(__name__)
+
+# Dask settings of the clusters this service starts. The workers' statistical profiler
+# (every thread's stack sampled every 10 ms) and the 20 ms event-loop tick of every worker
+# and scheduler kept an idle local cluster at about 6% of a core, CPU each job then lacked
+# on a small machine (docs/benchmarks.md); the service reads neither. dask_gateway_config.yaml
+# gives gateway clusters the same, as environment variables.
+DASK_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
 
 # The most that closing a client or a cluster may take (an unreachable gateway would hold a
 # close for minutes): shutdown has to finish inside the pod's grace period.
@@ -202,13 +210,15 @@ class LocalBackend(ClusterBackend):
         # here; otherwise worker processes on loopback.
         in_process = self.in_process_workers
         network = {} if in_process else {"host": "127.0.0.1", "scheduler_port": 0}
-        cluster = LocalCluster(
-            n_workers=self.settings.n_workers,
-            threads_per_worker=1,
-            processes=not in_process,
-            dashboard_address="127.0.0.1:0",
-            **network,
-        )
+        # Read when the scheduler and each worker's nanny are made, inside this block.
+        with dask.config.set(DASK_CONFIG):
+            cluster = LocalCluster(
+                n_workers=self.settings.n_workers,
+                threads_per_worker=1,
+                processes=not in_process,
+                dashboard_address="127.0.0.1:0",
+                **network,
+            )
         attempt.keep(cluster.close)
         return cluster, Client(cluster, set_as_default=False)
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import dask
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -19,6 +20,7 @@ import yaml
 from traitlets.config import Config
 
 import gateway_dask_zarr
+from gateway_dask_zarr.cluster_backends import DASK_CONFIG
 from gateway_dask_zarr.config import KNOWN_ENV, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,6 +380,11 @@ def test_extra_config_sets_the_commands_and_an_idle_timeout() -> None:
     assert config.scheduler_cmd == ["dask", "scheduler"]
     assert config.worker_cmd == ["dask", "worker"]
     assert config.idle_timeout > 0
+    # The same Dask settings as the local cluster's, as dask reads them from the environment.
+    with dask.config.set(DASK_CONFIG):
+        expected = {key: dask.config.get(key) for key in DASK_CONFIG}
+    read = dask.config.collect_env({k: str(v) for k, v in config.environment.items()})
+    assert {key: dask.config.get(key, config=read) for key in DASK_CONFIG} == expected
     # Those commands exist with the pinned distributed (the image's).
     for command in (config.scheduler_cmd, config.worker_cmd):
         argv = [str(VENV_BIN / command[0]), *command[1:], "--help"]
