@@ -6,10 +6,11 @@ import asyncio
 import os
 import time
 
+import obstore
 import s3fs
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
-from zarr.storage import FsspecStore
+from zarr.storage import FsspecStore, ObjectStore
 
 from gateway_dask_zarr.storage import S3Backend
 
@@ -27,7 +28,10 @@ async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency
 
     async def put(i: int) -> None:
         async with limit:
-            await store.set(f"{prefix}/c/{i}", payload)
+            if isinstance(store, ObjectStore):  # one PUT per object, as the chunk writer does (blocks._put)
+                await obstore.put_async(store.store, f"{prefix}/c/{i}", payload.as_buffer_like(), use_multipart=False)
+            else:
+                await store.set(f"{prefix}/c/{i}", payload)
 
     # One warm-up PUT, so that the client's connection set-up is not counted.
     await store.set(f"{prefix}/warm", payload)

@@ -30,6 +30,8 @@ COMPRESSORS = ("none", "zstd", "blosc", "gzip")
 LOG_LEVELS = ("info", "debug", "warning", "error")
 # Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
 MAX_BODY_CEILING = 16 * 2**20
+# S3's largest single PUT: every chunk or shard is one PUT (blocks.py).
+MAX_OBJECT_BYTES = 5 * 2**30
 
 # Every variable the app itself reads; the deployment files may set only these (plus the
 # AWS_* and DASK_* families that botocore and dask read on their own).
@@ -187,6 +189,8 @@ class Settings:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:
             raise ConfigError("MAX_CHUNK_BYTES", "must not exceed MAX_ARRAY_BYTES")
+        if self.max_chunk_bytes > MAX_OBJECT_BYTES:
+            raise ConfigError("MAX_CHUNK_BYTES", "must not exceed 5GiB, S3's largest single PUT")
         if self.max_active_jobs_per_user > self.max_active_jobs:
             raise ConfigError(
                 "MAX_ACTIVE_JOBS_PER_USER",

@@ -78,6 +78,8 @@ def test_values_are_parsed() -> None:
         ({"S3_ENDPOINT_URL": "localhost:9000"}, "S3_ENDPOINT_URL"),
         ({"MAX_ARRAY_BYTES": "lots"}, "MAX_ARRAY_BYTES"),
         ({"MIN_CHUNK_BYTES": "1GiB"}, "MIN_CHUNK_BYTES"),
+        # A chunk is one PUT, and S3 takes at most 5 GiB in one.
+        ({"MAX_ARRAY_BYTES": "1TiB", "MAX_CHUNK_BYTES": "6GiB"}, "MAX_CHUNK_BYTES"),
         ({"MAX_ACTIVE_JOBS": "-1"}, "MAX_ACTIVE_JOBS"),
         ({"JOB_TIMEOUT_S": "soon"}, "JOB_TIMEOUT_S"),
         ({"COMPRESSOR": "lz4"}, "COMPRESSOR"),
