@@ -21,6 +21,8 @@ from gateway_dask_zarr import create_app
 from gateway_dask_zarr.cluster import ClusterManager
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.jobs.reasons import STOPPED
+from gateway_dask_zarr.jobs.runner import STOP_WAIT_S
 
 # 64 chunks of 2 MB: long enough to kill something in the middle of it.
 LARGE = {"shape": [4000, 4000], "chunks": [500, 500], "dtype": "float64", "seed": 11}
@@ -163,3 +165,24 @@ def test_slow_and_flaky_s3_is_retried_and_the_data_verifies(make_app: Any, flaky
     assert len(s3fs_client.find(f"test-bucket/{response.get_json()['id']}.zarr")) == 61
     print(f"\nfault proxy: {flaky.counts}")
     assert flaky.counts["slowdown"] > 5 and flaky.counts["internal"] > 5 and flaky.counts["delayed"] > 5
+
+
+def test_a_stopping_replica_writes_its_running_jobs_final_records(make_app: Any, settings: Settings) -> None:
+    # Chunk PUTs held for 8 s (job records pass): the job is still running when the service closes.
+    held = FaultProxy(settings.s3_endpoint_url or "", delay_share=1.0, delay_s=8.0, only="/c/").start()
+    try:
+        app = make_app(settings, s3_endpoint_url=held.url)
+        client = app.test_client()
+        job = client.post("/jobs", json={"shape": [200, 200], "chunks": [100, 100], "seed": 3}).get_json()
+        wait_for(lambda: held.counts["delayed"] > 0, 60, 0.05)
+        service = app.extensions["gateway"]
+        started = time.monotonic()
+        service.close()  # as gunicorn's worker_exit does on a rolling update's SIGTERM
+        took = time.monotonic() - started
+        record = service.jobs.records.read(job["id"])
+    finally:
+        held.stop()
+    # Not "running" until readers judge it stale, minutes later: failed now, saying why.
+    assert record is not None
+    assert (record["status"], record["error"]) == ("failed", STOPPED)
+    assert took < STOP_WAIT_S + 3

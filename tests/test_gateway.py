@@ -31,6 +31,7 @@ from gateway_dask_zarr.cluster_backends import forget_loop
 from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.jobs.reasons import STOPPED
 
 # The gateway's workers get the store's credentials from ClusterConfig.environment, the
 # gunicorn app from its environment. Distinctive, so a leak is findable.
@@ -401,9 +402,13 @@ def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(
     finally:
         silent.stop()
     # The SIGTERM timer closed the service while the worker was still draining (before the
-    # master's deadline and SIGKILL): the gateway lists no cluster of the app's.
+    # master's deadline and SIGKILL): the gateway lists no cluster of the app's, and the job's
+    # record says it failed and why, not "running".
     assert "Worker exiting" in server.log()
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
+    key = f"_jobs/records/{created.json()['id']}.json"
+    record = json.loads(s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert (record["status"], record["error"]) == ("failed", STOPPED)
 
 
 def test_production_topology_behind_a_real_jupyterhub(s3: EmbeddedS3, hub: HubServer, tmp_path: Path) -> None:

@@ -12,12 +12,11 @@ from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.ids import check_job_id, new_job_id
 from gateway_dask_zarr.jobs.job import ACTIVE, Job, document_of, stale
 from gateway_dask_zarr.jobs.quota import Quota
+from gateway_dask_zarr.jobs.reasons import STOPPED
 from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
 from gateway_dask_zarr.jobs.runner import Runner
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.store import JobStore
-
-STOPPED = "the replica that ran this job stopped before the job ended; submit it again"
 
 
 class JobManager:
@@ -136,5 +135,5 @@ class JobManager:
             job.error = reason
 
     def close(self) -> None:
-        """Stop taking jobs and pending clean-ups; running jobs end when the cluster closes."""
+        """Fail the running jobs (their records final), stop taking jobs and pending clean-ups."""
         self.runner.close()

@@ -12,6 +12,7 @@ from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.store import JobStore
 
 CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
+STOPPED = "the replica that ran this job stopped before the job ended; submit it again"
 
 
 def reason(exc: BaseException, settings: Settings, store: JobStore) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.job import Job, job_log
-from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
+from gateway_dask_zarr.jobs.reasons import CANCELLED, STOPPED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
 from gateway_dask_zarr.params import JobRequest
@@ -37,6 +38,9 @@ MAX_TASK_CONCURRENCY = 16
 CHUNKS_PER_TASK = 1000
 MAX_TASKS_PER_WORKER = 8
 DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
+# How long a closing service waits for its running jobs' final records (gunicorn's graceful
+# timeout must leave time for this and for the cluster's close after it).
+STOP_WAIT_S = 5.0
 
 
 def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
@@ -185,10 +189,37 @@ class Runner:
         self.cleanups.start(job)
 
     def close(self) -> None:
-        """Stop taking jobs and pending clean-ups; running jobs end when the cluster closes."""
+        """Fail the running jobs (their records say why) and stop taking jobs and pending clean-ups."""
+        _stop(list(self.tracker.running.values()))
         self.tracker.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.cleanups.close()
+
+
+def _stop(jobs: list[Job]) -> None:
+    """Cancel the tasks of a stopping replica's jobs; wait up to STOP_WAIT_S for their runners' final records.
+
+    Otherwise a rolling update or a restart would leave each record saying "running" until
+    readers judge it stale, minutes later.
+    """
+    running = [job for job in jobs if not job.final]
+    for job in running:
+        job.error = job.error or STOPPED
+    futures = [future for job in running for future in job.futures]
+    deadline = time.monotonic() + STOP_WAIT_S
+    if futures:
+        # One cancel for all, in a thread of its own: an unreachable scheduler holds it for
+        # the comm timeout, and the wait below must stay bounded.
+        threading.Thread(target=_cancel, args=(futures,), name="job-stop", daemon=True).start()
+    for job in running:
+        job.ended.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _cancel(futures: list[Any]) -> None:
+    try:
+        futures[0].client.cancel(futures)
+    except Exception as exc:  # a closed client or a lost scheduler: the tasks go with the cluster
+        log.info("cancelling a stopping replica's tasks failed: %s", type(exc).__name__)
 
 
 def _progress(job: Job, n: int, future: Any) -> None:
