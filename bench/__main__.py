@@ -11,18 +11,20 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
+import psutil
 import requests
 
 from bench import jobs_list
-from bench.floor import put_seconds, s3
+from bench.floor import put_cpu, put_seconds, s3
 from bench.load import run_jobs
 from bench.report import markdown
-from bench.stack import ROOT, PeakRSS, app_processes, gunicorn_app, rss, seaweed
+from bench.stack import ROOT, CpuMeter, PeakRSS, app_processes, gunicorn_app, rss, seaweed
 from gateway_dask_zarr.embedded_s3 import BUCKET
 
 RESULTS = ROOT / "bench" / "results"
@@ -36,6 +38,9 @@ CRC = 4
 SMALL = 100 * 100 * 4 + CRC
 BIG = 1000 * 1000 * 8 + CRC
 REPS = 15
+# `make bench` writes its figures between these lines of docs/benchmarks.md; the text around them is kept.
+BEGIN = "<!-- make bench writes from here -->"
+END = "<!-- make bench writes to here -->"
 # The many-chunks floor PUTs a quarter of the job's chunks and counts 4x its time: the whole
 # floor, and deleting its 97,969 objects after, took about 8 minutes of a 27-minute run.
 MANY_FLOOR_SHARE = 4
@@ -80,13 +85,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def default_job(url: str, endpoint: str) -> dict[str, Any]:
-    """REPS sequential GET /run, each followed by one floor: p50 of each and their ratio."""
+def default_job(url: str, endpoint: str, meter: CpuMeter) -> dict[str, Any]:
+    """REPS sequential GET /run, each followed by one floor: p50 of each, and the CPU each used, by process."""
     jobs, floors = [], []
+    job_cpu: Counter[str] = Counter()
+    floor_cpu: Counter[str] = Counter()
     for _ in range(REPS):
+        before = meter()
         jobs.extend(run_jobs(url, DEFAULT, 1, 1).latencies)
-        floors.append(floor_run(endpoint, 100, SMALL))
-    return {"jobs_s": jobs, "floors_s": floors, "p50_s": statistics.median(jobs), "floor_s": statistics.median(floors)}
+        job_cpu.update({k: v - before[k] for k, v in meter().items()})
+        seconds, used = put_cpu(endpoint, f"{BUCKET}/floor-{uuid.uuid4().hex[:8]}", 100, SMALL, meter)
+        floors.append(seconds)
+        floor_cpu.update(used)
+    return {
+        "jobs_s": jobs,
+        "floors_s": floors,
+        "p50_s": statistics.median(jobs),
+        "floor_s": statistics.median(floors),
+        "job_cpu_ms": {k: 1000 * v / REPS for k, v in job_cpu.items()},
+        "floor_cpu_ms": {k: 1000 * v / REPS for k, v in floor_cpu.items()},
+    }
 
 
 def throughput(url: str, endpoint: str, rounds: int = 3) -> dict[str, Any]:
@@ -196,10 +214,20 @@ def measure(results: dict[str, Any]) -> None:
             floor_run(endpoint, 100, SMALL)
             app_process, workers = app_processes(app.process.pid)
             watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
+            assert weed.process is not None
+            # "bench" is this process: the HTTP client of the jobs, the S3 client of the floors.
+            meter = CpuMeter(
+                {
+                    "app": [app_process],
+                    "workers": workers,
+                    "store": [psutil.Process(weed.process.pid)],
+                    "bench": [psutil.Process()],
+                }
+            )
             results["rss_app_start_mb"] = rss(app_process) / MB
             clear_bucket(endpoint)
             log(f"default job: {REPS} sequential GET /run, each followed by its floor (100 PUTs of 40 kB)")
-            results["default"] = default_job(app.url, endpoint)
+            results["default"] = default_job(app.url, endpoint, meter)
             clear_bucket(endpoint)
             log("jobs/s: 4 clients x 12 jobs against 4 floor streams x 3 floors, 3 rounds")
             results["throughput"] = throughput(app.url, endpoint)
@@ -232,6 +260,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def with_figures(document: str, figures: str) -> str:
+    """docs/benchmarks.md with the text between its two markers replaced by `figures`; the rest is kept."""
+    head, _, rest = document.partition(BEGIN)
+    _, found, tail = rest.partition(END)
+    if not found:
+        raise SystemExit(f"docs/benchmarks.md lacks the markers {BEGIN} and {END}")
+    return f"{head}{BEGIN}\n{figures.strip()}\n{END}{tail}"
+
+
 def main() -> None:
     """Run every measurement once, write the JSON and the markdown, print the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -244,10 +281,9 @@ def main() -> None:
     results["bench_seconds"] = time.perf_counter() - started
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
-    # The step-by-step section comes from `python -m bench.steps` (its own cluster), if it has run.
-    steps = RESULTS / "steps.md"
-    table = markdown(results, steps.read_text() if steps.exists() else "")
-    (ROOT / "docs" / "benchmarks.md").write_text(table)
+    table = markdown(results)
+    document = ROOT / "docs" / "benchmarks.md"
+    document.write_text(with_figures(document.read_text(), table))
     print(table)
     log(f"done in {results['bench_seconds']:.0f} s; JSON in {RESULTS}/bench-{stamp}.json")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 
 import obstore
 import s3fs
@@ -14,6 +15,9 @@ from zarr.storage import FsspecStore, ObjectStore
 
 from gateway_dask_zarr.storage import S3Backend
 
+# CPU seconds used so far, by process group (bench/stack.py's CpuMeter).
+Meter = Callable[[], dict[str, float]]
+
 
 def s3(endpoint_url: str) -> s3fs.S3FileSystem:
     """A synchronous s3fs filesystem on the endpoint (credentials from the environment)."""
@@ -22,7 +26,9 @@ def s3(endpoint_url: str) -> s3fs.S3FileSystem:
     )
 
 
-async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency: int) -> float:
+async def _put_all(
+    store: Store, prefix: str, count: int, size: int, concurrency: int, meter: Meter
+) -> tuple[float, dict[str, float]]:
     payload = default_buffer_prototype().buffer.from_bytes(os.urandom(size))
     limit = asyncio.Semaphore(concurrency)
 
@@ -35,11 +41,13 @@ async def _put_all(store: Store, prefix: str, count: int, size: int, concurrency
 
     # One warm-up PUT, so that the client's connection set-up is not counted.
     await store.set(f"{prefix}/warm", payload)
+    cpu = meter()
     started = time.perf_counter()
     await asyncio.gather(*(put(i) for i in range(count)))
     seconds = time.perf_counter() - started
+    used = {k: v - cpu[k] for k, v in meter().items()}
     await store.delete_dir(prefix)
-    return seconds
+    return seconds, used
 
 
 def put_seconds(
@@ -57,4 +65,11 @@ def put_seconds(
         store: Store = backend.worker_store
     else:
         store = FsspecStore(s3fs.S3FileSystem(asynchronous=True, skip_instance_cache=True, **options), path=bucket)
-    return asyncio.run(_put_all(store, path, count, size, concurrency))
+    return asyncio.run(_put_all(store, path, count, size, concurrency, dict))[0]
+
+
+def put_cpu(endpoint_url: str, prefix: str, count: int, size: int, meter: Meter) -> tuple[float, dict[str, float]]:
+    """put_seconds with obstore at 32 at once, and the CPU seconds `meter` counted during the PUTs alone."""
+    bucket, _, path = prefix.partition("/")
+    store = S3Backend(f"s3://{bucket}", endpoint_url).worker_store
+    return asyncio.run(_put_all(store, path, count, size, 32, meter))

@@ -55,6 +55,26 @@ def _rows(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _cpu_row(d: dict[str, Any]) -> str:
+    """Where the default job's CPU goes, by process, against its floor's: both run on the same cores."""
+    job, floor = d["job_cpu_ms"], d["floor_cpu_ms"]
+    names = {"app": "app + scheduler", "workers": "3 workers", "store": "SeaweedFS", "bench": "bench client"}
+
+    def spent(used: dict[str, float], seconds: float) -> str:
+        parts = ", ".join(f"{names[k]} {v:.0f}" for k, v in used.items() if v >= 0.5)
+        total = sum(used.values())
+        return f"{parts}: {total:.0f} ms, {total / 1000 / seconds:.1f} cores busy over its p50"
+
+    return _row(
+        "CPU per default job and per floor, by process (ms, the mean of the runs above)",
+        "job: " + spent(job, d["p50_s"]),
+        "floor: " + spent(floor, d["floor_s"]),
+        f"{sum(job.values()) / sum(floor.values()):.2f}x",
+        "",
+        None,
+    )
+
+
 def _memory_rows(r: dict[str, Any]) -> list[str]:
     h, large, many = r["healthz"], r["large"], r["many"]
     workers = {k: large["peak_mb"][k] - large["idle_mb"][k] for k in large["idle_mb"] if k.startswith("worker")}
@@ -118,11 +138,11 @@ def _listing_rows(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def markdown(r: dict[str, Any], steps: str = "") -> str:
-    """The results as a markdown document: machine, then one table."""
+def markdown(r: dict[str, Any]) -> str:
+    """The results as markdown: the machine, then one table."""
     m = r["machine"]
     lines = [
-        "# Benchmarks",
+        "## The last run's figures",
         "",
         f"{COMMAND}, {m['date']}: {m['cores']} cores (shared with other work: load average "
         f"{m['load_average'][0]:.1f} at the start, {m['load_average_end'][0]:.1f} at the end), Python {m['python']}, "
@@ -139,8 +159,9 @@ def markdown(r: dict[str, Any], steps: str = "") -> str:
         "| measure | value | floor / reference | ratio | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
         *_rows(r),
+        *([_cpu_row(r["default"])] if "job_cpu_ms" in r["default"] else []),
         *_memory_rows(r),
         *_listing_rows(r),
         "",
     ]
-    return "\n".join(lines) + steps
+    return "\n".join(lines)

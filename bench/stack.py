@@ -15,7 +15,7 @@ import psutil
 from gateway_dask_zarr.embedded_s3 import BUCKET, EmbeddedS3
 from tests.serve import ROOT, Served, gunicorn
 
-__all__ = ["ROOT", "PeakRSS", "app_processes", "gunicorn_app", "rss", "seaweed"]
+__all__ = ["ROOT", "CpuMeter", "PeakRSS", "app_processes", "gunicorn_app", "rss", "seaweed"]
 
 
 @contextmanager
@@ -91,3 +91,22 @@ class PeakRSS:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User and system CPU seconds of a process so far (0 once it has gone)."""
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+class CpuMeter:
+    """CPU seconds used so far by each group of processes (Linux counts them in 10 ms ticks: sum many runs)."""
+
+    def __init__(self, groups: dict[str, list[psutil.Process]]) -> None:
+        self.groups = groups
+
+    def __call__(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in processes) for name, processes in self.groups.items()}
