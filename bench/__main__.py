@@ -117,7 +117,7 @@ def throughput(url: str, endpoint: str, rounds: int = 3) -> dict[str, Any]:
     return {"app_jobs_per_s": app, "floor_per_s": floor, "ratios": [a / f for a, f in zip(app, floor, strict=True)]}
 
 
-def large_job(url: str, endpoint: str, watched: dict[str, Any], rounds: int = 3) -> dict[str, Any]:
+def large_job(url: str, endpoint: str, watched: dict[str, Any], rounds: int = 5) -> dict[str, Any]:
     """The 8000x8000 float64 job against 64 PUTs of 8 MB (the faster of 8 and 32 at once), RSS sampled."""
     time.sleep(1)
     idle = {name: rss(p) for name, p in watched.items()}
@@ -237,7 +237,7 @@ def measure(results: dict[str, Any]) -> None:
                 run_jobs(app.url, DEFAULT, 1, 5)
             results["rss_app_default_mb"] = default_rss.peak["app"] / MB
             clear_bucket(endpoint)
-            log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 3 rounds, RSS sampled")
+            log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 5 rounds, RSS sampled")
             results["large"] = large_job(app.url, endpoint, watched)
             log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
             results["many"] = many_chunks(app.url, endpoint, watched, app_log)
