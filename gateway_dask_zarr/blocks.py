@@ -73,6 +73,9 @@ def unit_blocks(
 
 def chunks_in_units(shape: Sequence[int], chunks: Sequence[int], unit_shape: Sequence[int], numbers: range) -> int:
     """How many blocks the write units numbered `numbers` (C order) hold inside the array."""
+    if tuple(unit_shape) == tuple(chunks):
+        # Unsharded, a unit is a chunk: no loop over 100,000 of them while a job is submitted.
+        return len(numbers)
     per_unit = [u // c for u, c in zip(unit_shape, chunks, strict=True)]
     chunk_grid, unit_grid = grid(shape, chunks), grid(shape, unit_shape)
     return sum(

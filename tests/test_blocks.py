@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway_dask_zarr.blocks import all_blocks, block_data, block_index, block_shape, grid, unit_blocks
+from gateway_dask_zarr.blocks import (
+    all_blocks,
+    block_data,
+    block_index,
+    block_shape,
+    chunks_in_units,
+    grid,
+    unit_blocks,
+)
 from gateway_dask_zarr.jobs import plan_tasks
 from gateway_dask_zarr.params import JobRequest
 
@@ -92,3 +100,16 @@ def test_plan_tasks_gives_each_task_whole_shards(
     ]
     assert sorted(owned) == list(all_blocks(shape, chunks))
     assert sum(request.chunks_in(task) for task in tasks) == request.n_chunks
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "unit_shape"),
+    [((1000, 1000), (100, 100), (100, 100)), ((250, 130), (100, 50), (100, 50)), ((1000, 950), (100, 100), (300, 400))],
+)
+def test_chunks_in_units_counts_the_chunks_inside_the_array(
+    shape: tuple[int, ...], chunks: tuple[int, ...], unit_shape: tuple[int, ...]
+) -> None:
+    units = list(all_blocks(shape, unit_shape))
+    for start, stop in ((0, len(units)), (1, len(units) - 1), (2, 3)):
+        expected = sum(len(list(unit_blocks(shape, chunks, unit_shape, units[u]))) for u in range(start, stop))
+        assert chunks_in_units(shape, chunks, unit_shape, range(start, stop)) == expected
