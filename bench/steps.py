@@ -22,6 +22,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+import dask
 import zarr
 from distributed import Client, LocalCluster, as_completed
 
@@ -29,6 +30,7 @@ from bench.floor import put_seconds
 from bench.stack import seaweed
 from gateway_dask_zarr import blocks
 from gateway_dask_zarr.blocks import ArrayTarget, all_blocks
+from gateway_dask_zarr.cluster_backends import DASK_CONFIG
 from gateway_dask_zarr.embedded_s3 import BUCKET
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.storage import S3Backend
@@ -195,6 +197,7 @@ def main() -> None:
         size = request.chunk_bytes + 4
         variants: dict[str, Callable[[str], dict[str, float]]] = {}
         with (
+            dask.config.set(DASK_CONFIG),  # the app's cluster settings
             LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as lc,
             Client(lc) as client,
         ):
