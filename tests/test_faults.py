@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import BUCKET
 from helpers import S3_CREDENTIALS, assert_verified, wait_for
 from stand_ins import FaultProxy
 
@@ -167,7 +168,9 @@ def test_slow_and_flaky_s3_is_retried_and_the_data_verifies(make_app: Any, flaky
     assert flaky.counts["slowdown"] > 5 and flaky.counts["internal"] > 5 and flaky.counts["delayed"] > 5
 
 
-def test_a_stopping_replica_writes_its_running_jobs_final_records(make_app: Any, settings: Settings) -> None:
+def test_a_stopping_replica_writes_its_running_jobs_final_records(
+    make_app: Any, settings: Settings, s3fs_client: Any
+) -> None:
     # Chunk PUTs held for 8 s (job records pass): the job is still running when the service closes.
     held = FaultProxy(settings.s3_endpoint_url or "", delay_share=1.0, delay_s=8.0, only="/c/").start()
     try:
@@ -186,3 +189,7 @@ def test_a_stopping_replica_writes_its_running_jobs_final_records(make_app: Any,
     assert record is not None
     assert (record["status"], record["error"]) == ("failed", STOPPED)
     assert took < STOP_WAIT_S + 3
+    # A running task cannot be interrupted: the held PUTs still land after the stop, and stay
+    # until a DELETE of the job (the stopped replica's clean-up went with it). Waited for here,
+    # so that they do not land in the next test's bucket.
+    wait_for(lambda: len(s3fs_client.find(f"{BUCKET}/{job['id']}.zarr/c")) == 4, 60, 0.2)
