@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, redirect, request, session
+from flask import Blueprint, current_app, jsonify, redirect, request, session
 from jupyterhub.services.auth import HubOAuth, check_scopes
 from tornado.web import HTTPError
 from werkzeug.wrappers import Response
@@ -87,6 +87,11 @@ class HubLogin:
         query = urlencode({"state": state, "code_challenge": challenge, "code_challenge_method": method})
         return redirect(f"{self.oauth.login_url}&{query}")
 
+    @property
+    def logout_url(self) -> str:
+        """The hub's logout page: it ends the browser's hub session too."""
+        return f"{self.oauth.hub_host}{self.oauth.hub_prefix}logout"
+
     def finish_login(self, code: str, state: str) -> str:
         """Trade the hub's code for a token and keep it in the session; return the page the browser asked for."""
         pending = session.pop("oauth", None) or {}
@@ -117,6 +122,14 @@ def oauth_callback() -> Response:
         raise Forbidden("the hub's answer lacks its code or state; open the page again to log in")
     login: HubLogin = current_app.extensions["hub_login"]
     return redirect(login.finish_login(code, state))
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """End this service's session (its copy of the hub's token); the page then opens the hub's logout."""
+    session.clear()
+    login: HubLogin = current_app.extensions["hub_login"]
+    return jsonify({"next": login.logout_url})
 
 
 class PrefixMiddleware:

@@ -166,6 +166,11 @@ def test_browser_logs_in_through_the_hub_and_runs_a_job(hub: HubServer, hub_app:
     preview.wait_for(state="visible", timeout=JOB_TIMEOUT_MS)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview.element_handle())
     page.screenshot(path=str(ARTIFACTS / "hub-page-after-job.png"), full_page=True)
+    # Log out: the service's session ends, then the hub's logout page ends the hub's.
+    page.click("#logout-button")
+    page.wait_for_url("**/hub/login**")
+    page.goto(hub.app_url)
+    expect(page.locator("input[name=username]")).to_be_visible()
     # The job is alice's, and what the page showed is in the store.
     alice = hub.mint_token("alice")
     document = requests.get(f"{hub.app_url}jobs/{job_id}", headers=_as(alice), timeout=30).json()
@@ -183,3 +188,21 @@ def test_an_unreachable_hub_answers_503_not_401(hub: HubServer, make_app: Any, s
     assert answer.status_code == 503, answer.get_json()
     assert answer.get_json()["error"]["code"] == "auth_unavailable" and answer.headers["Retry-After"] == "5"
     assert client.get("/healthz").status_code == 200
+
+
+def test_logout_ends_the_services_session_and_points_to_the_hubs_logout(hub: HubServer, hub_app: Any) -> None:
+    bob = hub.browser_login("bob")
+    page = bob.get(hub.app_url, timeout=30)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert match and 'id="logout-button"' in page.text, page.text[:500]
+    assert bob.get(hub.app_url + "jobs", headers=JSON, timeout=30).status_code == 200
+    # Like any cookie write, a logout needs the page's token: another site cannot log bob out.
+    forged = bob.post(hub.app_url + "logout", headers={**JSON, "Origin": "https://evil.example"}, timeout=30)
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "csrf_failed"
+    out = bob.post(hub.app_url + "logout", headers={**JSON, "X-CSRF-Token": match.group(1)}, timeout=30)
+    assert out.status_code == 200, out.text
+    assert out.json() == {"next": "/hub/logout"}
+    # The session no longer holds the hub's token: the API refuses the cookie, the page logs in again.
+    assert bob.get(hub.app_url + "jobs", headers=JSON, timeout=30).status_code == 401
+    again = bob.get(hub.app_url, timeout=30, allow_redirects=False)
+    assert again.status_code == 302 and "/hub/api/oauth2/authorize" in again.headers["Location"]

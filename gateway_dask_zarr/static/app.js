@@ -292,4 +292,20 @@
   setInterval(function () {
     if (!document.hidden) refresh();
   }, LIST_MS);
+
+  // With AUTH=jupyterhub: end this service's session, then the hub's (its logout page).
+  const logout = document.getElementById("logout-button");
+  if (logout) {
+    logout.addEventListener("click", async function () {
+      logout.disabled = true;
+      try {
+        const data = await api("POST", logout.dataset.url);
+        window.location.assign(data.next);
+      } catch (err) {
+        logout.disabled = false;
+        formError.textContent = "Logging out failed: " + err.message;
+        formError.hidden = false;
+      }
+    });
+  }
 })();
