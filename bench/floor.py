@@ -7,12 +7,12 @@ import os
 import time
 from collections.abc import Callable
 
-import obstore
 import s3fs
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
-from zarr.storage import FsspecStore, ObjectStore
+from zarr.storage import FsspecStore, StorePath
 
+from gateway_dask_zarr.blocks import put_object
 from gateway_dask_zarr.storage import S3Backend
 
 # CPU seconds used so far, by process group (bench/stack.py's CpuMeter).
@@ -34,10 +34,7 @@ async def _put_all(
 
     async def put(i: int) -> None:
         async with limit:
-            if isinstance(store, ObjectStore):  # one PUT per object, as the chunk writer does (blocks._put)
-                await obstore.put_async(store.store, f"{prefix}/c/{i}", payload.as_buffer_like(), use_multipart=False)
-            else:
-                await store.set(f"{prefix}/c/{i}", payload)
+            await put_object(StorePath(store, prefix), f"c/{i}", payload)  # the chunk writer's own PUT
 
     # One warm-up PUT, so that the client's connection set-up is not counted.
     await store.set(f"{prefix}/warm", payload)

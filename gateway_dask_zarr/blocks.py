@@ -187,7 +187,7 @@ async def _write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
                 assert shard is not None
                 value = shard
             del encoded
-            await _put(array.store_path, metadata.encode_chunk_key(unit), value)
+            await put_object(array.store_path, metadata.encode_chunk_key(unit), value)
 
     await asyncio.gather(*(writer() for _ in range(max(1, min(target.concurrency, len(numbers))))))
     return facts
@@ -203,8 +203,8 @@ def _count(facts: dict[str, Any], data: np.ndarray) -> None:
     facts["count"] += data.size
 
 
-async def _put(store_path: StorePath, key: str, value: Buffer) -> None:
-    """PUT one object (a chunk or a shard); an S3 error is raised with its code and message first."""
+async def put_object(store_path: StorePath, key: str, value: Buffer) -> None:
+    """PUT one object (a chunk or a shard) in one request; an S3 error is raised with its code and message first."""
     try:
         if isinstance(store_path.store, ObjectStore):
             # One request whatever the size: obstore makes an object over 5 MiB a multipart
