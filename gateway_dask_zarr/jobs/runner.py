@@ -155,6 +155,8 @@ class Runner:
             raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
         job.finished = datetime.now(UTC)
         job.seconds = round(time.monotonic() - started, 3)
+        # A complete job has no error, whatever a lost cluster or a stopping replica set meanwhile.
+        job.error = None
         request = job.request
         document = {**job.document(), "status": "complete"}
         del document["progress"]
