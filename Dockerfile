@@ -1,6 +1,6 @@
 # The one image of gateway-dask-zarr: the web app (gunicorn) and, set as the Dask Gateway's
 # backend image, its schedulers and workers, so they never disagree on dask, distributed,
-# zarr, numpy, s3fs or the project's task code (gateway_dask_zarr/blocks.py).
+# zarr, numpy, s3fs or the project's task code (gateway_dask_zarr/worker/blocks.py).
 # checkov:skip=CKV_DOCKER_2:no HEALTHCHECK: Kubernetes ignores it and probes /healthz and /readyz (deploy_gateway.yaml); the same image runs Dask schedulers and workers, which serve no /healthz
 FROM python:3.11.14-slim-bookworm
 
@@ -32,7 +32,7 @@ RUN python -m compileall -q gunicorn.conf.py app.py gateway_dask_zarr
 # Smoke check at build: the package, the worker-side code and gunicorn's settings import
 # (not app.py: it would start a Dask cluster), and the commands the Dask Gateway runs
 # (dask/dask-gateway#945: `dask scheduler` / `dask worker`, not dask-scheduler) exist.
-RUN python -c "import runpy, gateway_dask_zarr, gateway_dask_zarr.api, gateway_dask_zarr.blocks, dask_gateway.scheduler_preload; runpy.run_path('gunicorn.conf.py')" \
+RUN python -c "import runpy, gateway_dask_zarr, gateway_dask_zarr.server.api, gateway_dask_zarr.worker.blocks, dask_gateway.scheduler_preload; runpy.run_path('gunicorn.conf.py')" \
     && dask scheduler --help > /dev/null \
     && dask worker --help > /dev/null
 

@@ -54,6 +54,7 @@ lint: install-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --python-executable $(PY)
 	$(PY) scripts/check_sizes.py
+	$(VENV)/bin/lint-imports
 
 test: install install-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,19 +1,5 @@
-"""gunicorn's entry point: `gunicorn -c gunicorn.conf.py app:app`."""
+"""gunicorn's entry point in a checkout: `gunicorn -c gunicorn.conf.py app:app` (the app is in the package)."""
 
-import os
+from gateway_dask_zarr.server.wsgi import app
 
-from gateway_dask_zarr import create_app
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import writer_credentials
-
-settings = Settings.from_env()
-if settings.embedded_s3:
-    # The embedded store accepts only its own writer's credentials (generated on its first
-    # start, kept in DATA_DIR): obstore and botocore read them from the environment, in this
-    # process and in the Dask worker processes it starts (they inherit it). So they replace
-    # any AWS_* already set, and a session token or profile would only get in their way.
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        os.environ.pop(name, None)
-    os.environ.update(writer_credentials(settings.data_dir))
-
-app = create_app(settings)
+__all__ = ["app"]

@@ -25,7 +25,7 @@ from bench.floor import put_cpu, put_seconds, s3
 from bench.load import run_jobs
 from bench.report import markdown
 from bench.stack import ROOT, CpuMeter, PeakRSS, app_processes, gunicorn_app, rss, seaweed
-from gateway_dask_zarr.embedded_s3 import BUCKET
+from gateway_dask_zarr.storage.embedded import BUCKET
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}

@@ -12,8 +12,8 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import FsspecStore, StorePath
 
-from gateway_dask_zarr.blocks import put_object
-from gateway_dask_zarr.storage import S3Backend
+from gateway_dask_zarr.storage.backends import S3Backend
+from gateway_dask_zarr.worker.blocks import put_object
 
 # CPU seconds used so far, by process group (bench/stack.py's CpuMeter).
 Meter = Callable[[], dict[str, float]]

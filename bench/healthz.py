@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.__main__ import DEFAULT, HealthProbe, clear_bucket, percentile, run_jobs
 from bench.stack import gunicorn_app, seaweed
-from gateway_dask_zarr.embedded_s3 import BUCKET
+from gateway_dask_zarr.storage.embedded import BUCKET
 
 # The same load as `healthz_under_load`, from a process of its own (no GIL shared with the probe).
 CHILD = (

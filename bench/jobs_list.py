@@ -23,7 +23,7 @@ import requests
 from gateway_dask_zarr.jobs import Job
 from gateway_dask_zarr.jobs.records import INDEX, RECORDS, _owner_dir, index_name
 from gateway_dask_zarr.params import JobRequest
-from gateway_dask_zarr.storage import parse_storage
+from gateway_dask_zarr.storage.backends import parse_storage
 
 SIZES = (100, 2_000, 20_000)
 BUCKET = "jobs-list"

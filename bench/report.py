@@ -107,7 +107,7 @@ def _memory_rows(r: dict[str, Any]) -> list[str]:
         ),
         _row(
             "`/healthz` every 20 ms while 50 clients run default jobs (`MAX_ACTIVE_JOBS`=8 turns the rest away; "
-            "they retry after `Retry-After`, as gateway_dask_zarr/client.py does)",
+            "they retry after `Retry-After`, as gateway_dask_zarr/client/client.py does)",
             f"p99 {h['p99_ms']:.0f} ms, p50 {h['p50_ms']:.0f} ms ({h['samples']} probes)",
             f"{h['jobs']} jobs at {h['jobs_per_s']:.2f}/s, {h['retries']} refusals retried",
             "",
@@ -150,7 +150,7 @@ def markdown(r: dict[str, Any]) -> str:
         + f". One run of {r['bench_seconds']:.0f} s.",
         "",
         "The app runs as `make run` starts it (gunicorn, a LocalCluster of 3 worker processes) on a SeaweedFS "
-        "S3 server on 127.0.0.1 that the bench starts (the embedded default's, gateway_dask_zarr/embedded_s3.py, "
+        "S3 server on 127.0.0.1 that the bench starts (the embedded default's, gateway_dask_zarr/storage/embedded.py, "
         "in a temporary directory). A floor is the same number of objects of "
         "the same size PUT to the same server from one process with obstore (the workers' S3 client, the app's "
         "options), with no data generation, no scheduling and no metadata. Each figure and its floor are measured "

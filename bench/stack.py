@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from gateway_dask_zarr.embedded_s3 import BUCKET, EmbeddedS3
+from gateway_dask_zarr.storage.embedded import BUCKET, EmbeddedS3
 from tests.serve import ROOT, Served, gunicorn
 
 __all__ = ["ROOT", "CpuMeter", "PeakRSS", "app_processes", "gunicorn_app", "rss", "seaweed"]

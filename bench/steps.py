@@ -28,13 +28,14 @@ from distributed import Client, LocalCluster, as_completed
 
 from bench.floor import put_seconds
 from bench.stack import seaweed
-from gateway_dask_zarr import blocks
-from gateway_dask_zarr.blocks import ArrayTarget, all_blocks
-from gateway_dask_zarr.cluster_backends import DASK_CONFIG
-from gateway_dask_zarr.embedded_s3 import BUCKET
+from gateway_dask_zarr.cluster.backends import DASK_CONFIG
+from gateway_dask_zarr.grid import all_blocks
 from gateway_dask_zarr.params import JobRequest
-from gateway_dask_zarr.storage import S3Backend
-from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
+from gateway_dask_zarr.storage.arrays import JobStore, array_kwargs, array_metadata
+from gateway_dask_zarr.storage.backends import S3Backend
+from gateway_dask_zarr.storage.embedded import BUCKET
+from gateway_dask_zarr.worker import blocks
+from gateway_dask_zarr.worker.blocks import ArrayTarget
 
 N_WORKERS = 3
 # The code before issue 14's changes: its chunk writer is loaded from git for the side-by-side.
@@ -186,7 +187,9 @@ def main() -> None:
     args = parser.parse_args()
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
-    old = subprocess.run(["git", "show", f"{BEFORE}:gateway_dask_zarr/blocks.py"], capture_output=True, check=True)
+    old = subprocess.run(
+        ["git", "show", f"{BEFORE}:gateway_dask_zarr/worker/blocks.py"], capture_output=True, check=True
+    )
     BEFORE_BLOCKS.write_bytes(old.stdout)
     with seaweed(results / "steps-weed.log") as weed:
         endpoint = weed.endpoint_url

@@ -48,7 +48,7 @@ c.ClusterConfig.worker_cmd = [_dask, "worker"]
 
 # Workers get the S3 credentials from their own environment, as the Secret `awsconfig` gives
 # them on Kubernetes; the app never sends them. PYTHONPATH makes the project's task code
-# (gateway_dask_zarr.blocks) importable, as the shared image does on Kubernetes.
+# (gateway_dask_zarr.worker.blocks) importable, as the shared image does on Kubernetes.
 _project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 c.ClusterConfig.environment = {
     "PYTHONPATH": _project,

@@ -95,7 +95,7 @@ def read_store_url(env: Mapping[str, str]) -> str | None:
         return None
     # Each storage backend judges its own URLs (storage.py); imported here, when a URL is
     # set, as storage.py loads zarr and obstore.
-    from gateway_dask_zarr.storage import url_problem
+    from gateway_dask_zarr.storage.backends import url_problem
 
     problem = url_problem(raw)
     if problem:

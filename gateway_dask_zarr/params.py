@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from gateway_dask_zarr.blocks import chunks_in_units, grid
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import InvalidParameter, ServiceError, TooLarge
+from gateway_dask_zarr.grid import chunks_in_units, grid
+from gateway_dask_zarr.settings import Settings
 
 MAX_NDIM = 4
 MAX_LENGTH = 10**12

@@ -13,10 +13,10 @@ from helpers import S3_CREDENTIALS
 from hub_server import HubServer
 from playwright.sync_api import Browser, sync_playwright
 
-from gateway_dask_zarr import create_app
-from gateway_dask_zarr.cluster import ClusterManager
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.cluster.manager import ClusterManager
+from gateway_dask_zarr.server import create_app
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 # Set before any cluster starts, so worker processes inherit them: the workers' own
 # environment is where credentials come from. The session's store is made with them.

@@ -17,7 +17,7 @@ import psutil
 import requests
 from serve import free_port
 
-from gateway_dask_zarr.cluster_backends import forget_loop
+from gateway_dask_zarr.cluster.backends import forget_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "local_gateway_config.py"

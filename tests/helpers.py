@@ -8,7 +8,7 @@ from typing import Any
 
 import zarr
 
-from gateway_dask_zarr.verify import mismatched_blocks
+from gateway_dask_zarr.worker.verify import mismatched_blocks
 
 # The writer's credentials of the tests' SeaweedFS servers: distinctive, so a leak is findable.
 S3_CREDENTIALS = {

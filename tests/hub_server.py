@@ -20,8 +20,8 @@ from gateway_server import BIN, ROOT
 from serve import free_port
 from werkzeug.serving import make_server
 
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import stop_process
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.embedded import stop_process
 
 # `make install-test` installs configurable-http-proxy here (npm).
 NODE_BIN = ROOT / ".node" / "node_modules" / ".bin"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import assert_verified, open_job_array, wait_for
 
-from gateway_dask_zarr.blocks import block_data
+from gateway_dask_zarr.worker.blocks import block_data
 
 
 def test_run_default_job_writes_the_seeds_array(client: Any, s3fs_client: Any) -> None:

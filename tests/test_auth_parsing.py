@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from gateway_dask_zarr.auth import Authenticator, bearer_token
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import Unauthorized
+from gateway_dask_zarr.server.auth import Authenticator, bearer_token
+from gateway_dask_zarr.settings import Settings
 
 pytestmark = pytest.mark.fast
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway_dask_zarr.blocks import (
-    all_blocks,
-    block_data,
-    block_index,
-    block_shape,
-    chunks_in_units,
-    grid,
-    unit_blocks,
-)
+from gateway_dask_zarr.grid import all_blocks, block_index, block_shape, chunks_in_units, grid, unit_blocks
 from gateway_dask_zarr.jobs import plan_tasks
 from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.worker.blocks import block_data
 
 pytestmark = pytest.mark.fast
 

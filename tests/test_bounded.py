@@ -14,8 +14,8 @@ from helpers import assert_verified, wait_for
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr import logs
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 
 @pytest.fixture

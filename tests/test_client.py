@@ -21,9 +21,10 @@ from helpers import assert_verified, wait_for
 from live import serve
 from serve import free_port, http_status
 
-from gateway_dask_zarr.blocks import block_data, block_shape
-from gateway_dask_zarr.client import Gateway, GatewayError, Job
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3, stop_process
+from gateway_dask_zarr.client import GatewayClient, GatewayError, RemoteJob
+from gateway_dask_zarr.grid import block_shape
+from gateway_dask_zarr.storage.embedded import EmbeddedS3, stop_process
+from gateway_dask_zarr.worker.blocks import block_data
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "client-bucket"
@@ -82,7 +83,9 @@ def _region(
 
 
 def test_client_imports_none_of_flask_distributed_or_gunicorn() -> None:
-    code = "import sys, gateway_dask_zarr.client, gateway_dask_zarr.cli; print([m for m in %r if m in sys.modules])"
+    code = (
+        "import sys, gateway_dask_zarr.client, gateway_dask_zarr.client.cli; print([m for m in %r if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code % (LIGHT,)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -93,8 +96,8 @@ def test_client_works_with_flask_distributed_and_gunicorn_unimportable(service: 
 import sys
 for name in {LIGHT!r}:
     sys.modules[name] = None
-from gateway_dask_zarr.client import Gateway
-job = Gateway({service!r}).run(shape=[300, 200], chunks=[100, 100], seed=3, progress=False)
+from gateway_dask_zarr.client import GatewayClient
+job = GatewayClient({service!r}).run(shape=[300, 200], chunks=[100, 100], seed=3, progress=False)
 print(job.id, float(job.to_xarray().sum().compute()))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
@@ -102,11 +105,11 @@ print(job.id, float(job.to_xarray().sum().compute()))
     job_id, total = done.stdout.split()
     blocks = [_expected(3, [300, 200], [100, 100], "float32", (i, j)) for i in range(3) for j in range(2)]
     assert float(total) == pytest.approx(sum(float(b.sum(dtype=np.float64)) for b in blocks), rel=1e-6)
-    assert Gateway(service).get(job_id).status == "complete"
+    assert GatewayClient(service).get(job_id).status == "complete"
 
 
 def test_run_shows_a_progress_bar_that_reaches_every_chunk(service: str, capsys: pytest.CaptureFixture[str]) -> None:
-    job = Gateway(service).run(shape=[1000, 1000], chunks=[100, 100], seed=7)
+    job = GatewayClient(service).run(shape=[1000, 1000], chunks=[100, 100], seed=7)
     err = capsys.readouterr().err
     assert job.status == "complete" and job.progress == (100, 100)
     # tqdm's last frame, on stderr: the job's id, 100% and 100/100 chunks.
@@ -117,7 +120,7 @@ def test_run_shows_a_progress_bar_that_reaches_every_chunk(service: str, capsys:
 
 def test_to_xarray_is_lazy_and_equals_the_rule_on_sampled_chunks(service: str) -> None:
     shape, chunks = [1050, 730], [100, 100]
-    job = Gateway(service).run(shape=shape, chunks=chunks, dtype="float64", seed=11, progress=False)
+    job = GatewayClient(service).run(shape=shape, chunks=chunks, dtype="float64", seed=11, progress=False)
     data = job.to_xarray()
     assert isinstance(data.data, dask.array.Array)
     assert data.dims == ("y", "x") and data.shape == (1050, 730) and data.dtype == np.float64
@@ -142,7 +145,7 @@ def test_to_xarray_is_lazy_and_equals_the_rule_on_sampled_chunks(service: str) -
 def test_arrays_of_1_3_and_4_dimensions_open_in_xarray_with_their_names(
     service: str, shape: list[int], chunks: list[int], dims: tuple[str, ...]
 ) -> None:
-    job = Gateway(service).run(shape=shape, chunks=chunks, seed=5, progress=False)
+    job = GatewayClient(service).run(shape=shape, chunks=chunks, seed=5, progress=False)
     data = job.to_xarray()
     assert data.dims == dims and list(data.shape) == shape
     assert job.open().metadata.dimension_names == dims
@@ -156,16 +159,16 @@ def test_busy_gateway_is_waited_out_as_retry_after_says_or_refused_after_the_bou
     service: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # MAX_ACTIVE_JOBS=1: this job (144 MB) holds the one slot while the others ask.
-    holder = Gateway(service).submit(shape=[6000, 6000], chunks=[600, 600], seed=1)
+    holder = GatewayClient(service).submit(shape=[6000, 6000], chunks=[600, 600], seed=1)
     with pytest.raises(GatewayError) as refused:
-        Gateway(service, busy_wait=0).submit(shape=[200, 200], chunks=[100, 100], seed=2)
+        GatewayClient(service, busy_wait=0).submit(shape=[200, 200], chunks=[100, 100], seed=2)
     assert refused.value.status == 429 and refused.value.code == "too_many_jobs"
     assert refused.value.retry_after == 2 and "MAX_ACTIVE_JOBS" in refused.value.message
 
     assert holder.refresh().status in ("queued", "running")
     started = time.monotonic()
     with caplog.at_level(logging.INFO, logger="gateway_dask_zarr.client"):
-        job = Gateway(service, busy_wait=300).submit(shape=[200, 200], chunks=[100, 100], seed=2)
+        job = GatewayClient(service, busy_wait=300).submit(shape=[200, 200], chunks=[100, 100], seed=2)
     waited = time.monotonic() - started
     retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert retries and all("too_many_jobs): retrying in 2 s" in m for m in retries), retries
@@ -176,7 +179,7 @@ def test_busy_gateway_is_waited_out_as_retry_after_says_or_refused_after_the_bou
 
 
 def test_errors_carry_the_servers_code_and_message(service: str) -> None:
-    gateway = Gateway(service)
+    gateway = GatewayClient(service)
     with pytest.raises(GatewayError) as bad:
         gateway.submit(shape=[0, 100])
     assert (bad.value.status, bad.value.code, bad.value.field) == (400, "invalid_parameter", "shape")
@@ -185,7 +188,7 @@ def test_errors_carry_the_servers_code_and_message(service: str) -> None:
         gateway.get("no-such-job")
     assert (missing.value.status, missing.value.code) == (404, "not_found")
     with pytest.raises(GatewayError) as unreachable:
-        Gateway(f"http://127.0.0.1:{free_port()}").list()
+        GatewayClient(f"http://127.0.0.1:{free_port()}").list()
     assert unreachable.value.status is None and unreachable.value.code == "unreachable"
 
 
@@ -197,27 +200,30 @@ def test_token_from_the_argument_or_the_environment_is_sent(
         monkeypatch.delenv(name, raising=False)
     with serve(make_app(settings, auth="token", api_tokens=(token,))) as url:
         with pytest.raises(GatewayError) as refused:
-            Gateway(url).list()
+            GatewayClient(url).list()
         assert (refused.value.status, refused.value.code) == (401, "unauthorized")
         assert _cli("jobs", "--url", url).returncode == 3
-        assert Gateway(url, token).run(shape=[200, 200], chunks=[100, 100], seed=1, progress=False).status == "complete"
+        assert (
+            GatewayClient(url, token).run(shape=[200, 200], chunks=[100, 100], seed=1, progress=False).status
+            == "complete"
+        )
         # In a JupyterHub session the hub's token is in JUPYTERHUB_API_TOKEN; GATEWAY_TOKEN comes first.
         monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
-        assert len(Gateway(url).list()) == 1
+        assert len(GatewayClient(url).list()) == 1
         assert _cli("jobs", "--url", url, "--json").returncode == 0
         monkeypatch.setenv("GATEWAY_TOKEN", "not-the-token")
         with pytest.raises(GatewayError):
-            Gateway(url).list()
-        assert len(Gateway(url, token).list()) == 1
-        assert token not in repr(Gateway(url, token))
+            GatewayClient(url).list()
+        assert len(GatewayClient(url, token).list()) == 1
+        assert token not in repr(GatewayClient(url, token))
 
 
 def test_list_shows_jobs_newest_first(service: str) -> None:
-    gateway = Gateway(service)
+    gateway = GatewayClient(service)
     ids = [gateway.run(shape=[100, 100], chunks=[50, 50], seed=s, progress=False).id for s in (21, 22)]
     listed = gateway.list(limit=2)
     assert [j.id for j in listed] == ids[::-1]
-    assert all(isinstance(j, Job) and j.status == "complete" for j in listed)
+    assert all(isinstance(j, RemoteJob) and j.status == "complete" for j in listed)
 
 
 def test_cli_run_json_and_the_documented_exit_codes(service: str) -> None:
@@ -247,7 +253,7 @@ def test_cli_run_json_and_the_documented_exit_codes(service: str) -> None:
     # 5: the wait ended before the job; it goes on running, and ends complete.
     late = _cli("run", "--url", service, "--shape", "2000,2000", "--chunks", "200,200", "--timeout", "0", "--quiet")
     assert late.returncode == 5 and "goes on running" in late.stderr
-    (latest,) = Gateway(service).list(limit=1)
+    (latest,) = GatewayClient(service).list(limit=1)
     assert_verified(latest.wait(progress=False).document)
 
 
@@ -258,7 +264,7 @@ def test_a_sharded_job_from_the_cli_and_the_client_reads_as_the_rule(service: st
     document = json.loads(done.stdout)
     assert document["shards"] == [500, 300]
     assert_verified(document)
-    job = Gateway(service).run(shape=shape, chunks=chunks, seed=3, shards=[500, 300], progress=False)
+    job = GatewayClient(service).run(shape=shape, chunks=chunks, seed=3, shards=[500, 300], progress=False)
     assert job.document["shards"] == [500, 300] and job.progress == (88, 88)
     # xarray through dask reads chunk by chunk, each a range of its shard.
     data = job.to_xarray()
@@ -277,7 +283,7 @@ def test_cli_run_prints_a_progress_bar_then_the_arrays_url(service: str) -> None
     assert lines[-1].startswith(f"s3://{BUCKET}/") and lines[-1].endswith(".zarr")
     job_id = lines[-1].rsplit("/", 1)[1].removesuffix(".zarr")
     assert lines[0].startswith(f"job {job_id} complete")
-    assert_verified(Gateway(service).get(job_id).document)
+    assert_verified(GatewayClient(service).get(job_id).document)
 
 
 def test_cli_exit_code_1_and_the_document_when_the_job_is_cancelled(service: str) -> None:
@@ -289,7 +295,7 @@ def test_cli_exit_code_1_and_the_document_when_the_job_is_cancelled(service: str
         stderr=subprocess.PIPE,
         text=True,
     ) as running:
-        gateway = Gateway(service)
+        gateway = GatewayClient(service)
         job = wait_for(lambda: next((j for j in gateway.list(limit=5) if j.status == "running"), None), 120)
         gateway.delete(job.id)
         stdout, stderr = running.communicate(timeout=300)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_dask_zarr.cluster import ClusterManager, Subscribers, cluster_state
-from gateway_dask_zarr.cluster_backends import (
+from gateway_dask_zarr.cluster.backends import (
     CLUSTER_BACKENDS,
     GatewayBackend,
     LocalBackend,
     SchedulerBackend,
     cluster_backend,
 )
-from gateway_dask_zarr.config import CLUSTER_KINDS, Settings
+from gateway_dask_zarr.cluster.manager import ClusterManager, Subscribers, cluster_state
+from gateway_dask_zarr.settings import CLUSTER_KINDS, Settings
 
 pytestmark = pytest.mark.fast
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_dask_zarr.config import ConfigError, Settings
+from gateway_dask_zarr.settings import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = {"AUTH": "jupyterhub", "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api", "JUPYTERHUB_API_TOKEN": "t" * 32}

@@ -20,8 +20,8 @@ import yaml
 from traitlets.config import Config
 
 import gateway_dask_zarr
-from gateway_dask_zarr.cluster_backends import DASK_CONFIG
-from gateway_dask_zarr.config import KNOWN_ENV, Settings
+from gateway_dask_zarr.cluster.backends import DASK_CONFIG
+from gateway_dask_zarr.settings import KNOWN_ENV, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "deploy_gateway.yaml"
@@ -462,7 +462,7 @@ def test_build_context_holds_what_the_image_copies_and_no_secret() -> None:
         "app.py",
         "gunicorn.conf.py",
         "gateway_dask_zarr/__init__.py",
-        "gateway_dask_zarr/blocks.py",
+        "gateway_dask_zarr/worker/blocks.py",
     )
     left_out = (
         "deploy/awsconfig.env",

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from helpers import wait_for
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def test_anyone_reads_and_lists_the_bucket_only_the_writer_writes(s3: EmbeddedS3
 
 def test_the_server_does_not_outlive_an_app_killed_hard(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from gateway_dask_zarr.embedded_s3 import EmbeddedS3; "
+        "import sys, time; from gateway_dask_zarr.storage.embedded import EmbeddedS3; "
         f"s = EmbeddedS3({str(tmp_path)!r}).start(); print(s.process.pid, flush=True); time.sleep(600)"
     )
     app = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)

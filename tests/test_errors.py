@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from gateway_dask_zarr import errors
-from gateway_dask_zarr.edge import CHALLENGE, register_error_handlers
+from gateway_dask_zarr.server.edge import CHALLENGE, register_error_handlers
 
 pytestmark = pytest.mark.fast
 

@@ -10,15 +10,15 @@ import obstore
 import pytest
 from obstore.store import LocalStore, MemoryStore
 
-from gateway_dask_zarr.config import ConfigError, Settings
 from gateway_dask_zarr.errors import Busy, TooLarge
 from gateway_dask_zarr.jobs import Job, JobManager, Records
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.quota import Quota
 from gateway_dask_zarr.params import JobRequest
-from gateway_dask_zarr.storage import parse_storage
-from gateway_dask_zarr.store import JobStore
+from gateway_dask_zarr.settings import ConfigError, Settings
+from gateway_dask_zarr.storage.arrays import JobStore
+from gateway_dask_zarr.storage.backends import parse_storage
 
 pytestmark = pytest.mark.fast
 SMALL = JobRequest((100, 100), (100, 100), "float32", 1)  # 40,000 bytes

@@ -12,9 +12,9 @@ from helpers import assert_verified, wait_for
 from stand_ins import FaultProxy
 from test_metrics import scrape
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 from gateway_dask_zarr.jobs.records import USAGE
-from gateway_dask_zarr.storage import parse_storage
+from gateway_dask_zarr.storage.backends import parse_storage
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 ALICE_TOKEN = "tok-alice-5b1e9c0d2a7f"
 BOB_TOKEN = "tok-bob-8c3d1f6e0a4b29"

@@ -18,12 +18,12 @@ from conftest import BUCKET
 from helpers import S3_CREDENTIALS, assert_verified, wait_for
 from stand_ins import FaultProxy
 
-from gateway_dask_zarr import create_app
-from gateway_dask_zarr.cluster import ClusterManager
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.jobs.reasons import STOPPED
 from gateway_dask_zarr.jobs.runner import STOP_WAIT_S
+from gateway_dask_zarr.server import create_app
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 # 64 chunks of 2 MB: long enough to kill something in the middle of it.
 LARGE = {"shape": [4000, 4000], "chunks": [500, 500], "dtype": "float64", "seed": 11}

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.settings import Settings
 
 # Small limits: most generated arrays are refused and the few accepted ones take a moment.
 LIMITS = {"max_array_bytes": 64 * 2**10, "max_chunk_bytes": 16 * 2**10, "max_chunks": 16, "max_active_jobs": 4}

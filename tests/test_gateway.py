@@ -26,12 +26,12 @@ from hub_server import GATEWAY, HubServer
 from serve import free_port
 from stand_ins import FaultProxy
 
-from gateway_dask_zarr import create_app
-from gateway_dask_zarr.cluster_backends import forget_loop
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.cluster.backends import forget_loop
 from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.reasons import STOPPED
+from gateway_dask_zarr.server import create_app
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 # The gateway's workers get the store's credentials from ClusterConfig.environment, the
 # gunicorn app from its environment. Distinctive, so a leak is findable.

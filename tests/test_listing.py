@@ -7,10 +7,10 @@ from typing import Any
 from stand_ins import FaultProxy
 
 from bench.jobs_list import seed_jobs
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
 from gateway_dask_zarr.jobs.records import index_name
-from gateway_dask_zarr.storage import parse_storage
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.backends import parse_storage
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 TOKEN = "alice-token-0123456789"
 ALICE = {"Authorization": f"Bearer {TOKEN}"}

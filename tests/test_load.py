@@ -22,7 +22,7 @@ import serve
 from helpers import S3_CREDENTIALS, assert_verified
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 ROOT = serve.ROOT
 CONCURRENT = 50

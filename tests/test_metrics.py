@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from stand_ins import FaultProxy
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 
 def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

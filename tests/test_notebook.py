@@ -19,7 +19,7 @@ from hub_server import HubServer
 from nbclient import NotebookClient
 from serve import ROOT, MakeRun, make_run, user_env
 
-from gateway_dask_zarr.client import Gateway
+from gateway_dask_zarr.client import GatewayClient
 
 NOTEBOOK = ROOT / "notebooks" / "gateway_demo.ipynb"
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -89,7 +89,7 @@ def test_notebook_runs_top_to_bottom(gateway_url: str, tmp_path: Path) -> None:
     assert "same array from plain HTTP" in text
     # The two jobs the notebook ran (the client's and the plain HTTP one) are in the service, complete,
     # and every chunk verifies, read without credentials as the notebook read them.
-    jobs = [j.document for j in Gateway(gateway_url).list() if j.document["shape"] == [1200, 1000]]
+    jobs = [j.document for j in GatewayClient(gateway_url).list() if j.document["shape"] == [1200, 1000]]
     assert [j["seed"] for j in jobs] == [7, 7]
     for job in jobs:
         assert_verified(job, anon=True)

@@ -14,10 +14,10 @@ from stand_ins import FaultProxy
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.storage import FsspecStore, WrapperStore
 
-from gateway_dask_zarr.blocks import block_data
-from gateway_dask_zarr.preview import MAX_SIDE, read_sample
-from gateway_dask_zarr.storage import S3Backend
-from gateway_dask_zarr.store import array_kwargs
+from gateway_dask_zarr.server.preview import MAX_SIDE, read_sample
+from gateway_dask_zarr.storage.arrays import array_kwargs
+from gateway_dask_zarr.storage.backends import S3Backend
+from gateway_dask_zarr.worker.blocks import block_data
 
 
 class CountingStore(WrapperStore):

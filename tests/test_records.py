@@ -12,15 +12,15 @@ import obstore
 import pytest
 from obstore.store import LocalStore, MemoryStore
 
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import Conflict
 from gateway_dask_zarr.jobs import Job, JobManager, Records
 from gateway_dask_zarr.jobs.records import index_name
 from gateway_dask_zarr.jobs.retention import Retention
 from gateway_dask_zarr.jobs.runner import Cleanups
 from gateway_dask_zarr.params import JobRequest
-from gateway_dask_zarr.storage import S3_PUT_BOUND_S, parse_storage
-from gateway_dask_zarr.store import JobStore
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.arrays import JobStore
+from gateway_dask_zarr.storage.backends import S3_PUT_BOUND_S, parse_storage
 
 pytestmark = pytest.mark.fast
 REQUEST = JobRequest((200, 200), (100, 100), "float32", 1)

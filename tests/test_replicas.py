@@ -17,7 +17,7 @@ from helpers import assert_verified, wait_for
 from serve import gunicorn
 from stand_ins import FaultProxy
 
-from gateway_dask_zarr.embedded_s3 import EmbeddedS3
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 BUCKET = "replicas"
 TIMEOUT_S = 15  # replica A's JOB_TIMEOUT_S: a job whose chunk PUTs hang longer fails

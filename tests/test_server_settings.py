@@ -10,8 +10,8 @@ import sys
 import pytest
 import serve
 
-from gateway_dask_zarr.config import ConfigError, ServerSettings
 from gateway_dask_zarr.logs import JsonFormatter, TextFormatter, configure_logging
+from gateway_dask_zarr.settings import ConfigError, ServerSettings
 
 pytestmark = pytest.mark.fast
 

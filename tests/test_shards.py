@@ -9,7 +9,8 @@ import numpy as np
 import tensorstore
 from helpers import assert_verified, open_job_array, wait_for
 
-from gateway_dask_zarr.blocks import block_data, block_shape
+from gateway_dask_zarr.grid import block_shape
+from gateway_dask_zarr.worker.blocks import block_data
 
 # Zarr's crc32c codec appends 4 bytes to each chunk; a shard's index is 16 bytes a chunk, plus its crc32c.
 CRC = 4

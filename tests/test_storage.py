@@ -10,7 +10,7 @@ import fsspec
 import pytest
 from helpers import assert_verified
 
-from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.settings import Settings
 
 
 def test_history_survives_a_restart_on_a_file_store(make_app: Any, tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_history_survives_a_restart_on_a_file_store(make_app: Any, tmp_path: Pat
 def test_memory_store_for_tests(make_app: Any) -> None:
     # memory:// lives in this process: the shared cluster's worker processes cannot see it,
     # so the app is given an in-process cluster of its own.
-    from gateway_dask_zarr import create_app
+    from gateway_dask_zarr.server import create_app
 
     app = create_app(Settings(store_url="memory://gateway-tests", n_workers=2))
     try:

@@ -12,7 +12,8 @@ from botocore.exceptions import EndpointConnectionError
 from obstore.exceptions import AlreadyExistsError
 
 from gateway_dask_zarr.params import JobRequest
-from gateway_dask_zarr.storage import (
+from gateway_dask_zarr.storage.arrays import JobStore, array_kwargs
+from gateway_dask_zarr.storage.backends import (
     BACKENDS,
     FileBackend,
     MemoryBackend,
@@ -21,7 +22,6 @@ from gateway_dask_zarr.storage import (
     parse_storage,
     url_problem,
 )
-from gateway_dask_zarr.store import JobStore, array_kwargs
 
 pytestmark = pytest.mark.fast
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from gateway_dask_zarr.cluster import ClusterManager
+from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.errors import Busy, ClusterUnavailable
 
 RETRY_AFTER_S = 2

@@ -8,7 +8,7 @@ import time
 
 from gateway_dask_zarr.jobs.job import Job, job_log
 from gateway_dask_zarr.jobs.records import Records
-from gateway_dask_zarr.store import JobStore
+from gateway_dask_zarr.storage.arrays import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway_dask_zarr.cluster import ClusterManager
-from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.ids import check_job_id, new_job_id
@@ -16,7 +15,8 @@ from gateway_dask_zarr.jobs.reasons import STOPPED
 from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
 from gateway_dask_zarr.jobs.runner import Runner
 from gateway_dask_zarr.params import JobRequest
-from gateway_dask_zarr.store import JobStore
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.arrays import JobStore
 
 
 class JobManager:

@@ -7,9 +7,9 @@ import concurrent.futures
 
 from zarr.errors import ContainsArrayError
 
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import ClusterUnavailable
-from gateway_dask_zarr.store import JobStore
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.arrays import JobStore
 
 CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
 STOPPED = "the replica that ran this job stopped before the job ended; submit it again"

@@ -30,8 +30,8 @@ import obstore
 from obstore.exceptions import AlreadyExistsError
 from obstore.store import LocalStore
 
-from gateway_dask_zarr.blocks import S3_ERROR
 from gateway_dask_zarr.errors import Conflict, StoreUnavailable
+from gateway_dask_zarr.worker.blocks import S3_ERROR
 
 PREFIX = "_jobs"
 RECORDS = f"{PREFIX}/records"

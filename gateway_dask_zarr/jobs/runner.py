@@ -14,9 +14,7 @@ from typing import Any
 
 from distributed import as_completed
 
-from gateway_dask_zarr.blocks import ArrayTarget, write_blocks
-from gateway_dask_zarr.cluster import ClusterManager
-from gateway_dask_zarr.config import Settings
+from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
@@ -25,7 +23,9 @@ from gateway_dask_zarr.jobs.reasons import CANCELLED, STOPPED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
 from gateway_dask_zarr.params import JobRequest
-from gateway_dask_zarr.store import JobStore, array_kwargs, array_metadata
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.storage.arrays import JobStore, array_kwargs, array_metadata
+from gateway_dask_zarr.worker.blocks import ArrayTarget, write_blocks
 
 log = logging.getLogger(__name__)
 

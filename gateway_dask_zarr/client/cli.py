@@ -16,15 +16,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from gateway_dask_zarr.client import Gateway, GatewayError, Job, JobFailed
+from gateway_dask_zarr.client.client import GatewayClient, GatewayError, JobFailed, RemoteJob
 
 OK, JOB_FAILED, USAGE, REFUSED, UNAVAILABLE, TIMED_OUT = 0, 1, 2, 3, 4, 5
-# `serve` runs gunicorn with the repository's settings, as `make run` does.
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+# `serve` runs gunicorn with the settings shipped in the package, as `make run` does.
+GUNICORN_ARGS = ["-c", "python:gateway_dask_zarr.server.gunicorn_conf", "gateway_dask_zarr.server.wsgi:app"]
 
 
 def _ints(text: str) -> list[int]:
@@ -47,7 +45,7 @@ def _say(args: argparse.Namespace, value: Any, text: str) -> None:
         print(text)
 
 
-def _summary(job: Job) -> str:
+def _summary(job: RemoteJob) -> str:
     d = job.document
     return (
         f"job {job.id} {job.status} in {d.get('seconds')} s: shape {d['shape']}, chunks {d['chunks']}, "
@@ -55,7 +53,7 @@ def _summary(job: Job) -> str:
     )
 
 
-def cmd_run(gateway: Gateway, args: argparse.Namespace) -> int:
+def cmd_run(gateway: GatewayClient, args: argparse.Namespace) -> int:
     """Submit a job, follow it, and print its array's URL (or its document with --json)."""
     job = gateway.submit(args.shape, args.chunks, args.dtype, args.seed, args.shards)
     if args.no_wait:
@@ -77,7 +75,7 @@ def cmd_run(gateway: Gateway, args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_jobs(gateway: Gateway, args: argparse.Namespace) -> int:
+def cmd_jobs(gateway: GatewayClient, args: argparse.Namespace) -> int:
     """List the caller's jobs, newest first."""
     jobs = gateway.list(limit=args.limit)
     if args.json:
@@ -90,13 +88,13 @@ def cmd_jobs(gateway: Gateway, args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_show(gateway: Gateway, args: argparse.Namespace) -> int:
+def cmd_show(gateway: GatewayClient, args: argparse.Namespace) -> int:
     """Print one job's document."""
     _print_json(gateway.get(args.id).document)
     return OK
 
 
-def cmd_delete(gateway: Gateway, args: argparse.Namespace) -> int:
+def cmd_delete(gateway: GatewayClient, args: argparse.Namespace) -> int:
     """Cancel or delete one job."""
     gateway.delete(args.id)
     _say(args, {"id": args.id, "deleted": True}, f"deleted {args.id}")
@@ -104,14 +102,10 @@ def cmd_delete(gateway: Gateway, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Replace this process by `gunicorn -c gunicorn.conf.py app:app`, as `make run` does."""
-    if not GUNICORN_CONF.exists():
-        print(f"error: serve runs from a checkout of the repository; {GUNICORN_CONF} is missing", file=sys.stderr)
-        return USAGE
+    """Replace this process by gunicorn with the package's settings and app, as `make run` does."""
     os.environ.update({"HOST": args.host, "PORT": str(args.port)})
-    os.chdir(ROOT)
     # exec, not a child: signals (SIGTERM, Ctrl-C) reach gunicorn itself, which stops the cluster.
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "app:app"])  # noqa: S606
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", *GUNICORN_ARGS])  # noqa: S606
     return OK  # not reached
 
 
@@ -172,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return cmd_serve(args)
-    gateway = Gateway(args.url, args.token, busy_wait=args.busy_wait)
-    handler: Callable[[Gateway, argparse.Namespace], int] = args.handler
+    gateway = GatewayClient(args.url, args.token, busy_wait=args.busy_wait)
+    handler: Callable[[GatewayClient, argparse.Namespace], int] = args.handler
     try:
         return handler(gateway, args)
     except GatewayError as error:

@@ -10,14 +10,14 @@ from typing import Any
 
 from distributed import Client
 
-from gateway_dask_zarr.cluster_backends import (
+from gateway_dask_zarr.cluster.backends import (
     Attempt,
     close_all,
     closers,
     cluster_backend,
 )
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.settings import Settings
 
 log = logging.getLogger(__name__)
 

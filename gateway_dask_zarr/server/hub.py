@@ -20,8 +20,8 @@ from jupyterhub.services.auth import HubOAuth, check_scopes
 from tornado.web import HTTPError
 from werkzeug.wrappers import Response
 
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import Forbidden, Unauthorized, Unavailable
+from gateway_dask_zarr.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway_dask_zarr.edge import public_document, viewer
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from gateway_dask_zarr.jobs import check_job_id
-from gateway_dask_zarr.metrics import Metrics
 from gateway_dask_zarr.params import form_fields
-from gateway_dask_zarr.preview import SIZES, preview_png
+from gateway_dask_zarr.server.edge import public_document, viewer
+from gateway_dask_zarr.server.metrics import Metrics
+from gateway_dask_zarr.server.preview import SIZES, preview_png
 from gateway_dask_zarr.version import __version__
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 Light on purpose: requests, tqdm, zarr (with s3fs for s3:// arrays), and xarray with dask for
 `to_xarray()`; never Flask, distributed or gunicorn, so it installs in any notebook.
 
-    from gateway_dask_zarr.client import Gateway
-    job = Gateway().run(shape=[2000, 2000], chunks=[200, 200], seed=7)   # a progress bar
+    from gateway_dask_zarr.client import GatewayClient
+    job = GatewayClient().run(shape=[2000, 2000], chunks=[200, 200], seed=7)   # a progress bar
     data = job.to_xarray()                                                 # lazy, dask-backed
 """
 
@@ -71,7 +71,7 @@ class GatewayError(Exception):
 class JobFailed(GatewayError):
     """A job ended `failed` or `cancelled`; `job` holds its last document."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: RemoteJob) -> None:
         reason = job.document.get("error") or "no reason given"
         super().__init__(f"job {job.id} {job.status}: {reason}", code=f"job_{job.status}")
         self.job = job
@@ -128,7 +128,7 @@ def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
         return text_tqdm(**options)
 
 
-class Gateway:
+class GatewayClient:
     """One gateway service: `url` (default GATEWAY_URL), `token` (default GATEWAY_TOKEN, then JUPYTERHUB_API_TOKEN).
 
     `timeout` bounds each HTTP request; `busy_wait` bounds how long one call keeps retrying,
@@ -153,7 +153,7 @@ class Gateway:
             self.session.headers["Authorization"] = f"token {token}"
 
     def __repr__(self) -> str:
-        return f"Gateway({self.url!r})"  # never the token
+        return f"GatewayClient({self.url!r})"  # never the token
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One API call; retried while the server answers 429/503 with Retry-After, up to `busy_wait` s in all."""
@@ -189,11 +189,11 @@ class Gateway:
         dtype: str | None = None,
         seed: int | None = None,
         shards: builtins.list[int] | None = None,
-    ) -> Job:
+    ) -> RemoteJob:
         """Start a job (POST /jobs) and return at once; the server's defaults fill what is None (no shards)."""
         given = {"shape": shape, "chunks": chunks, "dtype": dtype, "seed": seed, "shards": shards}
         body = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
-        return Job(self, self.request("POST", "/jobs", json=body).json())
+        return RemoteJob(self, self.request("POST", "/jobs", json=body).json())
 
     def run(
         self,
@@ -205,33 +205,33 @@ class Gateway:
         *,
         progress: bool = True,
         timeout: float | None = None,
-    ) -> Job:
+    ) -> RemoteJob:
         """Submit a job and wait for it, with a progress bar; raise JobFailed if it fails."""
         return self.submit(shape, chunks, dtype, seed, shards).wait(progress=progress, timeout=timeout)
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> RemoteJob:
         """One job (GET /jobs/<id>); GatewayError 404 if there is none."""
-        return Job(self, self.request("GET", f"/jobs/{job_id}").json())
+        return RemoteJob(self, self.request("GET", f"/jobs/{job_id}").json())
 
     def delete(self, job_id: str) -> None:
         """Cancel a running job, or delete a finished one with its array (DELETE /jobs/<id>)."""
         self.request("DELETE", f"/jobs/{job_id}")
 
-    def list(self, limit: int | None = None, before: str | None = None) -> builtins.list[Job]:
+    def list(self, limit: int | None = None, before: str | None = None) -> builtins.list[RemoteJob]:
         """The caller's jobs, newest first: one page of `limit` (the server's default when None)."""
         params = {k: v for k, v in {"limit": limit, "before": before}.items() if v is not None}
-        return [Job(self, d) for d in self.request("GET", "/jobs", params=params).json()]
+        return [RemoteJob(self, d) for d in self.request("GET", "/jobs", params=params).json()]
 
 
-class Job:
+class RemoteJob:
     """One job: its latest document (`document`), a way to follow it, and its array once complete."""
 
-    def __init__(self, gateway: Gateway, document: dict[str, Any]) -> None:
+    def __init__(self, gateway: GatewayClient, document: dict[str, Any]) -> None:
         self.gateway = gateway
         self.document = document
 
     def __repr__(self) -> str:
-        return f"<Job {self.id} {self.status}>"
+        return f"<RemoteJob {self.id} {self.status}>"
 
     @property
     def id(self) -> str:
@@ -258,12 +258,12 @@ class Job:
         done = total if self.status == "complete" else int(progress.get("done", 0))
         return done, int(progress.get("total", total))
 
-    def refresh(self) -> Job:
+    def refresh(self) -> RemoteJob:
         """Fetch the job's document again."""
         self.document = self.gateway.request("GET", f"/jobs/{self.id}").json()
         return self
 
-    def wait(self, progress: bool = True, timeout: float | None = None, interval: float = 0.5) -> Job:
+    def wait(self, progress: bool = True, timeout: float | None = None, interval: float = 0.5) -> RemoteJob:
         """Poll until the job ends, showing a progress bar; raise JobFailed, or TimeoutError after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = _progress_bar(self.progress[1], self.id, progress)

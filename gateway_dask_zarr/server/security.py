@@ -12,8 +12,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway_dask_zarr import errors
-from gateway_dask_zarr.config import Settings
-from gateway_dask_zarr.edge import error_response
+from gateway_dask_zarr.server.edge import error_response
+from gateway_dask_zarr.settings import Settings
 
 # The page loads only its own script, stylesheet and pictures (previews, and the empty
 # data: favicon that keeps browsers from asking for /favicon.ico); nothing inline, no

@@ -7,11 +7,10 @@ environment (obstore and botocore read AWS_*), never from the task's arguments.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,61 +26,15 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import ObjectStore, StorePath
 
-from gateway_dask_zarr.storage import cached_backend
+from gateway_dask_zarr.grid import BlockIndex, block_index, block_shape, grid, unit_blocks
+from gateway_dask_zarr.storage.backends import cached_backend
 
-BlockIndex = tuple[int, ...]
 S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
-
-
-def block_shape(shape: Sequence[int], chunks: Sequence[int], index: BlockIndex) -> tuple[int, ...]:
-    """The shape of block `index`: the chunk shape clipped at the array's edge."""
-    return tuple(min(c, s - i * c) for s, c, i in zip(shape, chunks, index, strict=True))
 
 
 def block_data(seed: int, index: BlockIndex, shape: Sequence[int], dtype: str) -> np.ndarray:
     """The values of one block: a pure function of (seed, block index, block shape, dtype)."""
     return np.random.default_rng([seed, *index]).random(tuple(shape), dtype=np.dtype(dtype))
-
-
-def grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
-    """The number of chunks along each dimension."""
-    return tuple(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
-
-
-def all_blocks(shape: Sequence[int], chunks: Sequence[int]) -> Iterable[BlockIndex]:
-    """Every block index of an array, in C order."""
-    return itertools.product(*(range(n) for n in grid(shape, chunks)))
-
-
-def block_index(number: int, grid_shape: Sequence[int]) -> BlockIndex:
-    """The index of the `number`-th block in C order (the order of all_blocks)."""
-    index = []
-    for n in reversed(grid_shape):
-        number, i = divmod(number, n)
-        index.append(i)
-    return tuple(reversed(index))
-
-
-def unit_blocks(
-    shape: Sequence[int], chunks: Sequence[int], unit_shape: Sequence[int], unit: BlockIndex
-) -> Iterable[BlockIndex]:
-    """The blocks inside the array of write unit `unit` (a shard's chunks, or the chunk itself), in C order."""
-    per_unit = [u // c for u, c in zip(unit_shape, chunks, strict=True)]
-    ranges = (range(i * k, min((i + 1) * k, n)) for i, k, n in zip(unit, per_unit, grid(shape, chunks), strict=True))
-    return itertools.product(*ranges)
-
-
-def chunks_in_units(shape: Sequence[int], chunks: Sequence[int], unit_shape: Sequence[int], numbers: range) -> int:
-    """How many blocks the write units numbered `numbers` (C order) hold inside the array."""
-    if tuple(unit_shape) == tuple(chunks):
-        # Unsharded, a unit is a chunk: no loop over 100,000 of them while a job is submitted.
-        return len(numbers)
-    per_unit = [u // c for u, c in zip(unit_shape, chunks, strict=True)]
-    chunk_grid, unit_grid = grid(shape, chunks), grid(shape, unit_shape)
-    return sum(
-        math.prod(min(k, n - i * k) for i, k, n in zip(block_index(u, unit_grid), per_unit, chunk_grid, strict=True))
-        for u in numbers
-    )
 
 
 @dataclass(frozen=True)

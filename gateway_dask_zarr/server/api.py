@@ -7,11 +7,11 @@ import re
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from gateway_dask_zarr.edge import owner, public_document, viewer
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
 from gateway_dask_zarr.jobs import JobManager, check_job_id
-from gateway_dask_zarr.openapi import openapi_document
 from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.server.edge import owner, public_document, viewer
+from gateway_dask_zarr.server.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 

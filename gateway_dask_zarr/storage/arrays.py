@@ -15,7 +15,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 from zarr.errors import ContainsArrayError
 
-from gateway_dask_zarr.storage import S3Backend, StorageBackend
+from gateway_dask_zarr.storage.backends import S3Backend, StorageBackend
 
 log = logging.getLogger(__name__)
 

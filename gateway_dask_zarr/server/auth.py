@@ -13,10 +13,10 @@ import hmac
 from flask import Flask, g, request, session
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import Forbidden, Unauthorized
-from gateway_dask_zarr.hub import HubLogin, PrefixMiddleware, session_secret
-from gateway_dask_zarr.hub import bp as hub_bp
+from gateway_dask_zarr.server.hub import HubLogin, PrefixMiddleware, session_secret
+from gateway_dask_zarr.server.hub import bp as hub_bp
+from gateway_dask_zarr.settings import Settings
 
 # Probes must answer without a token (Kubernetes sends none); the hub's OAuth callback is how a
 # browser gets its session. Every other path, the page, /metrics and /openapi.json included,

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import dask
 from distributed import Client
 
-from gateway_dask_zarr.config import Settings
 from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import numpy as np
 import zarr
 
-from gateway_dask_zarr.blocks import BlockIndex, all_blocks, block_data, block_shape
+from gateway_dask_zarr.grid import BlockIndex, all_blocks, block_shape
+from gateway_dask_zarr.worker.blocks import block_data
 
 
 def mismatched_blocks(array: zarr.Array, seed: int, blocks: Iterable[BlockIndex] | None = None) -> list[BlockIndex]:
