@@ -342,4 +342,4 @@ def test_pip_install_gives_the_client_and_the_command(service: str, tmp_path: Pa
         check=True,
     ).stdout
     assert where.startswith(str(target))
-    assert (target / "gateway_dask_zarr" / "templates").is_dir()
+    assert (target / "gateway_dask_zarr" / "server" / "templates").is_dir()
