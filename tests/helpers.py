@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import zarr
 
 from gateway_dask_zarr.worker.verify import mismatched_blocks
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The writer's credentials of the tests' SeaweedFS servers: distinctive, so a leak is findable.
 S3_CREDENTIALS = {
@@ -46,3 +52,18 @@ def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def pip_install_target(tmp_path: Path) -> Path:
+    """`pip install --no-deps --target` of the package built from a copy of its sources; the target."""
+    # A copy of what the package is built from, so that building writes nothing into the repository.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT / "gateway_dask_zarr", source / "gateway_dask_zarr", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    target = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target"]
+    subprocess.run([*pip, str(target), str(source)], check=True, timeout=300)
+    return target

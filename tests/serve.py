@@ -53,6 +53,7 @@ class Served:
         timeout: float = 300,
         interval: float = 0.2,
         new_session: bool = False,
+        cwd: Path = ROOT,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -60,7 +61,7 @@ class Served:
         with open(log_path, "wb") as log:
             self.process: subprocess.Popen[Any] = subprocess.Popen(
                 [a.format(port=self.port) for a in args],
-                cwd=ROOT,
+                cwd=cwd,
                 env={**env, "HOST": "127.0.0.1", "PORT": str(self.port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import dask.array
 import numpy as np
 import psutil
 import pytest
-from helpers import assert_verified, wait_for
+from helpers import assert_verified, pip_install_target, wait_for
 from live import serve
 from serve import free_port, http_status
 
@@ -305,26 +304,7 @@ def test_cli_exit_code_1_and_the_document_when_the_job_is_cancelled(service: str
 
 
 def test_pip_install_gives_the_client_and_the_command(service: str, tmp_path: Path) -> None:
-    # A copy of what the package is built from, so that building writes nothing into the repository.
-    source = tmp_path / "source"
-    shutil.copytree(
-        ROOT / "gateway_dask_zarr", source / "gateway_dask_zarr", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    target = tmp_path / "site"
-    pip = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "--target",
-        str(target),
-    ]
-    subprocess.run([*pip, str(source)], check=True, timeout=300)
+    target = pip_install_target(tmp_path)
     command = target / "bin" / "gateway-dask-zarr"
     assert command.exists()
     env = {**os.environ, "PYTHONPATH": str(target), "GATEWAY_URL": service}
