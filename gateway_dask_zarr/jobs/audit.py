@@ -18,7 +18,9 @@ import zarr
 
 from gateway_dask_zarr.grid import BlockIndex, all_blocks, block_shape
 from gateway_dask_zarr.jobs.job import ACTIVE, stale
+from gateway_dask_zarr.jobs.leases import JOB_LEASES
 from gateway_dask_zarr.jobs.records import (
+    ACTIVE_MARKS,
     DELETES,
     INDEX,
     RECORDS,
@@ -199,6 +201,10 @@ class Audit:
                 found.append(Finding("usage_mismatch", leaf.split("-", 1)[-1], f"usage entry {key}", (key,)))
             elif key.startswith(f"{DELETES}/") and leaf not in records:
                 found.append(Finding("delete_without_record", leaf, f"delete request {key}", (key,)))
+            elif key.startswith((f"{ACTIVE_MARKS}/", f"{JOB_LEASES}/")):
+                job_id = key.split("/")[2 if key.startswith(ACTIVE_MARKS) else 3]
+                if records.get(job_id, {}).get("status") not in ACTIVE:
+                    found.append(Finding("mark_without_active_job", job_id, f"active mark or lease {key}", (key,)))
         for key in sorted(counted - set(listing)):
             job_id = key.rsplit("/", 1)[-1].split("-", 1)[1]
             found.append(Finding("usage_missing", job_id, f"no usage entry {key}", (key,)))
@@ -216,15 +222,15 @@ class Repair:
         """Fix one finding if it still holds: what was done, or None if it was left (see docs/reliability.md)."""
         record = self.records.read(finding.subject)
         kind = finding.kind
-        if kind in ("index_without_record", "usage_mismatch", "delete_without_record"):
+        if kind in ("index_without_record", "usage_mismatch", "delete_without_record", "mark_without_active_job"):
             if record is not None and self._wanted(finding.keys[0], record):
                 return None
-            self.records._delete(list(finding.keys))
+            self.records.delete_keys(list(finding.keys))
             return f"deleted {finding.keys[0]}"
         if kind in ("record_without_index", "usage_missing"):
             if record is None:
                 return None
-            self.records._put_empty(list(finding.keys))
+            self.records.put_empty(list(finding.keys))
             return f"wrote {finding.keys[0]}"
         if kind == "array_without_record":
             if record is not None:
@@ -234,7 +240,7 @@ class Repair:
         if kind in ("failed_attempt_chunks", "orphaned_chunks"):
             if record is None or record["status"] in ACTIVE:
                 return None
-            self.records._delete(list(finding.keys))
+            self.records.delete_keys(list(finding.keys))
             return f"deleted {len(finding.keys)} objects"
         if kind in ("missing_chunks", "chunk_mismatch"):
             if record is None or record["status"] != "complete":
@@ -246,6 +252,7 @@ class Repair:
             self.store.delete(finding.subject)
             self.records.write({**record, "status": "failed", "error": LOST, "finished": now_iso(), "cleanup": "done"})
             self.records.forget_usage(record)
+            self.records.delete_keys([f"{ACTIVE_MARKS}/{record['id']}"])
             return "marked failed, its objects deleted"
         return None
 
@@ -256,6 +263,8 @@ class Repair:
             return record["status"] in (*ACTIVE, "complete") and key == usage_key(record)
         if key.startswith(f"{DELETES}/"):
             return True
+        if key.startswith((f"{ACTIVE_MARKS}/", f"{JOB_LEASES}/")):
+            return record["status"] in ACTIVE
         return key.rsplit("/", 1)[-1] == name
 
     def _rewrite(self, record: dict[str, Any], blocks: tuple[BlockIndex, ...]) -> int:
