@@ -54,7 +54,11 @@ def job_schema() -> dict[str, Any]:
         "links": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"self": {"type": "string"}, "preview": {"type": "string"}},
+            "properties": {
+                "self": {"type": "string"},
+                "preview": {"type": "string"},
+                "zarr": {"type": "string", "description": "the array as Zarr v3 over HTTP (GET <zarr>zarr.json)"},
+            },
         },
     }
     schema["required"] = ["id", "status", "url", "shape", "chunks", "dtype", "seed", "links"]
