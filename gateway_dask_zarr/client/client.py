@@ -293,7 +293,7 @@ class RemoteJob:
         return f"{self.gateway.url}/jobs/{self.id}/zarr/"
 
     def storage_options(self) -> dict[str, Any] | None:
-        """fsspec options to read the array straight from S3: the reported endpoint; unsigned with no AWS credentials."""
+        """fsspec options to read the array from S3 itself: the reported endpoint; unsigned with no AWS credentials."""
         if not self.url.startswith("s3://"):
             return None
         options: dict[str, Any] = {"anon": not has_aws_credentials()}

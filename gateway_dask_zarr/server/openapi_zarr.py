@@ -12,7 +12,6 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-
 def _path(name: str, pattern: str, description: str) -> dict[str, Any]:
     schema = {"type": "string", "pattern": pattern}
     return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
