@@ -45,40 +45,42 @@ def _key_get(summary: str, parameters: list[dict[str, Any]], refusals: dict[str,
     }
 
 
+_SHARE_MADE = {
+    "description": "the link: url (the array's Zarr root), dataset_url (a group holding it, for xarray), expires",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["url", "dataset_url", "expires"],
+                "properties": {
+                    "url": {"type": "string"},
+                    "dataset_url": {"type": "string"},
+                    "expires": {"type": "string", "format": "date-time"},
+                },
+            }
+        }
+    },
+}
+_SHARE_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"expires_in": {"type": "integer", "minimum": 1, "default": 604800}},
+            }
+        }
+    },
+}
+
+
 def zarr_paths() -> dict[str, Any]:
     """The Zarr keys of a job (its owner's), of a share link (anyone holding it), and the share routes."""
     own = {"400": _error("a bad id"), "401": _error("no or wrong token"), "403": _error("no access scope")}
     shared = [_JOB_ID, _TOKEN, _KEY]
     bad_id = {"400": _error("a bad id")}
-    share_made = {
-        "description": "the link: url (the array's Zarr root), dataset_url (a group holding it, for xarray), expires",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["url", "dataset_url", "expires"],
-                    "properties": {
-                        "url": {"type": "string"},
-                        "dataset_url": {"type": "string"},
-                        "expires": {"type": "string", "format": "date-time"},
-                    },
-                }
-            }
-        },
-    }
-    body = {
-        "required": False,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"expires_in": {"type": "integer", "minimum": 1, "default": 604800}},
-                }
-            }
-        },
-    }
     return {
         "/jobs/{job_id}/zarr/{key}": _key_get("A key of the job's array as Zarr v3", [_JOB_ID, _KEY], own),
         "/jobs/{job_id}/dataset/{key}": _key_get(
@@ -90,9 +92,9 @@ def zarr_paths() -> dict[str, Any]:
             "post": {
                 "summary": "A share link: a Zarr root URL with a signed, expiring read token in its path",
                 "parameters": [_JOB_ID],
-                "requestBody": body,
+                "requestBody": _SHARE_BODY,
                 "responses": {
-                    "201": share_made,
+                    "201": _SHARE_MADE,
                     "400": _error("a bad id or expires_in"),
                     "401": _error("no or wrong token"),
                     "403": _error("a browser session's write without the page's X-CSRF-Token"),
