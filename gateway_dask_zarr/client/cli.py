@@ -109,8 +109,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return OK  # not reached
 
 
+def cmd_check(rest: Sequence[str]) -> int:
+    """Replace this process by the store's audit, which runs beside the server with the service's settings."""
+    # A separate module: the client speaks HTTP only, the audit reads the store (docs/architecture.md).
+    os.execv(sys.executable, [sys.executable, "-m", "gateway_dask_zarr.jobs.check", *rest])  # noqa: S606
+    return OK  # not reached
+
+
 def parser() -> argparse.ArgumentParser:
-    """The command line: one sub-command each for run, jobs, show, delete and serve."""
+    """The command line: one sub-command each for run, jobs, show, delete, serve and check."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="the gateway's URL (default: $GATEWAY_URL, else http://127.0.0.1:8000)")
     common.add_argument("--token", help="an API token (default: $GATEWAY_TOKEN, else $JUPYTERHUB_API_TOKEN)")
@@ -149,6 +156,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.set_defaults(handler=None)
+    # Listed here for --help; its own options are the audit's (main() hands them over unparsed).
+    commands.add_parser("check", help="check that the store adds up (--repair, --json, --verify; see check --help)")
     return main
 
 
@@ -163,6 +172,9 @@ def exit_code(error: GatewayError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:
+        return cmd_check(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "serve":
         return cmd_serve(args)

@@ -1,0 +1,269 @@
+"""Does the store add up: records, index and usage entries, delete requests and array objects, checked and repaired.
+
+One LIST of the store's root reads every key (O(objects) LIST requests); then one GET per
+record and per complete array's zarr.json. Chunks are only read with `verify`, and are
+rewritten by a repair from the deterministic rule (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import obstore
+import zarr
+
+from gateway_dask_zarr.grid import BlockIndex, all_blocks, block_shape
+from gateway_dask_zarr.jobs.job import ACTIVE, stale
+from gateway_dask_zarr.jobs.records import (
+    DELETES,
+    INDEX,
+    RECORDS,
+    USAGE,
+    Records,
+    index_name,
+    now_iso,
+    store_errors,
+    usage_key,
+)
+from gateway_dask_zarr.storage.arrays import METADATA_KEY, JobStore
+from gateway_dask_zarr.worker.blocks import block_data
+from gateway_dask_zarr.worker.verify import mismatched_blocks
+
+ARRAY = ".zarr/"
+# The readiness probe's objects live for one request.
+PROBE = ".readyz-"
+LOST = "its array was found missing or incomplete by `gateway-dask-zarr check`; submit the job again"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that does not add up: its kind, the job id (or key) it is about, and what is wrong."""
+
+    kind: str
+    subject: str
+    detail: str
+    keys: tuple[str, ...] = ()
+    blocks: tuple[BlockIndex, ...] = ()
+
+    def line(self) -> str:
+        """The finding for people."""
+        return f"{self.kind}  {self.subject}: {self.detail}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The finding for scripts."""
+        return {**asdict(self), "keys": list(self.keys), "blocks": [list(b) for b in self.blocks]}
+
+
+def unit_keys(record: dict[str, Any]) -> set[str]:
+    """The keys of every object a complete job's array holds: its zarr.json and one per chunk (or shard)."""
+    unit = record.get("shards") or record["chunks"]
+    keys = {f"c/{'/'.join(map(str, index))}" for index in all_blocks(record["shape"], unit)}
+    return {*keys, METADATA_KEY}
+
+
+class Audit:
+    """Checks a store against its records; `grace_s`: objects younger than this are in flight, not findings."""
+
+    def __init__(self, records: Records, store: JobStore, grace_s: float) -> None:
+        self.records = records
+        self.store = store
+        self.grace_s = grace_s
+        self.started = time.time()
+        self.listed = 0
+        self.read = 0
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _listing(self) -> dict[str, float]:
+        """Every key under the root with its last-modified time (epoch seconds)."""
+        keys: dict[str, float] = {}
+        with store_errors():
+            for batch in obstore.list(self.records.store, None, chunk_size=1000):
+                for meta in batch:
+                    keys[meta["path"]] = meta["last_modified"].timestamp()
+        self.listed = len(keys)
+        return keys
+
+    def _get_json(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        """JSON documents at keys, concurrently; None where one is missing or not JSON."""
+
+        async def one(key: str) -> dict[str, Any] | None:
+            try:
+                result = await obstore.get_async(self.records.store, key)
+                value = json.loads(bytes(await result.bytes_async()))
+            except (FileNotFoundError, ValueError):
+                return None
+            return value if isinstance(value, dict) else None
+
+        async def every() -> list[dict[str, Any] | None]:
+            return await asyncio.gather(*(one(k) for k in keys))
+
+        with store_errors():
+            found = asyncio.run(every())
+        self.read += len(keys)
+        return found
+
+    def _young(self, modified: float) -> bool:
+        return self.started - modified < self.grace_s
+
+    # -- checking -------------------------------------------------------------------------
+
+    def findings(self, verify: bool = False) -> list[Finding]:
+        """What does not add up in the store now."""
+        listing = self._listing()
+        arrays: dict[str, dict[str, float]] = {}
+        for key, modified in listing.items():
+            if ARRAY in key and not key.startswith("_jobs/"):
+                job_id, rest = key.split(ARRAY, 1)
+                arrays.setdefault(job_id, {})[rest] = modified
+        record_keys = [k for k in listing if k.startswith(f"{RECORDS}/") and k.endswith(".json")]
+        records = {
+            k[len(RECORDS) + 1 : -len(".json")]: r
+            for k, r in zip(record_keys, self._get_json(record_keys), strict=True)
+            if r is not None
+        }
+        found: list[Finding] = []
+        for job_id, record in sorted(records.items()):
+            found += self._record(record, arrays.get(job_id, {}), listing, verify)
+        for job_id, objects in sorted(arrays.items()):
+            if job_id not in records and not any(self._young(m) for m in objects.values()):
+                keys = tuple(f"{job_id}{ARRAY}{rest}" for rest in sorted(objects))
+                found.append(Finding("array_without_record", job_id, f"{len(keys)} objects and no record", keys))
+        found += self._entries(records, listing)
+        return found
+
+    def _record(
+        self, record: dict[str, Any], objects: dict[str, float], listing: dict[str, float], verify: bool
+    ) -> list[Finding]:
+        job_id, status = record["id"], record["status"]
+        found: list[Finding] = []
+        name = index_name(record)
+        for key in (f"{INDEX}/all/{name}", f"{INDEX}/owner/{record['owner'].encode().hex()}/{name}"):
+            if key not in listing:
+                found.append(Finding("record_without_index", job_id, f"no index entry {key}", (key,)))
+        if status == "complete":
+            found += self._complete(record, objects, verify)
+        elif status in ACTIVE:
+            if stale(record, self.grace_s, self.started):
+                found.append(Finding("stale_record", job_id, f"{status} past its deadline and every bound"))
+        elif objects and (record.get("frees_at") or 0) <= self.started:
+            keys = tuple(f"{job_id}{ARRAY}{rest}" for rest in sorted(objects))
+            found.append(
+                Finding("failed_attempt_chunks", job_id, f"{status}, yet {len(keys)} of its objects remain", keys)
+            )
+        return found
+
+    def _complete(self, record: dict[str, Any], objects: dict[str, float], verify: bool) -> list[Finding]:
+        job_id = record["id"]
+        expected = unit_keys(record)
+        if METADATA_KEY not in objects:
+            return [Finding("record_without_array", job_id, "complete, but its array has no zarr.json")]
+        found: list[Finding] = []
+        missing = sorted(expected - set(objects))
+        if missing:
+            # Unsharded, a missing object is one block; a missing shard is rewritten with the whole array.
+            blocks = () if record.get("shards") else tuple(tuple(int(i) for i in k[2:].split("/")) for k in missing)
+            detail = f"{len(missing)} of {len(expected) - 1} objects missing"
+            found.append(Finding("missing_chunks", job_id, detail, blocks=blocks))
+        extra = tuple(f"{job_id}{ARRAY}{rest}" for rest in sorted(set(objects) - expected))
+        if extra:
+            found.append(Finding("orphaned_chunks", job_id, f"{len(extra)} objects outside its array's grid", extra))
+        (metadata,) = self._get_json([f"{job_id}{ARRAY}{METADATA_KEY}"])
+        document = ((metadata or {}).get("attributes") or {}).get("gateway") or {}
+        if document.get("id") != job_id or document.get("status") != "complete":
+            found.append(Finding("metadata_mismatch", job_id, "its zarr.json does not carry this job's document"))
+        elif verify and not missing:
+            wrong = mismatched_blocks(self.store.open_array(job_id), record["seed"])
+            if wrong:
+                found.append(
+                    Finding("chunk_mismatch", job_id, f"{len(wrong)} chunks differ from the rule", blocks=tuple(wrong))
+                )
+        return found
+
+    def _entries(self, records: dict[str, dict[str, Any]], listing: dict[str, float]) -> list[Finding]:
+        """Index and usage entries and delete requests against the records."""
+        found: list[Finding] = []
+        counted = {usage_key(r) for r in records.values() if r["status"] in (*ACTIVE, "complete")}
+        names = {index_name(r) for r in records.values()}
+        for key, modified in sorted(listing.items()):
+            if self._young(modified):
+                continue
+            leaf = key.rsplit("/", 1)[-1]
+            if key.startswith(f"{INDEX}/") and leaf not in names:
+                found.append(Finding("index_without_record", leaf.split("-", 1)[-1], f"index entry {key}", (key,)))
+            elif key.startswith(f"{USAGE}/") and key not in counted:
+                found.append(Finding("usage_mismatch", leaf.split("-", 1)[-1], f"usage entry {key}", (key,)))
+            elif key.startswith(f"{DELETES}/") and leaf not in records:
+                found.append(Finding("delete_without_record", leaf, f"delete request {key}", (key,)))
+        for key in sorted(counted - set(listing)):
+            job_id = key.rsplit("/", 1)[-1].split("-", 1)[1]
+            found.append(Finding("usage_missing", job_id, f"no usage entry {key}", (key,)))
+        return found
+
+
+class Repair:
+    """Fixes findings, each only if it still holds when read again (another replica may have fixed it)."""
+
+    def __init__(self, records: Records, store: JobStore) -> None:
+        self.records = records
+        self.store = store
+
+    def __call__(self, finding: Finding) -> str | None:
+        """Fix one finding if it still holds: what was done, or None if it was left (see docs/reliability.md)."""
+        record = self.records.read(finding.subject)
+        kind = finding.kind
+        if kind in ("index_without_record", "usage_mismatch", "delete_without_record"):
+            if record is not None and self._wanted(finding.keys[0], record):
+                return None
+            self.records._delete(list(finding.keys))
+            return f"deleted {finding.keys[0]}"
+        if kind in ("record_without_index", "usage_missing"):
+            if record is None:
+                return None
+            self.records._put_empty(list(finding.keys))
+            return f"wrote {finding.keys[0]}"
+        if kind == "array_without_record":
+            if record is not None:
+                return None
+            self.store.delete(finding.subject)
+            return f"deleted {len(finding.keys)} objects"
+        if kind in ("failed_attempt_chunks", "orphaned_chunks"):
+            if record is None or record["status"] in ACTIVE:
+                return None
+            self.records._delete(list(finding.keys))
+            return f"deleted {len(finding.keys)} objects"
+        if kind in ("missing_chunks", "chunk_mismatch"):
+            if record is None or record["status"] != "complete":
+                return None
+            return f"rewrote {self._rewrite(record, finding.blocks)} chunks from the rule"
+        if kind in ("record_without_array", "stale_record"):
+            if record is None or record["status"] not in ("complete", *ACTIVE):
+                return None
+            self.store.delete(finding.subject)
+            self.records.write({**record, "status": "failed", "error": LOST, "finished": now_iso(), "cleanup": "done"})
+            self.records.forget_usage(record)
+            return "marked failed, its objects deleted"
+        return None
+
+    def _wanted(self, key: str, record: dict[str, Any]) -> bool:
+        """True if the record (read again) wants this entry: another replica fixed it meanwhile."""
+        name = index_name(record)
+        if key.startswith(f"{USAGE}/"):
+            return record["status"] in (*ACTIVE, "complete") and key == usage_key(record)
+        if key.startswith(f"{DELETES}/"):
+            return True
+        return key.rsplit("/", 1)[-1] == name
+
+    def _rewrite(self, record: dict[str, Any], blocks: tuple[BlockIndex, ...]) -> int:
+        """Write blocks (all of them when none are named) of a complete array again, from the rule."""
+        array = zarr.open_array(self.store.backend.worker_store, path=f"{record['id']}.zarr", mode="r+")
+        shape, chunks = tuple(record["shape"]), tuple(record["chunks"])
+        todo = blocks or tuple(all_blocks(shape, chunks))
+        for index in todo:
+            data = block_data(record["seed"], index, block_shape(shape, chunks, index), record["dtype"])
+            array[tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, data.shape, strict=True))] = data
+        return len(todo)
