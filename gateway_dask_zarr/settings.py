@@ -57,6 +57,10 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "CLEANUP_GRACE_S",
         "LEASE_S",
         "RETENTION_DAYS",
+        "EMBEDDED_PUBLIC_READ",
+        "SHARE_SECRET",
+        "SHARE_MAX_TTL_S",
+        "ZARR_URL_TTL_S",
         "MAX_BODY_BYTES",
         "FORWARDED_ALLOW_IPS",
         "COMPRESSOR",
@@ -78,6 +82,17 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "GUNICORN_GRACEFUL_TIMEOUT_S",
     }
 )
+
+
+def _reading(env: Mapping[str, str]) -> dict[str, Any]:
+    """The embedded store's data and public read; reading arrays over HTTP: share links, presigned URLs."""
+    return {
+        "data_dir": read_data_dir(env),
+        "embedded_public_read": read_choice(env, "EMBEDDED_PUBLIC_READ", ("on", "off")) == "on",
+        "share_secret": env.get("SHARE_SECRET", "").strip() or None,
+        "share_max_ttl_s": read_int(env, "SHARE_MAX_TTL_S", 30 * 86400, 1, 366 * 86400),
+        "zarr_url_ttl_s": read_int(env, "ZARR_URL_TTL_S", 300, 1, 7 * 86400),
+    }
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,13 @@ class Settings:
     # A queued or running job's lease slot (jobs/leases.py): a dead replica's job is taken over within 2 of them.
     lease_s: int = 30
     retention_days: int = 0  # 0: keep every job until it is deleted
+    # The embedded store lets anyone on this machine read its bucket unsigned (make run's numpy line).
+    embedded_public_read: bool = True
+    # Signs share links; unset, one is derived from the hub's or the API's tokens (server/share.py).
+    share_secret: str | None = field(default=None, repr=False)
+    share_max_ttl_s: int = 30 * 86400
+    # How long a chunk's presigned store URL (a 307 from /jobs/<id>/zarr/) stays valid.
+    zarr_url_ttl_s: int = 300
     max_body_bytes: int = 64 * 2**10
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     compressor: str = "none"
@@ -150,7 +172,6 @@ class Settings:
             gateway_cluster_options=read_cluster_options(env),
             cluster_start_timeout_s=read_int(env, "CLUSTER_START_TIMEOUT_S", 300, 1),
             store_url=read_store_url(env),
-            data_dir=read_data_dir(env),
             s3_endpoint_url=read_url(env, "S3_ENDPOINT_URL"),
             s3_public_endpoint_url=read_url(env, "S3_PUBLIC_ENDPOINT_URL"),
             max_array_bytes=read_bytes(env, "MAX_ARRAY_BYTES", cls.max_array_bytes),
@@ -167,6 +188,7 @@ class Settings:
             cleanup_grace_s=read_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
             lease_s=read_int(env, "LEASE_S", cls.lease_s, 1, 3600),
             retention_days=read_int(env, "RETENTION_DAYS", 0, 0, 36500),
+            **_reading(env),
             max_body_bytes=read_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             forwarded_allow_ips=read_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
             compressor=read_choice(env, "COMPRESSOR", COMPRESSORS),

@@ -131,6 +131,10 @@ def test_to_xarray_is_lazy_and_equals_the_rule_on_sampled_chunks(service: str) -
     for index in sorted(sampled):
         expected = _expected(11, shape, chunks, "float64", index)
         assert np.array_equal(data.isel(_region(data.dims, chunks, index, expected.shape)).values, expected), index
+    # By default through the gateway's /jobs/<id>/zarr/; `direct` reads the same from S3 itself.
+    assert job.open().store.path == f"{service}/jobs/{job.id}/zarr/"  # type: ignore[attr-defined]
+    direct = job.to_xarray(direct=True)
+    assert np.array_equal(direct.isel(y=slice(1000, 1050)).values, data.isel(y=slice(1000, 1050)).values)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 import botocore.exceptions
 import psutil
 import pytest
-from helpers import wait_for
+from helpers import discard_store, wait_for
 
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
@@ -55,7 +55,7 @@ def test_the_server_does_not_outlive_an_app_killed_hard(tmp_path: Path) -> None:
             ]
             assert [f for f in left if f.exists()] == []
         finally:
-            again.close()
+            discard_store(again)
     finally:
         if app.poll() is None:
             app.kill()

@@ -287,8 +287,13 @@ class RemoteJob:
         """Cancel the job, or delete it and its array."""
         self.gateway.delete(self.id)
 
+    @property
+    def zarr_url(self) -> str:
+        """The array's Zarr root on the gateway (`/jobs/<id>/zarr/`): the caller's token reads it, no S3 credentials."""
+        return f"{self.gateway.url}/jobs/{self.id}/zarr/"
+
     def storage_options(self) -> dict[str, Any] | None:
-        """fsspec options to read the array: the reported S3 endpoint; unsigned when no AWS credentials are set."""
+        """fsspec options to read the array from S3 itself: the reported endpoint; unsigned with no AWS credentials."""
         if not self.url.startswith("s3://"):
             return None
         options: dict[str, Any] = {"anon": not has_aws_credentials()}
@@ -296,23 +301,28 @@ class RemoteJob:
             options["endpoint_url"] = self.document["endpoint_url"]
         return options
 
-    def open(self, storage_options: dict[str, Any] | None = None) -> zarr.Array:
-        """The job's Zarr array, read-only, straight from object storage."""
+    def open(self, storage_options: dict[str, Any] | None = None, *, direct: bool = False) -> zarr.Array:
+        """The job's Zarr array, read-only: through the gateway (its chunks redirected to the store), or
+        straight from object storage when `direct` or `storage_options` is given (that needs the store's access)."""
         import zarr
 
         if self.status != "complete":
             raise GatewayError(
                 f"job {self.id} is {self.status}; its array is readable once complete", code="not_complete"
             )
-        options = self.storage_options() if storage_options is None else storage_options
-        return zarr.open_array(self.url, mode="r", storage_options=options)
+        if direct or storage_options is not None:
+            options = self.storage_options() if storage_options is None else storage_options
+            return zarr.open_array(self.url, mode="r", storage_options=options)
+        auth = self.gateway.session.headers.get("Authorization")
+        headers = {"Authorization": str(auth)} if auth else {}
+        return zarr.open_array(self.zarr_url, mode="r", storage_options={"headers": headers})
 
-    def to_xarray(self, storage_options: dict[str, Any] | None = None) -> xarray.DataArray:
+    def to_xarray(self, storage_options: dict[str, Any] | None = None, *, direct: bool = False) -> xarray.DataArray:
         """The array as a lazy, dask-backed xarray.DataArray: its dimension names, the job document as attributes."""
         import dask.array
         import xarray
 
-        array = self.open(storage_options)
+        array = self.open(storage_options, direct=direct)
         dims = array.metadata.dimension_names  # type: ignore[union-attr]
         data = dask.array.from_zarr(array)
         return xarray.DataArray(data, dims=list(dims) if dims else None, name=self.id, attrs=dict(self.document))

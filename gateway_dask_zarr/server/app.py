@@ -16,6 +16,7 @@ from gateway_dask_zarr.server.api import bp
 from gateway_dask_zarr.server.auth import install_auth
 from gateway_dask_zarr.server.edge import register_error_handlers
 from gateway_dask_zarr.server.security import init_http_security
+from gateway_dask_zarr.server.share import init_share
 from gateway_dask_zarr.server.web import init_web
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     owned: list[Any] = []
     store_url, endpoint, public_endpoint = settings.store_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
     if settings.embedded_s3:
-        s3 = EmbeddedS3(settings.data_dir).start()
+        s3 = EmbeddedS3(settings.data_dir, public_read=settings.embedded_public_read).start()
         owned.append(s3)
         store_url, endpoint = f"s3://{s3.bucket}", s3.endpoint_url
     assert store_url is not None
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     init_http_security(app, settings)
     install_auth(app, settings)
     app.register_blueprint(bp)
+    init_share(app, settings)
     register_error_handlers(app)
     init_web(app)
     return app

@@ -16,12 +16,13 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from gateway_dask_zarr.errors import Forbidden, Unauthorized
 from gateway_dask_zarr.server.hub import HubLogin, PrefixMiddleware, session_secret
 from gateway_dask_zarr.server.hub import bp as hub_bp
+from gateway_dask_zarr.server.share import OPEN_ENDPOINTS as SHARE_ENDPOINTS
 from gateway_dask_zarr.settings import Settings
 
 # Probes must answer without a token (Kubernetes sends none); the hub's OAuth callback is how a
-# browser gets its session. Every other path, the page, /metrics and /openapi.json included,
-# needs a caller.
-OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "hub.oauth_callback"})
+# browser gets its session; a share link's token is its own permission. Every other path, the
+# page, /metrics and /openapi.json included, needs a caller.
+OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "hub.oauth_callback", *SHARE_ENDPOINTS})
 PLAIN_TOKEN_NAME = "token"  # noqa: S105 - a name, not a secret
 # The header the page's fetch sends on writes; a cross-site form or fetch cannot set it
 # without a CORS preflight, which this app never grants.

@@ -71,6 +71,7 @@ def public_document(document: dict[str, Any]) -> dict[str, Any]:
     shown["links"] = {
         "self": url_for("api.get_job", job_id=job_id),
         "preview": url_for("api.get_job", job_id=job_id) + "/preview.png",
+        "zarr": url_for("api.get_job", job_id=job_id) + "/zarr/",
     }
     return shown
 

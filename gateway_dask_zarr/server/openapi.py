@@ -6,6 +6,7 @@ from typing import Any
 
 from gateway_dask_zarr.jobs import document_schema
 from gateway_dask_zarr.params import query_parameters, request_schema
+from gateway_dask_zarr.server.openapi_zarr import zarr_paths
 from gateway_dask_zarr.version import __version__
 
 
@@ -54,7 +55,11 @@ def job_schema() -> dict[str, Any]:
         "links": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"self": {"type": "string"}, "preview": {"type": "string"}},
+            "properties": {
+                "self": {"type": "string"},
+                "preview": {"type": "string"},
+                "zarr": {"type": "string", "description": "the array as Zarr v3 over HTTP (GET <zarr>zarr.json)"},
+            },
         },
     }
     schema["required"] = ["id", "status", "url", "shape", "chunks", "dtype", "seed", "links"]
@@ -253,13 +258,19 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
             "version": __version__,
             "description": "Dask workers write random Zarr arrays to S3.",
         },
-        "paths": {**_run_paths(), **_list_paths(), **_one_job_paths(), **_service_paths()},
+        "paths": {**_run_paths(), **_list_paths(), **_one_job_paths(), **zarr_paths(), **_service_paths()},
         "components": _components(),
     }
     if secured:
         # Every operation needs the bearer token except the probes, which stay open.
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         document["security"] = [{"bearer": []}]
-        for path in ("/healthz", "/readyz"):
+        # Share links carry their own permission in the path.
+        for path in (
+            "/healthz",
+            "/readyz",
+            "/shares/{job_id}/{token}/zarr/{key}",
+            "/shares/{job_id}/{token}/dataset/{key}",
+        ):
             document["paths"][path]["get"]["security"] = []
     return document

@@ -45,6 +45,7 @@ class StorageBackend:
     def __init__(self, url: str, endpoint_url: str | None = None) -> None:
         self.root = url.rstrip("/")
         self.endpoint_url = endpoint_url
+        self._signers: dict[str | None, obstore.store.S3Store] = {}
 
     @classmethod
     def url_problem(cls, url: str) -> str | None:
@@ -91,6 +92,10 @@ class StorageBackend:
 
     def describe(self, exc: BaseException) -> str | None:
         """A sentence for a storage error a person can act on, or None if it is not this backend's."""
+        return None
+
+    def presigned_get(self, key: str, expires_s: int, endpoint_url: str | None = None) -> str | None:
+        """A URL anyone may GET `key` (under the root) from for `expires_s` seconds, or None: this backend has none."""
         return None
 
 
@@ -183,6 +188,20 @@ class S3Backend(StorageBackend):
     def obstore(self) -> obstore.store.S3Store:
         """obstore's S3 client rooted at the root."""
         return self._s3store(self.root)
+
+    def presigned_get(self, key: str, expires_s: int, endpoint_url: str | None = None) -> str:
+        """A SigV4 query-signed GET URL on `endpoint_url` (the one readers reach; default the app's); signed locally."""
+        endpoint = endpoint_url or self.endpoint_url
+        if endpoint not in self._signers:
+            # The host is part of the signature: sign with a client of the endpoint the reader will use.
+            parsed = urlparse(self.root)
+            self._signers[endpoint] = obstore.store.S3Store(
+                parsed.netloc,
+                prefix=parsed.path.strip("/") or None,
+                endpoint=endpoint,
+                client_options={"allow_http": bool(endpoint and endpoint.startswith("http://"))},
+            )
+        return obstore.sign(self._signers[endpoint], "GET", key, timedelta(seconds=expires_s))
 
     def describe(self, exc: BaseException) -> str | None:
         """An unreachable endpoint, in words that say what to check."""

@@ -1,7 +1,8 @@
 """The embedded default's S3 server: SeaweedFS (`weed server`) on 127.0.0.1, its data in a directory.
 
-Anyone on this machine may read (GET, LIST) the bucket without credentials; writing needs
-the credentials generated on first start and kept, mode 0600, in the data directory.
+Anyone on this machine may read (GET, LIST) the bucket without credentials unless
+`public_read` is off (EMBEDDED_PUBLIC_READ=off); writing needs the credentials generated on
+first start and kept, mode 0600, in the data directory.
 """
 
 from __future__ import annotations
@@ -62,21 +63,20 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def identities(bucket: str, access_key: str, secret_key: str) -> dict[str, Any]:
-    """SeaweedFS's identities: one writer with these keys; anonymous may only read and list `bucket`."""
-    return {
-        "identities": [
-            {
-                "name": "writer",
-                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-            },
-            {"name": "anonymous", "actions": [f"Read:{bucket}", f"List:{bucket}"]},
-        ]
+def identities(bucket: str, access_key: str, secret_key: str, public_read: bool = True) -> dict[str, Any]:
+    """SeaweedFS's identities: one writer with these keys; anonymous may only read and list `bucket`, if public."""
+    writer = {
+        "name": "writer",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
     }
+    anonymous = {"name": "anonymous", "actions": [f"Read:{bucket}", f"List:{bucket}"]}
+    return {"identities": [writer, anonymous] if public_read else [writer]}
 
 
-def load_or_create_credentials(path: Path, bucket: str, preset: dict[str, str] | None = None) -> dict[str, str]:
+def load_or_create_credentials(
+    path: Path, bucket: str, preset: dict[str, str] | None = None, public_read: bool = True
+) -> dict[str, str]:
     """The writer's AWS_* credentials kept in `path`; on first start `preset` or new random ones."""
     if path.exists():
         writer = json.loads(path.read_text())["identities"][0]["credentials"][0]
@@ -88,7 +88,7 @@ def load_or_create_credentials(path: Path, bucket: str, preset: dict[str, str] |
     # Written on every start (the bucket may differ), never readable by other users.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:
-        json.dump(identities(bucket, access_key, secret_key), out)
+        json.dump(identities(bucket, access_key, secret_key, public_read), out)
     os.chmod(path, 0o600)
     return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_DEFAULT_REGION": REGION}
 
@@ -113,8 +113,10 @@ class EmbeddedS3:
         bucket: str = BUCKET,
         port: int = 0,
         credentials: dict[str, str] | None = None,
+        public_read: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.public_read = public_read
         self.bucket = bucket
         self.host = "127.0.0.1"
         self.port = port
@@ -167,7 +169,9 @@ class EmbeddedS3:
         root = self.data_dir / "s3"
         for sub in ("volumes", "master", "logs", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        self.credentials = load_or_create_credentials(root / "identities.json", self.bucket, self.credentials or None)
+        self.credentials = load_or_create_credentials(
+            root / "identities.json", self.bucket, self.credentials or None, self.public_read
+        )
         if (root / "grpc-ports.json").exists():
             self.grpc_ports = json.loads((root / "grpc-ports.json").read_text())
             self._remove_socket_files()
