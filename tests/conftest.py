@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import s3fs
-from helpers import S3_CREDENTIALS
+from helpers import S3_CREDENTIALS, discard_store
 from hub_server import HubServer
 from playwright.sync_api import Browser, sync_playwright
 
@@ -41,7 +41,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
     """One SeaweedFS server on 127.0.0.1 for the whole session, on a temporary directory."""
     server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), BUCKET, credentials=S3_CREDENTIALS).start()
     yield server
-    server.close()
+    discard_store(server)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def own_s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     bucket = request.module.BUCKET
     server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), bucket, credentials=S3_CREDENTIALS).start()
     yield server
-    server.close()
+    discard_store(server)
 
 
 @pytest.fixture

@@ -54,6 +54,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         proxy: FaultProxy = self.server.owner  # type: ignore[attr-defined]
+        with proxy.lock:
+            proxy.in_flight += 1
+        try:
+            self._answer(proxy)
+        finally:
+            with proxy.lock:
+                proxy.in_flight -= 1
+
+    def _answer(self, proxy: FaultProxy) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fault = proxy.decide(self.command, self.path)
@@ -109,6 +118,8 @@ class FaultProxy(_Server):
         self.upstream = urlparse(upstream)
         self.only = only
         self.requests = 0
+        # Requests received and not yet answered (a delayed PUT counts until it has landed).
+        self.in_flight = 0
         self.fail_share, self.delay_share, self.delay_s = fail_share, delay_share, delay_s
         self.random = random.Random(seed)
         self.lock = threading.Lock()

@@ -64,7 +64,13 @@ def test_job_timeout_cancels_fails_and_deletes_every_chunk(
     scheduler = cluster._cluster.scheduler
     wait_for(lambda: not [k for k in scheduler.tasks if job_id in str(k)], 30)
     wait_for(lambda: jobs.records.read(job_id)["cleanup"] == "done", 60)
-    time.sleep(2.5)  # longer than one PUT: a task still writing would show now
+
+    # No task of it still runs on a worker and no PUT is in flight: nothing more can land.
+    def quiet() -> bool:
+        executing = cluster.client.run(lambda dask_worker: len(dask_worker.state.executing))
+        return slow.in_flight == 0 and not any(executing.values())
+
+    wait_for(quiet, 30)
     s3fs_client.invalidate_cache()
     # Listed by key prefix: SeaweedFS keeps an emptied folder a while, and s3fs's find falls
     # back to a HEAD of `<id>.zarr/` that then answers 200 (S3 would answer 404).

@@ -14,7 +14,7 @@ import botocore.exceptions
 import psutil
 import pytest
 import requests
-from helpers import wait_for
+from helpers import discard_store, wait_for
 
 from gateway_dask_zarr.storage.backends import S3Backend
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
@@ -79,7 +79,7 @@ def test_the_server_does_not_outlive_an_app_killed_hard(tmp_path: Path) -> None:
             assert [f for f in left if f.exists()] == []
             _assert_private(again)
         finally:
-            again.close()
+            discard_store(again)
     finally:
         if app.poll() is None:
             app.kill()

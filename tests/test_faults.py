@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import BUCKET
-from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from helpers import S3_CREDENTIALS, assert_verified, discard_store, wait_for
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
@@ -112,7 +112,8 @@ def own_s3(tmp_path: Path) -> Iterator[EmbeddedS3]:
     """A SeaweedFS server of this test alone, which it stops and starts again on the same directory and port."""
     server = EmbeddedS3(tmp_path, "faults", credentials=S3_CREDENTIALS).start()
     yield server
-    server.close()
+    # The test's own stop and start on the directory are behind it: nothing serves it again.
+    discard_store(server)
 
 
 def test_s3_stopped_mid_job_fails_clearly_and_recovers(make_app: Any, own_s3: EmbeddedS3) -> None:

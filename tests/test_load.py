@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -19,7 +18,7 @@ import pytest
 import requests
 import s3fs
 import serve
-from helpers import S3_CREDENTIALS, assert_verified
+from helpers import S3_CREDENTIALS, assert_verified, discard_store, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
@@ -28,22 +27,31 @@ ROOT = serve.ROOT
 CONCURRENT = 50
 
 
-@pytest.fixture
-def load_s3(tmp_path: Path) -> Iterator[EmbeddedS3]:
-    """An S3 server of this test's own, so its priority can be lowered without touching the shared one."""
-    server = EmbeddedS3(tmp_path / "seaweedfs", "load-bucket", credentials=S3_CREDENTIALS).start()
+@pytest.fixture(scope="module")
+def load_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
+    """An S3 server of this module's own, so its priority can be lowered without touching the shared one."""
+    server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), "load-bucket", credentials=S3_CREDENTIALS).start()
     yield server
-    server.close()
+    discard_store(server)
 
 
 @pytest.fixture
 def bucket(load_s3: EmbeddedS3) -> s3fs.S3FileSystem:
-    return s3fs.S3FileSystem(endpoint_url=load_s3.endpoint_url, skip_instance_cache=True, use_listings_cache=False)
+    """The load bucket, emptied before the test (the module's server outlives one test)."""
+    fs = s3fs.S3FileSystem(endpoint_url=load_s3.endpoint_url, skip_instance_cache=True, use_listings_cache=False)
+    if found := fs.find("load-bucket"):
+        fs.rm(found)
+    return fs
 
 
-@pytest.fixture
-def gunicorn_server(load_s3: EmbeddedS3, tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
-    """`gunicorn -c gunicorn.conf.py app:app` on a free loopback port, on the test bucket: URL and worker process."""
+@pytest.fixture(scope="module")
+def gunicorn_server(
+    load_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, psutil.Process]]:
+    """`gunicorn -c gunicorn.conf.py app:app` on a free loopback port, on the load bucket: URL and worker process.
+
+    One for the module: each test starts from an emptied bucket and reads counters as differences.
+    """
     env = {
         **os.environ,
         "STORE_URL": "s3://load-bucket",
@@ -51,7 +59,7 @@ def gunicorn_server(load_s3: EmbeddedS3, tmp_path: Path) -> Iterator[tuple[str, 
         "N_WORKERS": "2",
         "MAX_ACTIVE_JOBS": "8",
     }
-    with serve.gunicorn(env, tmp_path / "gunicorn.log", timeout=180) as served:
+    with serve.gunicorn(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", timeout=180) as served:
         # In production the Dask workers and S3 run on other machines; here they share two
         # cores with the web process, so lower their priority to leave it what it would have.
         (worker,) = psutil.Process(served.process.pid).children()
@@ -61,8 +69,8 @@ def gunicorn_server(load_s3: EmbeddedS3, tmp_path: Path) -> Iterator[tuple[str, 
 
 
 @pytest.fixture
-def gunicorn(gunicorn_server: tuple[str, psutil.Process]) -> str:
-    """The URL of the app served by gunicorn."""
+def gunicorn(gunicorn_server: tuple[str, psutil.Process], bucket: Any) -> str:
+    """The URL of the app served by gunicorn (its bucket emptied first)."""
     return gunicorn_server[0]
 
 
@@ -80,7 +88,7 @@ def test_fifty_concurrent_runs_answered_200_or_429_and_healthz_answers(gunicorn:
 
     prober = threading.Thread(target=probe)
     prober.start()
-    time.sleep(0.2)
+    wait_for(lambda: latencies)
     clients = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "load_clients.py"), gunicorn, str(CONCURRENT)],
         capture_output=True,
@@ -142,6 +150,17 @@ def _post(url: str, body: bytes | Iterator[bytes]) -> tuple[int, dict[str, Any]]
     return response.status_code, response.json()
 
 
+def _refusals(url: str) -> dict[str, float]:
+    """/metrics' refusals so far, by reason."""
+    metrics = requests.get(f"{url}/metrics", timeout=30).text
+    return {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "gateway_refusals_total"
+    }
+
+
 def _chunked(total: int) -> Iterator[bytes]:
     # A body with no Content-Length: requests sends an iterator with Transfer-Encoding: chunked.
     block = b" " * 2**20
@@ -154,6 +173,7 @@ def test_large_bodies_are_refused_and_the_web_process_memory_stays_flat(
 ) -> None:
     url, worker = gunicorn_server
     huge, large = b" " * 300_000_000, b" " * 10_000_000
+    before = _refusals(url)
     # One refusal first, so what the first one loads (code, imports) is in the baseline.
     assert _post(url, b" " * 100_000)[0] == 413
     baseline = worker.memory_info().rss
@@ -183,14 +203,9 @@ def test_large_bodies_are_refused_and_the_web_process_memory_stays_flat(
     assert bucket.find("load-bucket") == []
     # The server is fine afterwards, and /metrics counted every refusal by its reason.
     assert requests.get(f"{url}/run?shape=200,200&chunks=100,100", timeout=120).status_code == 200
-    metrics = requests.get(f"{url}/metrics", timeout=30).text
-    refused = {
-        sample.labels["reason"]: sample.value
-        for family in text_string_to_metric_families(metrics)
-        for sample in family.samples
-        if sample.name == "gateway_refusals_total"
-    }
-    assert refused == {"body_too_large": 1 + len(bodies)}
+    after = _refusals(url)
+    counted = {reason: n for reason in after if (n := after[reason] - before.get(reason, 0))}
+    assert counted == {"body_too_large": 1 + len(bodies)}
 
 
 def test_request_line_and_header_fields_are_bounded_by_gunicorn(gunicorn: str) -> None:

@@ -37,4 +37,6 @@ def test_after_ctrl_c_a_second_make_run_on_the_same_data_dir_still_has_the_array
         again = requests.get(f"{run.url}/jobs/{doc['id']}", timeout=30).json()
         # Read from the second run's store, chunk by chunk, without credentials as anyone may.
         assert_verified(again, anon=True)
+        # Nothing serves the directory again: its store is killed, not stopped (about 16 s).
+        run.weed.kill()
         run.stop("ctrl-c-to-the-group")

@@ -31,6 +31,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeRun]:
     tmp = tmp_path_factory.mktemp("make-run")
     with make_run(tmp / "data", tmp / "make-run.log") as run:
         yield run
+        # Nothing serves this DATA_DIR again: its store is killed, not stopped (about 16 s);
+        # test_make_run.py stops one gracefully.
+        run.weed.kill()
         run.stop()
 
 

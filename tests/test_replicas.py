@@ -20,8 +20,8 @@ from stand_ins import FaultProxy
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 BUCKET = "replicas"
-TIMEOUT_S = 15  # replica A's JOB_TIMEOUT_S: a job whose chunk PUTs hang longer fails
-GRACE_S = 20  # replica A's CLEANUP_GRACE_S: more than a hung PUT takes to land after the deadline
+TIMEOUT_S = 12  # replica A's JOB_TIMEOUT_S: a job whose chunk PUTs hang longer fails
+GRACE_S = 8  # replica A's CLEANUP_GRACE_S: more than a hung PUT takes to land after the deadline (2 s)
 HANG_S = TIMEOUT_S + 2
 
 
@@ -169,8 +169,14 @@ def test_a_failed_named_job_resubmitted_is_never_deleted_by_the_first_attempts_c
     second = b.get("/submit_job/again?seed=2&shape=400,400&chunks=100,100")
     assert second.status_code == 200, second.text
     assert_verified(second.json())
-    # Past every bound of the first attempt, the second one's array is whole.
-    time.sleep(max(0.0, _epoch(first["created"]) + TIMEOUT_S + 2 * GRACE_S - time.time()))
+    # Until past every bound of the first attempt, the second one's array stays whole.
+    bound = _epoch(first["created"]) + TIMEOUT_S + 2 * GRACE_S
+
+    def whole_until_bound() -> bool:
+        assert len(bucket.find(f"{BUCKET}/again.zarr")) == 16 + 1
+        return time.time() > bound
+
+    wait_for(whole_until_bound, timeout=TIMEOUT_S + 2 * GRACE_S, interval=0.5)
     assert_verified(b.job("again"))
     assert len(bucket.find(f"{BUCKET}/again.zarr")) == 16 + 1
 

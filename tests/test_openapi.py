@@ -1,0 +1,68 @@
+"""The OpenAPI document (server/openapi.py): every route of the API, the request schema, the probes open."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from gateway_dask_zarr.params import request_schema
+from gateway_dask_zarr.server.edge import error_body
+from gateway_dask_zarr.server.openapi import openapi_document
+from gateway_dask_zarr.version import __version__
+
+pytestmark = pytest.mark.fast
+
+ROUTES = {
+    "/run": {"get"},
+    "/submit_job/{job_id}": {"get"},
+    "/jobs": {"get", "post"},
+    "/jobs/{job_id}": {"get", "delete"},
+    "/jobs/{job_id}/preview.png": {"get"},
+    "/healthz": {"get"},
+    "/readyz": {"get"},
+    "/metrics": {"get"},
+    "/openapi.json": {"get"},
+}
+
+
+def test_every_route_of_the_api_is_described_with_its_methods() -> None:
+    document = openapi_document()
+    assert document["openapi"].startswith("3.0") and document["info"]["version"] == __version__
+    for path, methods in ROUTES.items():
+        assert methods <= set(document["paths"][path]), path
+    # JSON as served, references resolvable within the document.
+    text = json.dumps(document)
+    for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
+        name = ref.removeprefix("#/components/schemas/")
+        assert name in document["components"]["schemas"], ref
+
+
+def test_errors_are_described_with_the_one_error_body() -> None:
+    document = openapi_document()
+    run = document["paths"]["/run"]["get"]["responses"]
+    assert "200" in run
+    assert run["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    error = document["components"]["schemas"]["Error"]
+    jsonschema.validate(error_body("invalid_parameter", "shape must be positive", "shape"), error)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"message": "no error object"}, error)
+
+
+def test_the_request_schema_is_the_parameters_declaration() -> None:
+    schema = openapi_document()["components"]["schemas"]["JobRequest"]
+    assert schema == request_schema()
+    jsonschema.validate({"shape": [1000, 1000], "chunks": [100, 100], "seed": 7}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"shape": [1000, 1000], "colour": "red"}, schema)
+
+
+def test_secured_needs_a_bearer_token_except_for_the_probes() -> None:
+    assert "security" not in openapi_document()
+    document = openapi_document(secured=True)
+    assert document["security"] == [{"bearer": []}]
+    assert document["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert document["paths"]["/healthz"]["get"]["security"] == []
+    assert document["paths"]["/readyz"]["get"]["security"] == []
+    assert "security" not in document["paths"]["/jobs"]["get"]
