@@ -18,7 +18,7 @@ import zarr
 
 from gateway_dask_zarr.grid import BlockIndex, all_blocks, block_shape
 from gateway_dask_zarr.jobs.job import ACTIVE, stale
-from gateway_dask_zarr.jobs.leases import JOB_LEASES
+from gateway_dask_zarr.jobs.leases import JOB_LEASES, Leases
 from gateway_dask_zarr.jobs.records import (
     ACTIVE_MARKS,
     DELETES,
@@ -214,9 +214,12 @@ class Audit:
 class Repair:
     """Fixes findings, each only if it still holds when read again (another replica may have fixed it)."""
 
-    def __init__(self, records: Records, store: JobStore) -> None:
+    def __init__(self, records: Records, store: JobStore, leases: Leases | None = None) -> None:
         self.records = records
         self.store = store
+        # With leases (the sweeper), an id's lease is held while its orphaned array is deleted,
+        # so that no replica claims the id meanwhile (a claim takes the lease first).
+        self.leases = leases
 
     def __call__(self, finding: Finding) -> str | None:
         """Fix one finding if it still holds: what was done, or None if it was left (see docs/reliability.md)."""
@@ -233,10 +236,7 @@ class Repair:
             self.records.put_empty(list(finding.keys))
             return f"wrote {finding.keys[0]}"
         if kind == "array_without_record":
-            if record is not None:
-                return None
-            self.store.delete(finding.subject)
-            return f"deleted {len(finding.keys)} objects"
+            return self._orphan(finding)
         if kind in ("failed_attempt_chunks", "orphaned_chunks"):
             if record is None or record["status"] in ACTIVE:
                 return None
@@ -255,6 +255,19 @@ class Repair:
             self.records.delete_keys([f"{ACTIVE_MARKS}/{record['id']}"])
             return "marked failed, its objects deleted"
         return None
+
+    def _orphan(self, finding: Finding) -> str | None:
+        """Delete an array no record references, holding its id's lease if this is a replica."""
+        if self.leases is not None and not self.leases.hold(finding.subject):
+            return None
+        try:
+            if self.records.read(finding.subject) is not None:
+                return None
+            self.store.delete(finding.subject)
+        finally:
+            if self.leases is not None:
+                self.leases.release(finding.subject)
+        return f"deleted {len(finding.keys)} objects"
 
     def _wanted(self, key: str, record: dict[str, Any]) -> bool:
         """True if the record (read again) wants this entry: another replica fixed it meanwhile."""

@@ -15,6 +15,7 @@ from gateway_dask_zarr.jobs.reasons import STOPPED
 from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
 from gateway_dask_zarr.jobs.resume import Resumer
 from gateway_dask_zarr.jobs.runner import Runner
+from gateway_dask_zarr.jobs.sweeper import Sweeper
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore
@@ -36,6 +37,7 @@ class JobManager:
         self.listeners = self.runner.on_end
         # Jobs whose replica stopped or died are finished by whichever live replica takes them.
         self.resumer = Resumer(self.runner).start()
+        self.sweeper = Sweeper(records, store, self.leases, settings.cleanup_grace_s).start()
 
     @property
     def active(self) -> int:
@@ -148,4 +150,5 @@ class JobManager:
     def close(self) -> None:
         """Hand the running jobs back (their leases released), stop taking jobs and pending clean-ups."""
         self.resumer.close()
+        self.sweeper.close()
         self.runner.close()
