@@ -1,0 +1,43 @@
+"""A job's progress from its tasks' reports: chunks written, never above the total, never going back."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from gateway_dask_zarr.jobs.job import Job
+
+
+class JobProgress:
+    """Per task the most chunks it reported (or all of them once it finished); job.done is their sum, only ever raised.
+
+    A task rerun on another worker (its worker was lost) reports from 0 again: its earlier,
+    higher count stands, so the sum neither goes back nor passes the total.
+    """
+
+    def __init__(self, job: Job, keys: list[str], sizes: list[int]) -> None:
+        self.job = job
+        self.sizes = dict(zip(keys, sizes, strict=True))
+        self.counts = dict.fromkeys(keys, 0)
+        self._lock = threading.Lock()
+
+    def report(self, key: str, done: int) -> None:
+        """A task's running count of chunks written (a report of another attempt's key is ignored)."""
+        size = self.sizes.get(key)
+        if size is None:
+            return
+        with self._lock:
+            self.counts[key] = max(self.counts[key], min(done, size))
+            self.job.done = max(self.job.done, sum(self.counts.values()))
+
+    def finished(self, key: str, future: Any) -> None:
+        """A done callback: a task that finished wrote all its chunks."""
+        if future.status == "finished":
+            self.report(key, self.sizes[key])
+
+
+def on_event(progress: dict[str, JobProgress], event: tuple[float, Any]) -> None:
+    """The Dask event handler: pass a task's report to its job's progress, if the job runs here."""
+    _, message = event
+    if isinstance(message, dict) and (tally := progress.get(str(message.get("job")))) is not None:
+        tally.report(str(message.get("key")), int(message.get("done", 0)))
