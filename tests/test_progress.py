@@ -6,12 +6,13 @@ import time
 from typing import Any
 
 import pytest
+
 from gateway_dask_zarr.jobs.job import Job
-from gateway_dask_zarr.jobs.progress import JobProgress, on_event
+from gateway_dask_zarr.jobs.progress import JobProgress, Progress
 
 
 def test_a_1600_chunk_job_polled_every_half_second_shows_progress_moving(client: Any) -> None:
-    job = client.post("/jobs", json={"shape": [8000, 8000], "chunks": [200, 200], "seed": 25}).get_json()
+    job = client.post("/jobs", json={"shape": [8000, 8000], "chunks": [200, 200], "dtype": "float64", "seed": 25}).get_json()
     seen: list[int] = []
     deadline = time.monotonic() + 300
     while (doc := client.get(f"/jobs/{job['id']}").get_json())["status"] in ("queued", "running"):
@@ -23,7 +24,7 @@ def test_a_1600_chunk_job_polled_every_half_second_shows_progress_moving(client:
     moving = sorted(set(seen) - {0, 1600})
     assert seen == sorted(seen), seen  # never backwards
     assert len(moving) >= 5, seen
-    # Its chunks are verified elsewhere (test_api); 256 MB is not kept.
+    # Its chunks are verified elsewhere (test_api); 512 MB is not kept.
     assert client.delete(f"/jobs/{job['id']}").status_code in (200, 202, 204)
 
 
@@ -37,16 +38,17 @@ def test_progress_never_goes_back_nor_passes_the_total_when_a_task_reruns() -> N
     job = Job.__new__(Job)
     job.done = 0
     tally = JobProgress(job, ["a", "b"], [100, 60])
-    progress = {"j": tally}
-    on_event(progress, (0.0, {"job": "j", "key": "a", "done": 40}))
-    on_event(progress, (0.0, {"job": "j", "key": "b", "done": 30}))
+    progress = Progress()
+    progress.jobs["j"] = tally
+    progress.on_event((0.0, {"job": "j", "key": "a", "done": 40}))
+    progress.on_event((0.0, {"job": "j", "key": "b", "done": 30}))
     assert job.done == 70
     # Task a's worker was lost: its rerun reports from 0 again, and a stale attempt's key is ignored.
-    on_event(progress, (0.0, {"job": "j", "key": "a", "done": 10}))
-    on_event(progress, (0.0, {"job": "j", "key": "a-old", "done": 99}))
-    on_event(progress, (0.0, {"job": "other", "key": "a", "done": 99}))
+    progress.on_event((0.0, {"job": "j", "key": "a", "done": 10}))
+    progress.on_event((0.0, {"job": "j", "key": "a-old", "done": 99}))
+    progress.on_event((0.0, {"job": "other", "key": "a", "done": 99}))
     assert job.done == 70
-    on_event(progress, (0.0, {"job": "j", "key": "b", "done": 500}))
+    progress.on_event((0.0, {"job": "j", "key": "b", "done": 500}))
     assert job.done == 100
     tally.finished("a", _Future("finished"))
     tally.finished("b", _Future("error"))

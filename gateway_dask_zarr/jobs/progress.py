@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import Any
 
 from gateway_dask_zarr.jobs.job import Job
+from gateway_dask_zarr.worker.progress import TOPIC
 
 
 class JobProgress:
@@ -36,8 +38,26 @@ class JobProgress:
             self.report(key, self.sizes[key])
 
 
-def on_event(progress: dict[str, JobProgress], event: tuple[float, Any]) -> None:
-    """The Dask event handler: pass a task's report to its job's progress, if the job runs here."""
-    _, message = event
-    if isinstance(message, dict) and (tally := progress.get(str(message.get("job")))) is not None:
-        tally.report(str(message.get("key")), int(message.get("done", 0)))
+class Progress:
+    """The progress of the jobs running here, raised by their tasks' events and ends."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobProgress] = {}
+
+    def watch(self, client: Any, job: Job, futures: list[Any], sizes: list[int]) -> None:
+        """Follow a job's tasks (one future each, `sizes` chunks each) until end(job.id)."""
+        tally = self.jobs[job.id] = JobProgress(job, [str(f.key) for f in futures], sizes)
+        # The same handler each time (a client keeps one per topic): a new cluster client gets it too.
+        client.subscribe_topic(TOPIC, self.on_event)
+        for future in futures:
+            future.add_done_callback(partial(tally.finished, str(future.key)))
+
+    def on_event(self, event: tuple[float, Any]) -> None:
+        """The Dask event handler: pass a task's report to its job's progress, if the job runs here."""
+        _, message = event
+        if isinstance(message, dict) and (tally := self.jobs.get(str(message.get("job")))) is not None:
+            tally.report(str(message.get("key")), int(message.get("done", 0)))
+
+    def end(self, job_id: str) -> None:
+        """Stop following a job."""
+        self.jobs.pop(job_id, None)

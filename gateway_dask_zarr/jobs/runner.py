@@ -21,7 +21,7 @@ from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.job import Job, job_log
 from gateway_dask_zarr.jobs.leases import Leases
-from gateway_dask_zarr.jobs.progress import JobProgress, on_event
+from gateway_dask_zarr.jobs.progress import Progress
 from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
@@ -29,7 +29,6 @@ from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore, array_kwargs, array_metadata
 from gateway_dask_zarr.worker.blocks import ArrayTarget, write_blocks
-from gateway_dask_zarr.worker.progress import TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +77,7 @@ class Runner:
         self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
         self.leases = Leases(records, settings.lease_s)
         self.tracker = Tracker(records, self.leases)
-        # The running jobs' progress, raised by their tasks' events (worker/progress.py).
-        self.progress: dict[str, JobProgress] = {}
+        self.progress = Progress()
 
     def start(self, job: Job) -> None:
         """Run a claimed job (holding an admission slot) in the background."""
@@ -107,22 +105,17 @@ class Runner:
             )
             batches = plan_tasks(request, self.settings.n_workers)
             job.status = "running"
-            keys = [f"write-{job.id}-{job.attempt}-{i}" for i in range(len(batches))]
-            tally = self.progress[job.id] = JobProgress(job, keys, [request.chunks_in(b) for b in batches])
-            # The same handler each time (one per topic a client): a new cluster client gets it too.
-            client.subscribe_topic(TOPIC, partial(on_event, self.progress))
             futures = client.map(
                 partial(write_blocks, target),
                 batches,
-                key=keys,
+                key=[f"write-{job.id}-{job.attempt}-{i}" for i in range(len(batches))],
                 pure=False,
                 # A lost worker is not a retry (the scheduler reruns its tasks anyway);
                 # this is for a task that failed once although the S3 client retried its PUTs.
                 retries=1,
             )
             job.futures = futures
-            for future, key in zip(futures, keys, strict=True):
-                future.add_done_callback(partial(tally.finished, key))
+            self.progress.watch(client, job, futures, [request.chunks_in(batch) for batch in batches])
             job_log(job).info(
                 "job %s running: shape %s, chunks %s, %s, %d tasks planned and submitted in %.3f s",
                 job.id,
@@ -145,7 +138,7 @@ class Runner:
             self._fail(job, reason(exc, self.settings, self.store), futures, started)
         finally:
             self.tracker.running.pop(job.id, None)
-            self.progress.pop(job.id, None)
+            self.progress.end(job.id)
             self.admission.release(job.owner)
             for listener in self.on_end:
                 try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from distributed import get_worker
+from distributed import Worker, get_worker
 
 # The one topic every job's tasks report on: the scheduler keeps a bounded log per topic, so
 # a topic per job would leave one log per job behind.
@@ -24,12 +24,13 @@ class TaskProgress:
         self.job_id = job_id
         self.done = 0
         self.sent_at = time.monotonic()
+        self.worker: Worker | None = None
+        self.key = ""
         try:
             self.worker = get_worker()
             self.key = str(self.worker.get_current_task())
         except ValueError:  # called in-process (tests, bench): nobody to tell
-            self.worker = None
-            self.key = ""
+            pass
 
     def add(self, chunks: int) -> None:
         """Count chunks written; report the total if REPORT_S has passed since the last report."""
