@@ -226,6 +226,8 @@ class Soak:
 
 def soak(seconds: float, clients: int = 2, seed: int = 1) -> dict[str, Any]:
     """Run one soak in a temporary directory; its figures."""
+    # The replicas, their workers and this process's checks read the store with these (as conftest sets them).
+    os.environ.update(S3_CREDENTIALS)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         run = Soak(seconds, clients, seed, Path(tmp))
         try:
