@@ -14,7 +14,7 @@ PORT ?= 8000
 # The embedded default's store (SeaweedFS) keeps its data here, across runs.
 DATA_DIR ?= data
 
-.PHONY: install install-test run lint test test-fast bench clean
+.PHONY: install install-test run lint test test-fast bench soak clean
 
 install: $(VENV)/.installed
 
@@ -65,6 +65,10 @@ test-fast: install install-test
 
 bench: install install-test
 	$(PY) -m bench
+
+# A bounded chaos soak (docs/reliability.md): two replicas, clients, faults; it prints its figures.
+soak: install install-test
+	$(PY) tests/soak.py --seconds $(or $(SOAK_S),180)
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) $(NODE_DIR) artifacts .pytest_cache

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import jobs_list
+from bench import jobs_list, zarr_http
 from bench.floor import put_cpu, put_seconds, s3
 from bench.load import run_jobs
 from bench.report import markdown
@@ -241,6 +241,9 @@ def measure(results: dict[str, Any]) -> None:
             results["large"] = large_job(app.url, endpoint, watched)
             log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
             results["many"] = many_chunks(app.url, endpoint, watched, app_log)
+            clear_bucket(endpoint)
+            log("a 512 MiB array read through /jobs/<id>/zarr/ and straight from S3, 3 rounds, app RSS and bytes sent")
+            results["zarr_http"] = zarr_http.measure(app.url, endpoint, app_process)
             results["rss_app_end_mb"] = rss(app_process) / MB
         finally:
             log("stopping the app and SeaweedFS")

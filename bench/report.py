@@ -138,6 +138,25 @@ def _listing_rows(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _zarr_http_rows(r: dict[str, Any]) -> list[str]:
+    z = r.get("zarr_http")
+    if not z:
+        return []
+    m = z["median"]
+    return [
+        _row(
+            f"reading a {z['array_bytes'] / 2**20:.0f} MiB array through `/jobs/<id>/zarr/` (zarr over fsspec HTTP; "
+            f"chunks 307 to presigned SeaweedFS URLs), median of {len(z['rounds'])} (bench/zarr_http.py)",
+            f"app sent {m['app_sent_bytes'] / 1e3:.0f} kB ({100 * z['app_sent_share']:.3f}% of the array), "
+            f"app RSS +{z['app_rss_growth_mb']:.1f} MB",
+            f"the same read straight from S3 (s3fs): {m['s3_s']:.2f} s",
+            f"{z['http_over_s3']:.2f}x the time",
+            "app sends < 1% of the array, RSS + < 16 MB",
+            z["app_sent_share"] < 0.01 and z["app_rss_growth_mb"] < 16,
+        )
+    ]
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The results as markdown: the machine, then one table."""
     m = r["machine"]
@@ -162,6 +181,7 @@ def markdown(r: dict[str, Any]) -> str:
         *([_cpu_row(r["default"])] if "job_cpu_ms" in r["default"] else []),
         *_memory_rows(r),
         *_listing_rows(r),
+        *_zarr_http_rows(r),
         "",
     ]
     return "\n".join(lines)

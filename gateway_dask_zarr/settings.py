@@ -55,6 +55,7 @@ KNOWN_ENV: frozenset[str] = frozenset(
         "STORAGE_QUOTA_BYTES",
         "JOB_TIMEOUT_S",
         "CLEANUP_GRACE_S",
+        "LEASE_S",
         "RETENTION_DAYS",
         "EMBEDDED_PUBLIC_READ",
         "SHARE_SECRET",
@@ -119,6 +120,8 @@ class Settings:
     # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
     # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
     cleanup_grace_s: int = 180
+    # A queued or running job's lease slot (jobs/leases.py): a dead replica's job is taken over within 2 of them.
+    lease_s: int = 30
     retention_days: int = 0  # 0: keep every job until it is deleted
     # The embedded store lets anyone on this machine read its bucket unsigned (make run's numpy line).
     embedded_public_read: bool = True
@@ -149,8 +152,6 @@ class Settings:
         env = os.environ if env is None else env
         cluster = read_choice(env, "CLUSTER", CLUSTER_KINDS)
         scheduler_address = env.get("SCHEDULER_ADDRESS", "").strip() or None
-        if cluster == "scheduler" and not scheduler_address:
-            raise ConfigError("SCHEDULER_ADDRESS", "is required when CLUSTER=scheduler")
         auth = read_choice(env, "AUTH", AUTH_KINDS)
         api_tokens = read_api_tokens(env, auth)
         hub_url = read_url(env, "JUPYTERHUB_API_URL")
@@ -185,6 +186,7 @@ class Settings:
             storage_quota_bytes=read_quota(env, "STORAGE_QUOTA_BYTES"),
             job_timeout_s=read_int(env, "JOB_TIMEOUT_S", 600, 1),
             cleanup_grace_s=read_int(env, "CLEANUP_GRACE_S", cls.cleanup_grace_s, 0),
+            lease_s=read_int(env, "LEASE_S", cls.lease_s, 1, 3600),
             retention_days=read_int(env, "RETENTION_DAYS", 0, 0, 36500),
             **_reading(env),
             max_body_bytes=read_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
@@ -207,6 +209,8 @@ class Settings:
 
     def check(self) -> None:
         """Check the rules that relate two settings to each other."""
+        if self.cluster == "scheduler" and not self.scheduler_address:
+            raise ConfigError("SCHEDULER_ADDRESS", "is required when CLUSTER=scheduler")
         if self.min_chunk_bytes > self.max_chunk_bytes:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:

@@ -96,3 +96,30 @@ def test_check_finds_planted_inconsistencies_repair_fixes_them_and_a_second_chec
     assert client.get("/jobs/kept").get_json()["status"] == "complete"
     listed = {m["path"] for batch in obstore.list(store, None) for m in batch}
     assert not any(k.startswith(("ghost.zarr/", "failing.zarr/")) for k in listed)
+
+
+def test_the_sweeper_removes_what_no_record_references_and_leaves_live_jobs_alone(
+    client: Any, app: Any, s3: EmbeddedS3
+) -> None:
+    response = client.get("/submit_job/kept?shape=200,200&chunks=100,100&seed=6")
+    assert response.status_code == 200, response.get_json()
+    service = app.extensions["gateway"]
+    store, records, sweeper = service.store.backend.obstore, service.jobs.records, service.jobs.sweeper
+    chunk = bytes(obstore.get(store, "kept.zarr/c/0/0").bytes())
+    kept = records.read("kept")
+    assert kept is not None
+    # A running job of another replica (its record new, its deadline ahead) with one chunk in:
+    # resumable, so nothing of it may go. Then a deleted job's late chunk and a wrong usage entry.
+    records.claim({**kept, "id": "live", "status": "running", "deadline": time.time() + 600})
+    obstore.put(store, "live.zarr/c/0/0", chunk)
+    obstore.put(store, "gone.zarr/c/1/1", chunk)
+    obstore.put(store, usage_key({**kept, "shape": [3, 3]}), b"")
+
+    sweeper.grace_s = 0
+    assert sweeper.run_once() == 2
+    assert sweeper.run_once() is None  # one sweep per slot, by whichever replica takes its lease
+    listed = {m["path"] for batch in obstore.list(store, None) for m in batch}
+    assert "live.zarr/c/0/0" in listed and "kept.zarr/zarr.json" in listed
+    assert not any(k.startswith("gone.zarr/") for k in listed)
+    assert records.usage("anonymous") == 2 * 200 * 200 * 4  # kept and live
+    assert "gateway_swept_objects 2.0" in client.get("/metrics").get_data(as_text=True)

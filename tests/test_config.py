@@ -101,6 +101,9 @@ def test_values_are_parsed() -> None:
         ({"FORWARDED_ALLOW_IPS": "proxy.local"}, "FORWARDED_ALLOW_IPS"),
         ({"FORWARDED_ALLOW_IPS": "10.0.0.1/8"}, "FORWARDED_ALLOW_IPS"),
         ({"CLUSTER": "gateway", "STORE_URL": "memory://x"}, "STORE_URL"),
+        ({"EMBEDDED_PUBLIC_READ": "yes"}, "EMBEDDED_PUBLIC_READ"),
+        ({"ZARR_URL_TTL_S": "0"}, "ZARR_URL_TTL_S"),
+        ({"SHARE_MAX_TTL_S": "forever"}, "SHARE_MAX_TTL_S"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], name: str) -> None:
@@ -114,6 +117,15 @@ def test_secrets_are_not_in_repr() -> None:
     settings = Settings.from_env({"AUTH": "token", "API_TOKENS": "s3cr3t-token-0123456789"})
     assert "s3cr3t" not in repr(settings)
     assert "s3cr3t" not in str(settings.public())
+    shared = Settings.from_env({"SHARE_SECRET": "sh4red-secret"})
+    assert "sh4red" not in repr(shared) and "sh4red" not in str(shared.public())
+
+
+def test_reading_settings_default_to_a_public_embedded_store_and_short_presigned_urls() -> None:
+    default = Settings.from_env({})
+    assert default.embedded_public_read and default.zarr_url_ttl_s == 300 and default.share_secret is None
+    closed = Settings.from_env({"EMBEDDED_PUBLIC_READ": "off", "ZARR_URL_TTL_S": "60", "SHARE_MAX_TTL_S": "3600"})
+    assert not closed.embedded_public_read and closed.zarr_url_ttl_s == 60 and closed.share_max_ttl_s == 3600
 
 
 def test_gunicorn_refuses_to_start_with_a_bad_value() -> None:

@@ -19,7 +19,7 @@ from helpers import S3_CREDENTIALS, assert_verified, discard_store, wait_for
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
-from gateway_dask_zarr.jobs.reasons import STOPPED
+from gateway_dask_zarr.jobs.leases import JOB_LEASES
 from gateway_dask_zarr.jobs.runner import STOP_WAIT_S
 from gateway_dask_zarr.server import create_app
 from gateway_dask_zarr.settings import Settings
@@ -169,9 +169,7 @@ def test_slow_and_flaky_s3_is_retried_and_the_data_verifies(make_app: Any, flaky
     assert flaky.counts["slowdown"] > 5 and flaky.counts["internal"] > 5 and flaky.counts["delayed"] > 5
 
 
-def test_a_stopping_replica_writes_its_running_jobs_final_records(
-    make_app: Any, settings: Settings, s3fs_client: Any
-) -> None:
+def test_a_stopping_replica_hands_its_running_jobs_back(make_app: Any, settings: Settings, s3fs_client: Any) -> None:
     # Chunk PUTs held for 8 s (job records pass): the job is still running when the service closes.
     held = FaultProxy(settings.s3_endpoint_url or "", delay_share=1.0, delay_s=8.0, only="/c/").start()
     try:
@@ -186,9 +184,13 @@ def test_a_stopping_replica_writes_its_running_jobs_final_records(
         record = service.jobs.records.read(job["id"])
     finally:
         held.stop()
-    # Not "running" until readers judge it stale, minutes later: failed now, saying why.
+    # Not failed: still running in its record, its lease released at once for another replica
+    # to take over (tests/test_takeover.py).
     assert record is not None
-    assert (record["status"], record["error"]) == ("failed", STOPPED)
+    assert record["status"] in ("queued", "running") and record["error"] is None
+    # (SeaweedFS may list the emptied prefix as a directory for a while; a lease slot holds its holder's name.)
+    slots = s3fs_client.find(f"{BUCKET}/{JOB_LEASES}/{job['id']}", detail=True).values()
+    assert [s for s in slots if s["size"]] == []
     assert took < STOP_WAIT_S + 3
     # A running task cannot be interrupted: the held PUTs still land after the stop, and stay
     # until a DELETE of the job (the stopped replica's clean-up went with it). Waited for here,

@@ -28,7 +28,7 @@ from stand_ins import FaultProxy
 
 from gateway_dask_zarr.cluster.backends import forget_loop
 from gateway_dask_zarr.errors import ClusterUnavailable
-from gateway_dask_zarr.jobs.reasons import STOPPED
+from gateway_dask_zarr.jobs.leases import JOB_LEASES
 from gateway_dask_zarr.server import create_app
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
@@ -402,13 +402,15 @@ def test_sigterm_stops_the_gateway_cluster_even_while_a_request_hangs(
     finally:
         silent.stop()
     # The SIGTERM timer closed the service while the worker was still draining (before the
-    # master's deadline and SIGKILL): the gateway lists no cluster of the app's, and the job's
-    # record says it failed and why, not "running".
+    # master's deadline and SIGKILL): the gateway lists no cluster of the app's, and the job was
+    # handed back: its record stays running, with no lease, for another replica to take over.
     assert "Worker exiting" in server.log()
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
     key = f"_jobs/records/{created.json()['id']}.json"
     record = json.loads(s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
-    assert (record["status"], record["error"]) == ("failed", STOPPED)
+    assert (record["status"], record["error"]) == ("running", None)
+    leases = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{JOB_LEASES}/{record['id']}/")
+    assert [o for o in leases.get("Contents", []) if o["Size"]] == []  # a slot holds its holder's name
 
 
 def test_production_topology_behind_a_real_jupyterhub(s3: EmbeddedS3, hub: HubServer, tmp_path: Path) -> None:

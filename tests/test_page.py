@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 import requests
+import zarr
 from helpers import assert_verified
 from live import serve
 from playwright.sync_api import Browser, Page, expect
+
+from gateway_dask_zarr.worker.verify import mismatched_blocks
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 JOB_TIMEOUT_MS = 180_000
@@ -108,6 +111,12 @@ def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_u
     document = requests.get(f"{base_url}/jobs/{job_id}", timeout=30).json()
     assert document["seed"] == 11 and document["shape"] == [1500, 1200]
     assert_verified(document)
+    # The share button shows a read-only link that zarr opens with no token.
+    row.locator("button.share").click()
+    share = row.locator("[data-field=share]")
+    expect(share).to_contain_text(f"/shares/{job_id}/")
+    shared = zarr.open_array(share.inner_text(), mode="r", storage_options={"headers": {}})
+    assert mismatched_blocks(shared, 11, [(0, 0), (14, 11)]) == []
     # A reload renders the job on the server, preview included.
     page.reload()
     wait_for_preview(page, page.locator(f'li.job[data-id="{job_id}"]'))

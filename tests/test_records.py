@@ -45,6 +45,7 @@ def test_a_claim_is_exclusive_and_a_loser_writes_nothing(records: Records) -> No
     records.claim(record("x", created=datetime(2026, 1, 1, tzinfo=UTC)))
     before = keys(records.store)
     assert before == [
+        "_jobs/active/x",
         "_jobs/index/all/8232774399999-x",
         "_jobs/index/owner/616e6e/8232774399999-x",
         "_jobs/records/x.json",

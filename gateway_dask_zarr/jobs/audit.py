@@ -18,7 +18,9 @@ import zarr
 
 from gateway_dask_zarr.grid import BlockIndex, all_blocks, block_shape
 from gateway_dask_zarr.jobs.job import ACTIVE, stale
+from gateway_dask_zarr.jobs.leases import JOB_LEASES, Leases
 from gateway_dask_zarr.jobs.records import (
+    ACTIVE_MARKS,
     DELETES,
     INDEX,
     RECORDS,
@@ -199,6 +201,10 @@ class Audit:
                 found.append(Finding("usage_mismatch", leaf.split("-", 1)[-1], f"usage entry {key}", (key,)))
             elif key.startswith(f"{DELETES}/") and leaf not in records:
                 found.append(Finding("delete_without_record", leaf, f"delete request {key}", (key,)))
+            elif key.startswith((f"{ACTIVE_MARKS}/", f"{JOB_LEASES}/")):
+                job_id = key.split("/")[2 if key.startswith(ACTIVE_MARKS) else 3]
+                if records.get(job_id, {}).get("status") not in ACTIVE:
+                    found.append(Finding("mark_without_active_job", job_id, f"active mark or lease {key}", (key,)))
         for key in sorted(counted - set(listing)):
             job_id = key.rsplit("/", 1)[-1].split("-", 1)[1]
             found.append(Finding("usage_missing", job_id, f"no usage entry {key}", (key,)))
@@ -208,33 +214,33 @@ class Audit:
 class Repair:
     """Fixes findings, each only if it still holds when read again (another replica may have fixed it)."""
 
-    def __init__(self, records: Records, store: JobStore) -> None:
+    def __init__(self, records: Records, store: JobStore, leases: Leases | None = None) -> None:
         self.records = records
         self.store = store
+        # With leases (the sweeper), an id's lease is held while its orphaned array is deleted,
+        # so that no replica claims the id meanwhile (a claim takes the lease first).
+        self.leases = leases
 
     def __call__(self, finding: Finding) -> str | None:
         """Fix one finding if it still holds: what was done, or None if it was left (see docs/reliability.md)."""
         record = self.records.read(finding.subject)
         kind = finding.kind
-        if kind in ("index_without_record", "usage_mismatch", "delete_without_record"):
+        if kind in ("index_without_record", "usage_mismatch", "delete_without_record", "mark_without_active_job"):
             if record is not None and self._wanted(finding.keys[0], record):
                 return None
-            self.records._delete(list(finding.keys))
+            self.records.delete_keys(list(finding.keys))
             return f"deleted {finding.keys[0]}"
         if kind in ("record_without_index", "usage_missing"):
             if record is None:
                 return None
-            self.records._put_empty(list(finding.keys))
+            self.records.put_empty(list(finding.keys))
             return f"wrote {finding.keys[0]}"
         if kind == "array_without_record":
-            if record is not None:
-                return None
-            self.store.delete(finding.subject)
-            return f"deleted {len(finding.keys)} objects"
+            return self._orphan(finding)
         if kind in ("failed_attempt_chunks", "orphaned_chunks"):
             if record is None or record["status"] in ACTIVE:
                 return None
-            self.records._delete(list(finding.keys))
+            self.records.delete_keys(list(finding.keys))
             return f"deleted {len(finding.keys)} objects"
         if kind in ("missing_chunks", "chunk_mismatch"):
             if record is None or record["status"] != "complete":
@@ -246,8 +252,22 @@ class Repair:
             self.store.delete(finding.subject)
             self.records.write({**record, "status": "failed", "error": LOST, "finished": now_iso(), "cleanup": "done"})
             self.records.forget_usage(record)
+            self.records.delete_keys([f"{ACTIVE_MARKS}/{record['id']}"])
             return "marked failed, its objects deleted"
         return None
+
+    def _orphan(self, finding: Finding) -> str | None:
+        """Delete an array no record references, holding its id's lease if this is a replica."""
+        if self.leases is not None and not self.leases.hold(finding.subject):
+            return None
+        try:
+            if self.records.read(finding.subject) is not None:
+                return None
+            self.store.delete(finding.subject)
+        finally:
+            if self.leases is not None:
+                self.leases.release(finding.subject)
+        return f"deleted {len(finding.keys)} objects"
 
     def _wanted(self, key: str, record: dict[str, Any]) -> bool:
         """True if the record (read again) wants this entry: another replica fixed it meanwhile."""
@@ -256,6 +276,8 @@ class Repair:
             return record["status"] in (*ACTIVE, "complete") and key == usage_key(record)
         if key.startswith(f"{DELETES}/"):
             return True
+        if key.startswith((f"{ACTIVE_MARKS}/", f"{JOB_LEASES}/")):
+            return record["status"] in ACTIVE
         return key.rsplit("/", 1)[-1] == name
 
     def _rewrite(self, record: dict[str, Any], blocks: tuple[BlockIndex, ...]) -> int:

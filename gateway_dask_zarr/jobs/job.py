@@ -57,6 +57,9 @@ class Job:
     # Epoch seconds after which no write of this attempt can land (set when it fails or is cancelled).
     frees_at: float | None = None
     cleanup: str | None = None  # "pending" until the last delete of a failed attempt's chunks, then "done"
+    attempts: int = 1  # how many replicas have started it (docs/reliability.md)
+    resumed: list[dict[str, Any]] = field(default_factory=list)  # each takeover: by whom, when, which attempt
+    handed_back: bool = False  # this replica stopped or lost the lease: another finishes the job
     futures: list[Any] = field(default_factory=list, repr=False)
     saved: tuple[str, int] = ("queued", 0)  # the status and progress the record has (the claim's)
     final: bool = False  # the record has its final status: no more writes of this attempt
@@ -97,6 +100,8 @@ class Job:
             "deadline": self.deadline,
             "frees_at": self.frees_at,
             "cleanup": self.cleanup,
+            "attempts": self.attempts,
+            "resumed": self.resumed,
             "updated": time.time(),
         }
 

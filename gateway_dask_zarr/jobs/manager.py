@@ -13,7 +13,9 @@ from gateway_dask_zarr.jobs.job import ACTIVE, Job, document_of, stale
 from gateway_dask_zarr.jobs.quota import Quota
 from gateway_dask_zarr.jobs.reasons import STOPPED
 from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
+from gateway_dask_zarr.jobs.resume import Resumer
 from gateway_dask_zarr.jobs.runner import Runner
+from gateway_dask_zarr.jobs.sweeper import Sweeper
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore
@@ -31,7 +33,11 @@ class JobManager:
         self.admission = Admission(settings.max_active_jobs, per_user, cluster)
         self.quota = Quota(settings.storage_quota_bytes, records)
         self.runner = Runner(settings, cluster, store, records, self.admission)
+        self.leases = self.runner.leases
         self.listeners = self.runner.on_end
+        # Jobs whose replica stopped or died are finished by whichever live replica takes them.
+        self.resumer = Resumer(self.runner).start()
+        self.sweeper = Sweeper(records, store, self.leases, settings.cleanup_grace_s).start()
 
     @property
     def active(self) -> int:
@@ -43,8 +49,13 @@ class JobManager:
         named = job_id is not None
         job_id = check_job_id(job_id) if job_id is not None else new_job_id()
         self.admission.admit(owner)
+        held = False
         try:
             job = Job(job_id, request, owner, deadline=time.time() + self.settings.job_timeout_s)
+            # The lease first: no other replica may take the job over once its claim marks it active.
+            if not self.leases.hold(job_id):
+                raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
+            held = True
             with self.quota.room_for(owner, request.nbytes):
                 self.records.claim(job.record())
             if named and self._has_objects(job_id):
@@ -55,6 +66,8 @@ class JobManager:
                 )
         except Exception:
             self.admission.release(owner)
+            if held:
+                self.leases.release(job_id)
             raise
         self.runner.start(job)
         return job
@@ -135,5 +148,7 @@ class JobManager:
             job.error = reason
 
     def close(self) -> None:
-        """Fail the running jobs (their records final), stop taking jobs and pending clean-ups."""
+        """Hand the running jobs back (their leases released), stop taking jobs and pending clean-ups."""
+        self.resumer.close()
+        self.sweeper.close()
         self.runner.close()

@@ -11,7 +11,9 @@ Layout under the store's root (see docs/storage.md):
   bytes, so one LIST (per 1000 jobs) sums a user's usage without reading a record.
 - `_jobs/delete/{id}`: a request to delete a job that another replica (or this one) runs
   or is still cleaning up; its runner acts on it.
-- `_jobs/leases/{name}/{slot}`: who runs a periodic task (retention) in a time slot.
+- `_jobs/leases/{name}/{slot}`: who runs a periodic task (retention) in a time slot;
+  `_jobs/leases/job/{id}/{slot}`: who holds a queued or running job (jobs/leases.py).
+- `_jobs/active/{id}`: an empty object per queued or running job, for the replicas that take over.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ INDEX = f"{PREFIX}/index"
 DELETES = f"{PREFIX}/delete"
 LEASES = f"{PREFIX}/leases"
 USAGE = f"{PREFIX}/usage"
+ACTIVE_MARKS = f"{PREFIX}/active"
 # Inverted milliseconds since the epoch, 13 digits: later times sort first until the year 2286.
 NEWEST_BASE = 10**13 - 1
 CURSOR = re.compile(r"[0-9]{13}-[A-Za-z0-9_.-]{1,64}")
@@ -68,6 +71,12 @@ def usage_key(record: dict[str, Any]) -> str:
     """The key of a job's usage entry: `{bytes}-{id}` under its owner's usage directory."""
     nbytes = math.prod(record["shape"]) * np.dtype(record["dtype"]).itemsize
     return f"{_usage_dir(record['owner'])}/{nbytes}-{record['id']}"
+
+
+def _entries(record: dict[str, Any]) -> list[str]:
+    """A job's index and usage entries."""
+    name = index_name(record)
+    return [f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)]
 
 
 @contextmanager
@@ -110,10 +119,9 @@ class Records:
                     code="job_exists",
                     field="job_id",
                 ) from None
-            name = index_name(record)
-            self._put_empty([f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)])
+            self.put_empty([*_entries(record), f"{ACTIVE_MARKS}/{record['id']}"])
 
-    def _put_empty(self, keys: list[str]) -> None:
+    def put_empty(self, keys: list[str]) -> None:
         """PUT empty objects at once: one round trip to the store, not one per key (a job's claim waits on it)."""
 
         async def every() -> None:
@@ -136,14 +144,12 @@ class Records:
 
     def remove(self, record: dict[str, Any]) -> None:
         """Remove a record's index and usage entries, its delete request, then the record: the id is free after."""
-        name = index_name(record)
-        entries = [f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)]
-        self._delete([*entries, f"{DELETES}/{record['id']}"])
-        self._delete([f"{RECORDS}/{record['id']}.json"])
+        self.delete_keys([*_entries(record), f"{DELETES}/{record['id']}", f"{ACTIVE_MARKS}/{record['id']}"])
+        self.delete_keys([f"{RECORDS}/{record['id']}.json"])
 
     def forget_usage(self, record: dict[str, Any]) -> None:
         """Stop counting a job against its owner's quota (it failed: its chunks are deleted)."""
-        self._delete([usage_key(record)])
+        self.delete_keys([usage_key(record)])
 
     def usage(self, owner: str) -> int:
         """The bytes of the owner's queued, running and complete jobs: one LIST per 1000 jobs, no record read."""
@@ -154,7 +160,7 @@ class Records:
                 for meta in batch
             )
 
-    def _delete(self, keys: list[str]) -> None:
+    def delete_keys(self, keys: list[str]) -> None:
         with store_errors():
             try:
                 obstore.delete(self.store, keys)
@@ -229,7 +235,7 @@ class Records:
             except AlreadyExistsError:
                 return False
             old = [m["path"] for batch in obstore.list(self.store, f"{LEASES}/{name}") for m in batch]
-        self._delete([k for k in old if k.rsplit("/", 1)[-1] < slot])
+        self.delete_keys([k for k in old if k.rsplit("/", 1)[-1] < slot])
         return True
 
 

@@ -13,13 +13,15 @@ from functools import partial
 from typing import Any
 
 from distributed import as_completed
+from zarr.errors import ContainsArrayError
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.job import Job, job_log
-from gateway_dask_zarr.jobs.reasons import CANCELLED, STOPPED, reason
+from gateway_dask_zarr.jobs.leases import Leases
+from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
 from gateway_dask_zarr.params import JobRequest
@@ -72,7 +74,8 @@ class Runner:
         self._pool = ThreadPoolExecutor(settings.max_active_jobs, thread_name_prefix="job")
         self.on_end: list[Callable[[Job], None]] = []
         self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
-        self.tracker = Tracker(records)
+        self.leases = Leases(records, settings.lease_s)
+        self.tracker = Tracker(records, self.leases)
 
     def start(self, job: Job) -> None:
         """Run a claimed job (holding an admission slot) in the background."""
@@ -160,7 +163,12 @@ class Runner:
         request = job.request
         document = {**job.document(), "status": "complete"}
         del document["progress"]
-        self.store.publish(job.id, self._array_kwargs(request), document)
+        try:
+            self.store.publish(job.id, self._array_kwargs(request), document)
+        except ContainsArrayError:
+            # A taken-over job's earlier attempt published the same array (deterministic chunks).
+            if job.attempts == 1 or self.store.read(job.id) is None:
+                raise
         # Only now: a reader polling the job must not see "complete" before the array exists.
         job.status = "complete"
         self.tracker.save_final(job)
@@ -173,6 +181,10 @@ class Runner:
             self.records.remove(job.record())
 
     def _fail(self, job: Job, why: str, futures: list[Any], started: float) -> None:
+        if job.handed_back:
+            # Not a failure: another replica takes the job over and rewrites its chunks.
+            job_log(job).info("job %s handed back after %s", job.id, why)
+            return
         # A task neither finished nor failed may still be running on a worker, and cancelling
         # cannot stop it: it may PUT chunks until the deadline (blocks.py starts none after it),
         # and a PUT begun then lands within the S3 client's bounds.
@@ -191,22 +203,22 @@ class Runner:
         self.cleanups.start(job)
 
     def close(self) -> None:
-        """Fail the running jobs (their records say why) and stop taking jobs and pending clean-ups."""
-        _stop(list(self.tracker.running.values()))
+        """Hand the running jobs back (another replica finishes them) and stop taking jobs and pending clean-ups."""
+        _stop(list(self.tracker.running.values()), self.leases)
         self.tracker.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.cleanups.close()
 
 
-def _stop(jobs: list[Job]) -> None:
-    """Cancel the tasks of a stopping replica's jobs; wait up to STOP_WAIT_S for their runners' final records.
+def _stop(jobs: list[Job], leases: Leases) -> None:
+    """Hand a stopping replica's jobs back: cancel their tasks, wait up to STOP_WAIT_S, release their leases.
 
-    Otherwise a rolling update or a restart would leave each record saying "running" until
-    readers judge it stale, minutes later.
+    Their records stay queued or running, and another replica takes them over at once, not
+    when their leases lapse.
     """
     running = [job for job in jobs if not job.final]
     for job in running:
-        job.error = job.error or STOPPED
+        job.handed_back = True
     futures = [future for job in running for future in job.futures]
     deadline = time.monotonic() + STOP_WAIT_S
     if futures:
@@ -215,6 +227,13 @@ def _stop(jobs: list[Job]) -> None:
         threading.Thread(target=_cancel, args=(futures,), name="job-stop", daemon=True).start()
     for job in running:
         job.ended.wait(max(0.0, deadline - time.monotonic()))
+    for job in running:
+        try:
+            if not job.final:
+                leases.release(job.id)
+        except Exception as exc:
+            # Its lease lapses within 2 x LEASE_S instead.
+            job_log(job).warning("job %s: its lease could not be released: %s", job.id, type(exc).__name__)
 
 
 def _cancel(futures: list[Any]) -> None:

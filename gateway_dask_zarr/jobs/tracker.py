@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from gateway_dask_zarr.jobs.job import Job, job_log
+from gateway_dask_zarr.jobs.leases import Leases
 from gateway_dask_zarr.jobs.records import Records
 
 # How often a running job's record gets its status and progress (when they changed), and
@@ -19,8 +20,9 @@ MAX_UNSAVED = 1000
 class Tracker:
     """Running jobs, and ended ones whose final record could not be written yet; a ticker writes them."""
 
-    def __init__(self, records: Records) -> None:
+    def __init__(self, records: Records, leases: Leases) -> None:
         self.records = records
+        self.leases = leases
         # At most MAX_ACTIVE_JOBS running; unsaved ones are retried every tick and shown meanwhile.
         self.running: dict[str, Job] = {}
         self.unsaved: dict[str, Job] = {}
@@ -41,6 +43,12 @@ class Tracker:
             job.saved = (job.status, job.done)
             self.records.write(job.record())
             job.final = final
+        if final:
+            try:
+                self.leases.forget(job.id)
+            except Exception as exc:
+                # `gateway-dask-zarr check --repair` removes what is left (the record is final).
+                job_log(job).warning("job %s: its lease could not be removed: %s", job.id, type(exc).__name__)
 
     def save_final(self, job: Job) -> None:
         """Write the job's final record, or keep the job to retry while the store cannot take it."""
@@ -61,6 +69,11 @@ class Tracker:
                     job_log(job).debug("job %s: its record still cannot be written: %s", job.id, type(exc).__name__)
             for job in list(self.running.values()):
                 try:
+                    if not job.final and not job.handed_back and not self.leases.hold(job.id):
+                        # Its lease lapsed (the store was out for a slot) and another replica took the job.
+                        job_log(job).warning("job %s: another replica took it over; stopping here", job.id)
+                        job.handed_back = True
+                        job.cancel_tasks()
                     if not job.cancel.is_set() and self.records.delete_requested(job.id):
                         job.cancel_tasks()
                     if job.status == "running" and (job.status, job.done) != job.saved:

@@ -41,6 +41,16 @@ class Metrics:
         )
         self.active = Gauge("gateway_active_jobs", "Jobs queued or running now", registry=self.registry)
         self.active.set_function(lambda: jobs.active)
+        self.resumed = Gauge(
+            "gateway_jobs_resumed", "Jobs this replica took over from a stopped or dead one", registry=self.registry
+        )
+        self.resumed.set_function(lambda: jobs.resumer.resumed)
+        self.swept = Gauge(
+            "gateway_swept_objects",
+            "Objects and entries no record referenced that this replica's sweeper removed or repaired",
+            registry=self.registry,
+        )
+        self.swept.set_function(lambda: jobs.sweeper.swept)
         self.workers = Gauge("gateway_cluster_workers", "Workers the Dask cluster has now", registry=self.registry)
         self.workers.set_function(self._workers)
         self.requests = Counter(

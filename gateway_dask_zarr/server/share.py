@@ -2,7 +2,7 @@
 
 The token is `<expires>.<nonce>.<signature>`: an HMAC (SHA-256, the server's share key) of the
 job id, the job's `created` time, the expiry and the nonce of the job's share record
-(`_shares/<id>` in the store). It reads that one array and nothing else, until it expires,
+(`_jobs/shares/<id>` in the store). It reads that one array and nothing else, until it expires,
 `DELETE /jobs/<id>/share` removes the record (every link of the job stops), or the job is
 deleted (a new job of the same id has another `created`, so old links stay dead).
 """
@@ -32,7 +32,7 @@ from gateway_dask_zarr.settings import Settings
 
 bp = Blueprint("share", __name__)
 
-PREFIX = "_shares/"
+PREFIX = "_jobs/shares/"
 DEFAULT_TTL_S = 7 * 86400
 TOKEN = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{43})")
 # The endpoints a share link reaches: no caller is needed, the token is the permission.

@@ -224,6 +224,26 @@
     }
   });
 
+  // A share link (POST /jobs/<id>/share): shown under the URL and copied to the clipboard.
+  async function makeShare(row, button) {
+    button.disabled = true;
+    try {
+      const link = await api("POST", field(row, "self").getAttribute("href") + "/share");
+      field(row, "share").textContent = link.url;
+      field(row, "share").title = "read-only Zarr link until " + link.expires;
+      field(row, "share-row").hidden = false;
+      field(row, "error").textContent = "";
+      if (navigator.clipboard) {
+        navigator.clipboard.writeText(link.url).then(function () {
+          button.textContent = "Copied";
+        }, function () {});
+      }
+    } catch (err) {
+      field(row, "error").textContent = err.message;
+    }
+    button.disabled = false;
+  }
+
   // Delete a job (cancel it if it runs): the row goes once the server says the job is gone.
   async function remove(row) {
     const button = row.querySelector("button.delete");
@@ -254,6 +274,11 @@
     if (del) {
       const row = del.closest(".job");
       if (window.confirm("Delete job " + row.dataset.id + " and its array?")) remove(row);
+      return;
+    }
+    const share = event.target.closest("button.share");
+    if (share) {
+      makeShare(share.closest(".job"), share);
       return;
     }
     const copy = event.target.closest("button.copy");

@@ -1,0 +1,129 @@
+"""Taking over: a live replica finishes the queued and running jobs whose lease is free (their replica is gone)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from gateway_dask_zarr.errors import ServiceError
+from gateway_dask_zarr.jobs.job import ACTIVE, Job, job_log
+from gateway_dask_zarr.jobs.records import now_iso
+from gateway_dask_zarr.jobs.runner import Runner
+from gateway_dask_zarr.params import JobRequest
+
+log = logging.getLogger(__name__)
+
+# A job started this many times (its replicas stopped or died each time) fails instead.
+MAX_ATTEMPTS = 3
+EXHAUSTED = "the job was started {n} times and each replica that ran it stopped or died; submit it again"
+
+
+def request_of(record: dict[str, Any]) -> JobRequest:
+    """The request a record was accepted with (validated then: not checked against today's limits)."""
+    shards = record.get("shards")
+    return JobRequest(
+        tuple(record["shape"]),
+        tuple(record["chunks"]),
+        record["dtype"],
+        record["seed"],
+        tuple(shards) if shards else None,
+    )
+
+
+class Resumer:
+    """Every LEASE_S / 2, takes the free leases of active jobs and runs them here, as a new attempt of the same job."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.leases = runner.leases
+        self.records = runner.records
+        self.interval_s = runner.settings.lease_s / 2
+        self.resumed = 0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Resumer:
+        """Look for free jobs in a daemon thread until close()."""
+        self._thread = threading.Thread(target=self._loop, name="resume", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._closed.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception as exc:
+                log.warning("resume: looking for free jobs failed: %s", type(exc).__name__)
+
+    def run_once(self) -> list[str]:
+        """Take over every free job this replica has room for: their ids."""
+        taken = []
+        for job_id in self.leases.active():
+            if self._closed.is_set():
+                break
+            if job_id in self.runner.tracker.running:
+                continue
+            record = self.records.read(job_id)
+            if record is None or record["status"] not in ACTIVE:
+                continue  # ended; `check --repair` removes a mark left behind
+            if self.leases.hold(job_id):
+                if self._take(record):
+                    taken.append(job_id)
+                else:
+                    self.leases.release(job_id)
+        return taken
+
+    def _take(self, record: dict[str, Any]) -> bool:
+        """Run a held job's next attempt here (or fail it when its attempts are spent); False to hand it back."""
+        attempts = int(record.get("attempts") or 1) + 1
+        owner = record["owner"]
+        if attempts > MAX_ATTEMPTS:
+            self._give_up(record)
+            return True
+        try:
+            self.runner.admission.admit(owner)
+        except ServiceError:
+            return False  # busy here: another replica (or this one, later) takes it
+        job = Job(
+            record["id"],
+            request_of(record),
+            owner,
+            deadline=time.time() + self.runner.settings.job_timeout_s,
+            created=datetime.fromisoformat(record["created"].replace("Z", "+00:00")),
+            attempts=attempts,
+        )
+        job.resumed = [*(record.get("resumed") or []), {"by": self.leases.holder, "at": now_iso(), "attempt": attempts}]
+        try:
+            self.records.write(job.record())
+        except Exception:
+            self.runner.admission.release(owner)
+            raise
+        job_log(job).info("job %s taken over by %s: attempt %d", job.id, self.leases.holder, attempts)
+        self.resumed += 1
+        self.runner.start(job)
+        return True
+
+    def _give_up(self, record: dict[str, Any]) -> None:
+        """Fail a job whose attempts are spent; its chunks are deleted once its last attempt's writes have landed."""
+        error = EXHAUSTED.format(n=MAX_ATTEMPTS)
+        frees_at = record["deadline"] + self.runner.settings.cleanup_grace_s
+        self.records.write(
+            {
+                **record,
+                "status": "failed",
+                "error": error,
+                "finished": now_iso(),
+                "frees_at": frees_at,
+                "cleanup": "pending",
+            }
+        )
+        self.records.forget_usage(record)
+        self.leases.forget(record["id"])
+        log.warning("job %s: %s", record["id"], error)
+
+    def close(self) -> None:
+        """Stop taking jobs over."""
+        self._closed.set()

@@ -1,0 +1,250 @@
+"""A bounded chaos soak: two replicas on one SeaweedFS, clients submitting and deleting, faults at random moments.
+
+`make soak` runs it for a few minutes; tests/test_soak.py runs a short form in `make test`.
+Faults: SIGTERM a replica and start it again (a rolling update), SIGKILL a replica (and start
+it again), SIGKILL a Dask worker, kill SeaweedFS for a few seconds and start it on the same
+directory. At the end, after the leases and the grace, every accepted job that was not
+deleted must be complete and verify chunk by chunk, or failed with a reason that is not a
+stopped replica; the store must add up (`check` finds nothing after one sweep, as a
+replica's sweeper would make at its next slot); usage entries equal the bytes stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import psutil
+from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from serve import Served, gunicorn
+
+from gateway_dask_zarr.client.client import GatewayClient, GatewayError
+from gateway_dask_zarr.jobs.audit import Audit
+from gateway_dask_zarr.jobs.leases import Leases
+from gateway_dask_zarr.jobs.reasons import STOPPED
+from gateway_dask_zarr.jobs.records import Records
+from gateway_dask_zarr.jobs.resume import EXHAUSTED
+from gateway_dask_zarr.jobs.sweeper import Sweeper
+from gateway_dask_zarr.storage.arrays import JobStore
+from gateway_dask_zarr.storage.backends import parse_storage
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
+
+BUCKET = "soak"
+LEASE_S, GRACE_S, TIMEOUT_S = 2, 10, 60
+FAULTS = ("rolling_update", "replica_killed", "worker_killed", "s3_stopped")
+
+
+class Replica:
+    """`make run`-style gunicorn with its own LocalCluster, on the shared bucket."""
+
+    def __init__(self, name: str, s3: EmbeddedS3, log_dir: Path) -> None:
+        self.name, self.log_dir, self.starts = name, log_dir, 0
+        self.env = {
+            **os.environ,
+            **S3_CREDENTIALS,
+            "STORE_URL": f"s3://{BUCKET}",
+            "S3_ENDPOINT_URL": s3.endpoint_url,
+            "N_WORKERS": "1",
+            "LEASE_S": str(LEASE_S),
+            "CLEANUP_GRACE_S": str(GRACE_S),
+            "JOB_TIMEOUT_S": str(TIMEOUT_S),
+        }
+        self.served: Served | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.starts += 1
+        self.served = gunicorn(self.env, self.log_dir / f"{self.name}-{self.starts}.log", timeout=240)
+
+    @property
+    def url(self) -> str | None:
+        return self.served.url if self.served is not None else None
+
+    def stop(self) -> None:
+        if self.served is not None:
+            self.served.close(90)
+            self.served = None
+
+    def kill(self) -> None:
+        """SIGKILL every process of the replica, as a node loss does."""
+        if self.served is None:
+            return
+        root = psutil.Process(self.served.process.pid)
+        for process in [root, *root.children(recursive=True)]:
+            with suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
+        self.served.process.wait(30)
+        self.served = None
+
+    def kill_worker(self) -> bool:
+        """SIGKILL one Dask worker process (a leaf that multiprocessing spawned); its nanny starts another."""
+        if self.served is None:
+            return False
+        for process in psutil.Process(self.served.process.pid).children(recursive=True):
+            with suppress(psutil.NoSuchProcess):
+                line = " ".join(process.cmdline())
+                if "spawn_main" in line and "resource_tracker" not in line and not process.children():
+                    process.send_signal(signal.SIGKILL)
+                    return True
+        return False
+
+
+class Soak:
+    """The run: its replicas, clients, faults and figures."""
+
+    def __init__(self, seconds: float, clients: int, seed: int, workdir: Path) -> None:
+        self.seconds, self.n_clients = seconds, clients
+        self.rng = random.Random(seed)
+        self.s3 = EmbeddedS3(workdir / "seaweedfs", BUCKET, credentials=S3_CREDENTIALS).start()
+        self.replicas = [Replica(name, self.s3, workdir) for name in ("a", "b")]
+        self.accepted: dict[str, dict[str, Any]] = {}
+        self.deleted: set[str] = set()
+        self.faults: Counter[str] = Counter()
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def _client(self, number: int) -> None:
+        rng = random.Random(number)
+        while not self._stop.is_set():
+            urls = [r.url for r in self.replicas if r.url]
+            if not urls:
+                self._stop.wait(0.5)
+                continue
+            gateway = GatewayClient(rng.choice(urls), timeout=20, busy_wait=5)
+            try:
+                with self._lock:
+                    mine = [i for i in self.accepted if i not in self.deleted]
+                if mine and rng.random() < 0.2:
+                    victim = rng.choice(mine)
+                    gateway.delete(victim)
+                    with self._lock:
+                        self.deleted.add(victim)
+                else:
+                    job = gateway.submit([200, 200], [50, 50], None, rng.randrange(2**32))
+                    with self._lock:
+                        self.accepted[job.id] = job.document
+            except (GatewayError, OSError):
+                with self._lock:
+                    self.refused += 1
+            self._stop.wait(rng.uniform(0.2, 1.0))
+
+    def _fault(self) -> None:
+        kind = self.rng.choice(FAULTS)
+        replica = self.rng.choice(self.replicas)
+        if kind == "rolling_update":
+            replica.stop()
+            replica.start()
+        elif kind == "replica_killed":
+            replica.kill()
+            replica.start()
+        elif kind == "worker_killed":
+            if not replica.kill_worker():
+                return
+        else:
+            assert self.s3.process is not None
+            self.s3.process.kill()
+            self.s3.close()
+            time.sleep(self.rng.uniform(1, 4))  # the outage itself: the fault, not a wait for a result
+            self.s3.start()
+        self.faults[kind] += 1
+
+    def run(self) -> dict[str, Any]:
+        """Chaos for `seconds`, then the checks; the figures."""
+        clients = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(self.n_clients)]
+        for thread in clients:
+            thread.start()
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            self._stop.wait(self.rng.uniform(3, 8))
+            if time.monotonic() < end:
+                self._fault()
+        self._stop.set()
+        for thread in clients:
+            thread.join(60)
+        return self._settle()
+
+    def _settle(self) -> dict[str, Any]:
+        replica = self.replicas[0]
+        assert replica.url is not None
+        gateway = GatewayClient(replica.url, timeout=30, busy_wait=30)
+        live = [i for i in self.accepted if i not in self.deleted]
+
+        def final(job_id: str) -> dict[str, Any] | None:
+            document = gateway.get(job_id).document
+            return document if document["status"] not in ("queued", "running") else None
+
+        documents = {i: wait_for(lambda i=i: final(i), 300, 0.5) for i in live}
+        statuses = Counter(d["status"] for d in documents.values())
+        for document in documents.values():
+            if document["status"] == "complete":
+                assert_verified(document)
+            else:
+                assert document["error"] not in (STOPPED, EXHAUSTED.format(n=3)), document
+        for job_id in self.deleted:
+            with suppress(GatewayError):
+                assert gateway.get(job_id).status not in ("complete",), job_id  # a deleted job stays gone
+        backend = parse_storage(f"s3://{BUCKET}", self.s3.endpoint_url)
+        records, store = Records(backend.obstore), JobStore(backend)
+        # Once every failed attempt's late writes can have landed (its frees_at), the sweep a replica makes.
+        ended = [r for r in (records.read(i) for i in live) if r and r["status"] != "complete"]
+        bound = max([r.get("frees_at") or 0 for r in ended], default=0)
+        wait_for(lambda: time.time() > bound, 2 * TIMEOUT_S + GRACE_S, 0.5)
+        swept = Sweeper(records, store, Leases(records, LEASE_S), 0).sweep()
+        findings = Audit(records, store, 0).findings()
+        assert findings == [], [f.line() for f in findings]
+        complete = [d for d in documents.values() if d["status"] == "complete"]
+        assert records.usage("anonymous") == sum(200 * 200 * 4 for _ in complete)
+        resumed = sum(len(r.get("resumed") or []) for r in (records.read(i) for i in live) if r)
+        return {
+            "seconds": self.seconds,
+            "submitted": len(self.accepted),
+            "deleted": len(self.deleted),
+            "completed": statuses["complete"],
+            "failed": statuses["failed"],
+            "resumed": resumed,
+            "refused_or_unreachable": self.refused,
+            "faults": dict(self.faults),
+            "objects_swept": swept,
+        }
+
+    def close(self) -> None:
+        for replica in self.replicas:
+            replica.stop()
+        self.s3.close()
+
+
+def soak(seconds: float, clients: int = 2, seed: int = 1) -> dict[str, Any]:
+    """Run one soak in a temporary directory; its figures."""
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        run = Soak(seconds, clients, seed, Path(tmp))
+        try:
+            return run.run()
+        finally:
+            run.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    figures = soak(args.seconds, args.clients, args.seed)
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

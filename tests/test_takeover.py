@@ -1,0 +1,125 @@
+"""Jobs survive their replica: one SIGTERMed or SIGKILLed mid-job, the other takes its job over and finishes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+import s3fs
+from helpers import assert_verified, wait_for
+from serve import gunicorn
+from stand_ins import FaultProxy
+
+from gateway_dask_zarr.storage.embedded import EmbeddedS3
+
+BUCKET = "takeover"
+LEASE_S = 2
+HELD_S = 8.0  # replica A's chunk PUTs are held this long: its job is mid-way when it goes
+
+
+class Replica:
+    """A gunicorn app with its own LocalCluster on the shared bucket."""
+
+    def __init__(self, name: str, endpoint: str, log_dir: Path) -> None:
+        self.name, self.log_dir, self.starts = name, log_dir, 0
+        self.env = {
+            **os.environ,
+            "STORE_URL": f"s3://{BUCKET}",
+            "S3_ENDPOINT_URL": endpoint,
+            "N_WORKERS": "1",
+            "LEASE_S": str(LEASE_S),
+        }
+        self.start()
+
+    def start(self) -> None:
+        self.starts += 1
+        self.served = gunicorn(self.env, self.log_dir / f"{self.name}-{self.starts}.log", timeout=240)
+        self.url = self.served.url
+
+    def kill(self) -> None:
+        """SIGKILL every process of the replica at once, as a node loss does."""
+        root = psutil.Process(self.served.process.pid)
+        for process in [root, *root.children(recursive=True)]:
+            with suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
+        self.served.process.wait(30)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return requests.get(f"{self.url}/jobs/{job_id}", timeout=60).json()
+
+
+@pytest.fixture(scope="module")
+def held(own_s3: EmbeddedS3) -> Iterator[FaultProxy]:
+    """Replica A's way to the store: its chunk PUTs are held (records pass)."""
+    proxy = FaultProxy(own_s3.endpoint_url, delay_share=1.0, delay_s=HELD_S, only="/c/").start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def replicas(own_s3: EmbeddedS3, held: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    logs = tmp_path_factory.mktemp("takeover")
+    a = Replica("a", held.url, logs)
+    try:
+        b = Replica("b", own_s3.endpoint_url, logs)
+        try:
+            yield a, b
+        finally:
+            b.served.close(90)
+    finally:
+        a.served.close(90)
+
+
+def _record(own_s3: EmbeddedS3, job_id: str) -> dict[str, Any]:
+    fs = s3fs.S3FileSystem(endpoint_url=own_s3.endpoint_url, skip_instance_cache=True, use_listings_cache=False)
+    return json.loads(fs.cat_file(f"{BUCKET}/_jobs/records/{job_id}.json"))
+
+
+def _mid_job_on_a(a: Replica, held: FaultProxy, seed: int) -> str:
+    before = held.counts["delayed"]
+    body = {"shape": [200, 200], "chunks": [100, 100], "seed": seed}
+    response = requests.post(f"{a.url}/jobs", json=body, timeout=60)
+    assert response.status_code == 202, response.text
+    wait_for(lambda: held.counts["delayed"] > before, 60, 0.05)
+    return str(response.json()["id"])
+
+
+def _finished_by_b(b: Replica, own_s3: EmbeddedS3, job_id: str) -> None:
+    document = wait_for(lambda: (d := b.job(job_id))["status"] not in ("queued", "running") and d, 120, 0.2)
+    assert_verified(document)
+    record = _record(own_s3, job_id)
+    assert record["status"] == "complete" and record["error"] is None
+    assert record["attempts"] == 2
+    (takeover,) = record["resumed"]
+    assert takeover["attempt"] == 2
+    assert f"job {job_id} taken over by {takeover['by']}" in b.served.log()
+
+
+def test_a_sigtermed_replica_hands_its_job_back_and_the_other_finishes_it(
+    replicas: Any, held: FaultProxy, own_s3: EmbeddedS3
+) -> None:
+    a, b = replicas
+    job_id = _mid_job_on_a(a, held, seed=21)
+    a.served.close(90)  # a rolling update's SIGTERM
+    assert f"job {job_id} handed back" in a.served.log()
+    _finished_by_b(b, own_s3, job_id)
+    a.start()
+
+
+def test_a_sigkilled_replica_s_job_is_taken_over_when_its_lease_lapses(
+    replicas: Any, held: FaultProxy, own_s3: EmbeddedS3
+) -> None:
+    a, b = replicas
+    job_id = _mid_job_on_a(a, held, seed=22)
+    a.kill()
+    assert _record(own_s3, job_id)["status"] in ("queued", "running")
+    _finished_by_b(b, own_s3, job_id)
+    a.start()
