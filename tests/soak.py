@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from helpers import S3_CREDENTIALS, assert_verified, discard_store, wait_for
 from serve import Served, gunicorn
 
 from gateway_dask_zarr.client.client import GatewayClient, GatewayError
@@ -221,11 +221,14 @@ class Soak:
     def close(self) -> None:
         for replica in self.replicas:
             replica.stop()
-        self.s3.close()
+        # Its directory is removed next: no graceful stop (about 16 s) for a store no one reads again.
+        discard_store(self.s3)
 
 
 def soak(seconds: float, clients: int = 2, seed: int = 1) -> dict[str, Any]:
     """Run one soak in a temporary directory; its figures."""
+    # The replicas, their workers and this process's checks read the store with these (as conftest sets them).
+    os.environ.update(S3_CREDENTIALS)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         run = Soak(seconds, clients, seed, Path(tmp))
         try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import pytest
 from stand_ins import FaultProxy
 
 from bench.jobs_list import seed_jobs
@@ -12,19 +14,30 @@ from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.backends import parse_storage
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
+LISTING = "listing"
 TOKEN = "alice-token-0123456789"
 ALICE = {"Authorization": f"Bearer {TOKEN}"}
 
 
+@pytest.fixture(scope="module")
+def listing_bucket(s3_server: EmbeddedS3) -> str:
+    """A bucket of this module's own on the session's server, so that its 40,000 objects are
+    never emptied (as the shared bucket is before every test) but left with the server."""
+    client = s3_server.client()
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=LISTING)
+    return LISTING
+
+
 def test_listing_costs_the_same_store_requests_at_100_and_20000_jobs(
-    make_app: Any, settings: Settings, s3: EmbeddedS3
+    make_app: Any, s3_server: EmbeddedS3, listing_bucket: str
 ) -> None:
-    counting = FaultProxy(s3.endpoint_url).start()
+    counting = FaultProxy(s3_server.endpoint_url).start()
     try:
         # A named user reads their own index (with AUTH=none the caller is an admin, who reads all).
-        client = make_app(settings, s3_endpoint_url=counting.url, auth="token", api_tokens=(f"alice:{TOKEN}",))
-        client = client.test_client()
-        store = parse_storage(f"{settings.store_url}", s3.endpoint_url).obstore
+        settings = Settings(store_url=f"s3://{listing_bucket}", s3_endpoint_url=counting.url)
+        client = make_app(settings, auth="token", api_tokens=(f"alice:{TOKEN}",)).test_client()
+        store = parse_storage(settings.store_url, s3_server.endpoint_url).obstore
         requests: dict[int, int] = {}
         seeded = 0
         for total in (100, 20_000):
