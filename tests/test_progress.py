@@ -12,7 +12,9 @@ from gateway_dask_zarr.jobs.progress import JobProgress, Progress
 
 
 def test_a_1600_chunk_job_polled_every_half_second_shows_progress_moving(client: Any) -> None:
-    job = client.post("/jobs", json={"shape": [8000, 8000], "chunks": [200, 200], "dtype": "float64", "seed": 25}).get_json()
+    # 1600 chunks of 320 kB: a few seconds' work on two cores, so polls every 0.5 s see it move.
+    body = {"shape": [8000, 8000], "chunks": [200, 200], "dtype": "float64", "seed": 25}
+    job = client.post("/jobs", json=body).get_json()
     seen: list[int] = []
     deadline = time.monotonic() + 300
     while (doc := client.get(f"/jobs/{job['id']}").get_json())["status"] in ("queued", "running"):
