@@ -7,6 +7,7 @@ are all produced from PARAMETERS.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -23,6 +24,19 @@ from gateway_dask_zarr.settings import Settings
 MAX_NDIM = 4
 MAX_LENGTH = 10**12
 SEED_LIMIT = 2**63
+
+
+def shown(value: Any) -> str:
+    """A value as a person reads it in a message: a query's text as given, anything else in JSON (true, not True)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def size_text(n: int) -> str:
+    """A byte count in KiB, MiB or GiB (and the exact count), e.g. '37.3 GiB (40000000000 bytes)'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit} ({n} bytes)"
+    return f"{n} bytes"
 
 
 def _bad(name: str, message: str) -> InvalidParameter:
@@ -83,16 +97,18 @@ class Lengths(Parameter):
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",")]
             if not all(re.fullmatch(r"[0-9]{1,12}", p) for p in parts):
-                raise _bad(name, f"{name} must be comma-separated positive integers such as 1000,1000, got {value!r}")
+                raise _bad(
+                    name, f"{name} must be comma-separated positive integers such as 1000,1000, got {shown(value)}"
+                )
             numbers = [int(p) for p in parts]
         elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             numbers = list(value)
         else:
-            raise _bad(name, f"{name} must be a list of positive integers such as [1000, 1000]")
+            raise _bad(name, f"{name} must be a list of positive integers such as [1000, 1000], got {shown(value)}")
         if not 1 <= len(numbers) <= MAX_NDIM:
-            raise _bad(name, f"{name} must have 1 to {MAX_NDIM} dimensions, got {len(numbers)}")
+            raise _bad(name, f"{name} must have 1 to {MAX_NDIM} dimensions, got {shown(value)}")
         if any(n < 1 or n > MAX_LENGTH for n in numbers):
-            raise _bad(name, f"every {name} length must be between 1 and 10**12")
+            raise _bad(name, f"every {name} length must be between 1 and 10**12, got {name}={shown(value)}")
         return tuple(numbers)
 
     def json_schema(self) -> dict[str, Any]:
@@ -116,7 +132,7 @@ class Choice(Parameter):
     def parse(self, value: Any) -> str:
         """The value if it is one of the choices."""
         if value not in self.choices:
-            raise _bad(self.name, f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+            raise _bad(self.name, f"{self.name} must be one of {', '.join(self.choices)}, got {shown(value)}")
         return str(value)
 
     def json_schema(self) -> dict[str, Any]:
@@ -142,7 +158,7 @@ class Integer(Parameter):
             value = int(value.strip())
         if not isinstance(value, int) or isinstance(value, bool) or not self.minimum <= value < self.limit:
             raise _bad(
-                self.name, f"{self.name} must be an integer in [{self.minimum}, {self.limit_text}), got {value!r}"
+                self.name, f"{self.name} must be an integer in [{self.minimum}, {self.limit_text}), got {shown(value)}"
             )
         return value
 
@@ -292,16 +308,16 @@ class JobRequest:
                 TooLarge,
                 "array_too_large",
                 "shape",
-                f"shape {shape} makes an array of {size} bytes; "
-                f"MAX_ARRAY_BYTES is {settings.max_array_bytes}: use a smaller shape",
+                f"shape {shape} makes an array of {size_text(size)}; "
+                f"MAX_ARRAY_BYTES is {size_text(settings.max_array_bytes)}: use a smaller shape",
             ),
             (
                 chunk_size > settings.max_chunk_bytes,
                 TooLarge,
                 "chunk_too_large",
                 "chunks",
-                f"chunks {chunks} make chunks of {chunk_size} bytes; "
-                f"MAX_CHUNK_BYTES is {settings.max_chunk_bytes}: use smaller chunks",
+                f"chunks {chunks} make chunks of {size_text(chunk_size)}; "
+                f"MAX_CHUNK_BYTES is {size_text(settings.max_chunk_bytes)}: use smaller chunks",
             ),
             (
                 # A task holds a whole shard in memory to encode it (each chunk encoded, then joined).
@@ -309,16 +325,17 @@ class JobRequest:
                 TooLarge,
                 "shard_too_large",
                 "shards",
-                f"shards {list(self.unit_shape)} make shards of {self.unit_bytes} bytes; "
-                f"MAX_CHUNK_BYTES (which bounds shards too) is {settings.max_chunk_bytes}: use smaller shards",
+                f"shards {list(self.unit_shape)} make shards of {size_text(self.unit_bytes)}; "
+                f"MAX_CHUNK_BYTES (which bounds shards too) is {size_text(settings.max_chunk_bytes)}: "
+                "use smaller shards",
             ),
             (
                 chunk_size < min(settings.min_chunk_bytes, size),
                 InvalidParameter,
                 "invalid_parameter",
                 "chunks",
-                f"chunks {chunks} make chunks of {chunk_size} bytes; "
-                f"MIN_CHUNK_BYTES is {settings.min_chunk_bytes}: use larger chunks",
+                f"chunks {chunks} make chunks of {size_text(chunk_size)}; "
+                f"MIN_CHUNK_BYTES is {size_text(settings.min_chunk_bytes)}: use larger chunks",
             ),
             (
                 self.n_chunks > settings.max_chunks,

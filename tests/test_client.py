@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -281,12 +282,33 @@ def test_cli_run_prints_a_progress_bar_then_the_arrays_url(service: str) -> None
     env = {**os.environ, "GATEWAY_URL": service}
     done = _cli("run", "--shape", "400,300", "--chunks", "100,100", "--seed", "8", env=env)
     assert done.returncode == 0, done.stderr
-    assert "12/12" in done.stderr.split("\r")[-1]
+    # Captured without a TTY: the bar's final line once (not a last update and then close()'s line).
+    segments = [part for part in re.split(r"[\r\n]", done.stderr) if part.strip()]
+    assert "12/12" in segments[-1] and sum("12/12" in part for part in segments) == 1, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[-1].startswith(f"s3://{BUCKET}/") and lines[-1].endswith(".zarr")
     job_id = lines[-1].rsplit("/", 1)[1].removesuffix(".zarr")
     assert lines[0].startswith(f"job {job_id} complete")
     assert_verified(GatewayClient(service).get(job_id).document)
+
+
+def test_cli_is_quiet_on_a_closed_pipe(service: str) -> None:
+    # `jobs --json | head`: the reader has gone before the command writes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        env = {**os.environ, "GATEWAY_URL": service}
+        listed = subprocess.run(
+            [sys.executable, "-m", "gateway_dask_zarr", "jobs", "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert listed.returncode == 141 and listed.stderr == "", listed.stderr
 
 
 def test_cli_exit_code_1_and_the_document_when_the_job_is_cancelled(service: str) -> None:

@@ -58,9 +58,29 @@ def test_bad_parameters_are_refused_with_code_field_and_status(
     assert field in raised.value.message or field.upper() in raised.value.message
 
 
-def test_a_limit_is_named_in_the_message() -> None:
-    with pytest.raises(ServiceError, match=rf"MAX_ARRAY_BYTES is {16 * 2**30}"):
-        JobRequest.parse({"shape": "200000,200000", "chunks": "1000,1000"}, SETTINGS)
+def test_a_limit_is_named_in_the_message_with_sizes_a_person_reads() -> None:
+    with pytest.raises(ServiceError) as raised:
+        JobRequest.parse({"shape": "100000,100000", "chunks": "1000,1000"}, SETTINGS)
+    assert raised.value.message == (
+        "shape [100000, 100000] makes an array of 37.3 GiB (40000000000 bytes); "
+        f"MAX_ARRAY_BYTES is 16 GiB ({16 * 2**30} bytes): use a smaller shape"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "echoed"),
+    [
+        ({"chunks": "0,0"}, "got chunks=0,0"),
+        ({"chunks": [0, 0]}, "got chunks=[0, 0]"),
+        ({"seed": True}, "got true"),
+        ({"shape": [1, None]}, "got [1, null]"),
+        ({"dtype": "int7"}, "got int7"),
+    ],
+)
+def test_the_offending_value_is_echoed_in_json_spelling(params: dict[str, Any], echoed: str) -> None:
+    with pytest.raises(ServiceError) as raised:
+        JobRequest.parse(params, SETTINGS)
+    assert raised.value.message.endswith(echoed), raised.value.message
 
 
 def test_defaults_and_both_spellings() -> None:

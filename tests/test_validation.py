@@ -54,6 +54,14 @@ def test_post_body_must_be_a_json_object(client: Any, raw: bytes) -> None:
     assert response.get_json()["error"]["code"] == "invalid_body"
 
 
+def test_a_body_that_does_not_parse_is_said_so_with_the_position(client: Any) -> None:
+    response = client.post("/jobs", data=b'{"shape": [10, 10] "seed": 1}', content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"].startswith(
+        "the body is not JSON: Expecting ',' delimiter at line 1, column 20"
+    )
+
+
 @pytest.mark.parametrize("job_id", [".hidden", "a" * 65, "bad id", "x%00y", "semi;colon"])
 def test_bad_job_ids_are_refused(client: Any, s3fs_client: Any, job_id: str) -> None:
     response = client.get(f"/submit_job/{job_id}?shape=100,100&chunks=50,50")

@@ -193,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; a submitted job goes on running (see: gateway-dask-zarr jobs)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`jobs --json | head`): stop quietly, as a shell tool does. Python
+        # flushes stdout again at exit, so it is pointed at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def entry() -> None:

@@ -269,10 +269,13 @@ class RemoteJob:
         bar = _progress_bar(self.progress[1], self.id, progress)
         try:
             while True:
-                done, _ = self.progress
-                bar.update(done - bar.n)
+                done, total = self.progress
                 if self.status in ENDED:
+                    # close() draws the final line: once, not also from an update just before it.
+                    bar.n = done
                     break
+                if done < total:
+                    bar.update(done - bar.n)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"job {self.id} is still {self.status} after {timeout:g} s; it goes on running")
                 time.sleep(interval)

@@ -21,6 +21,7 @@ from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.job import Job, job_log
 from gateway_dask_zarr.jobs.leases import Leases
+from gateway_dask_zarr.jobs.progress import Progress
 from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
@@ -76,6 +77,7 @@ class Runner:
         self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
         self.leases = Leases(records, settings.lease_s)
         self.tracker = Tracker(records, self.leases)
+        self.progress = Progress()
 
     def start(self, job: Job) -> None:
         """Run a claimed job (holding an admission slot) in the background."""
@@ -113,8 +115,7 @@ class Runner:
                 retries=1,
             )
             job.futures = futures
-            for future, batch in zip(futures, batches, strict=True):
-                future.add_done_callback(partial(_progress, job, request.chunks_in(batch)))
+            self.progress.watch(client, job, futures, [request.chunks_in(batch) for batch in batches])
             job_log(job).info(
                 "job %s running: shape %s, chunks %s, %s, %d tasks planned and submitted in %.3f s",
                 job.id,
@@ -137,6 +138,7 @@ class Runner:
             self._fail(job, reason(exc, self.settings, self.store), futures, started)
         finally:
             self.tracker.running.pop(job.id, None)
+            self.progress.end(job.id)
             self.admission.release(job.owner)
             for listener in self.on_end:
                 try:
@@ -241,11 +243,6 @@ def _cancel(futures: list[Any]) -> None:
         futures[0].client.cancel(futures)
     except Exception as exc:  # a closed client or a lost scheduler: the tasks go with the cluster
         log.info("cancelling a stopping replica's tasks failed: %s", type(exc).__name__)
-
-
-def _progress(job: Job, n: int, future: Any) -> None:
-    if future.status == "finished":
-        job.done += n
 
 
 def _check(job: Job, future: Any) -> None:

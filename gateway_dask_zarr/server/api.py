@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
 from gateway_dask_zarr.jobs import JobManager, check_job_id
 from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.server.body import json_body
 from gateway_dask_zarr.server.edge import owner, public_document, viewer
 from gateway_dask_zarr.server.openapi import openapi_document
 
@@ -62,10 +63,10 @@ def submit_job(job_id: str) -> tuple[Response, int]:
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Start a job from a JSON body and answer 202 at once."""
-    # get_data, not content_length: a chunked body has none and is still the body.
-    body = request.get_json(force=True, silent=True) if request.get_data() else {}
+    example = '{"shape": [1000, 1000]}'
+    body = json_body(example)
     if not isinstance(body, dict):
-        raise InvalidParameter('the body must be a JSON object such as {"shape": [1000, 1000]}', code="invalid_body")
+        raise InvalidParameter(f"the body must be a JSON object such as {example}", code="invalid_body")
     service = current_app.extensions["gateway"]
     job = service.jobs.submit(JobRequest.parse(body, service.settings), owner())
     document = public_document(job.document())

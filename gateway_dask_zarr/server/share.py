@@ -21,10 +21,12 @@ from typing import Any
 
 import obstore
 import obstore.exceptions
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, url_for
 
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
 from gateway_dask_zarr.jobs import check_job_id
+from gateway_dask_zarr.params import shown
+from gateway_dask_zarr.server.body import json_body
 from gateway_dask_zarr.server.edge import viewer
 from gateway_dask_zarr.server.zarr_http import array_key, dataset_key, readable_document
 from gateway_dask_zarr.server.zarr_http import bp as zarr_bp
@@ -78,13 +80,13 @@ def _nonce(document: dict[str, Any]) -> str:
 
 
 def _expires_in(settings: Settings) -> int:
-    body = request.get_json(force=True, silent=True) if request.get_data() else {}
+    body = json_body('{"expires_in": <seconds>}')
     if not isinstance(body, dict) or set(body) - {"expires_in"}:
         raise InvalidParameter('the body must be empty or {"expires_in": <seconds>}', code="invalid_body")
     value = body.get("expires_in", min(DEFAULT_TTL_S, settings.share_max_ttl_s))
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= settings.share_max_ttl_s:
         raise InvalidParameter(
-            f"expires_in must be an integer number of seconds from 1 to {settings.share_max_ttl_s}, got {value!r}",
+            f"expires_in must be an integer number of seconds from 1 to {settings.share_max_ttl_s}, got {shown(value)}",
             field="expires_in",
         )
     return value

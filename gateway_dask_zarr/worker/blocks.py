@@ -28,6 +28,7 @@ from zarr.storage import ObjectStore, StorePath
 
 from gateway_dask_zarr.grid import BlockIndex, block_index, block_shape, grid, unit_blocks
 from gateway_dask_zarr.storage.backends import cached_backend
+from gateway_dask_zarr.worker.progress import TaskProgress
 
 S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
 
@@ -83,10 +84,11 @@ def write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
     chunks in 24 tasks, measured in bench/). Two tasks never write parts of one shard: a
     shard is one object, and the later PUT would replace the earlier one's chunks.
     """
-    return sync(_write_blocks(target, numbers))
+    # Made here, in the task's thread: the worker knows the task by the thread running it.
+    return sync(_write_blocks(target, numbers, TaskProgress(target.job_id)))
 
 
-async def _write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
+async def _write_blocks(target: ArrayTarget, numbers: range, progress: TaskProgress) -> dict[str, Any]:
     store = cached_backend(target.root_url, target.endpoint_url).worker_store
     array = AsyncArray(
         metadata=ArrayV3Metadata.from_dict(target.metadata),
@@ -139,8 +141,10 @@ async def _write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
                 shard = await sharding._encode_shard_dict(encoded, per_shard, prototype)
                 assert shard is not None
                 value = shard
+            n_encoded = len(encoded)
             del encoded
             await put_object(array.store_path, metadata.encode_chunk_key(unit), value)
+            progress.add(n_encoded)
 
     await asyncio.gather(*(writer() for _ in range(max(1, min(target.concurrency, len(numbers))))))
     return facts
