@@ -93,8 +93,8 @@ def read_store_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("STORE_URL", "").strip()
     if not raw:
         return None
-    # Each storage backend judges its own URLs (storage.py); imported here, when a URL is
-    # set, as storage.py loads zarr and obstore.
+    # Each storage backend judges its own URLs (storage/backends.py); imported here, when a URL
+    # is set, as that module loads zarr and obstore.
     from gateway_dask_zarr.storage.backends import url_problem
 
     problem = url_problem(raw)

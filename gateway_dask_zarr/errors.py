@@ -1,6 +1,6 @@
 """Domain errors: what went wrong, in words a person can act on, with no HTTP in them.
 
-The HTTP layer (api.py) maps each class to a status code and the one JSON error body.
+The HTTP layer (server/edge.py) maps each class to a status code and the one JSON error body.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ COMPRESSORS = ("none", "zstd", "blosc", "gzip")
 LOG_LEVELS = ("info", "debug", "warning", "error")
 # Job parameters take a few hundred bytes; the body bound is read into memory, so it stays small.
 MAX_BODY_CEILING = 16 * 2**20
-# S3's largest single PUT: every chunk or shard is one PUT (blocks.py).
+# S3's largest single PUT: every chunk or shard is one PUT (worker/blocks.py).
 MAX_OBJECT_BYTES = 5 * 2**30
 
 # Every variable the app itself reads; the deployment files may set only these (plus the
@@ -118,7 +118,7 @@ class Settings:
     storage_quota_bytes: int = 0  # 0: no quota
     job_timeout_s: int = 600
     # How long after a failed job's deadline a chunk PUT begun before it may still land (the S3
-    # client's retry and request timeouts, store.S3_PUT_BOUND_S); the id stays claimed until then.
+    # client's retry and request timeouts, storage.backends.S3_PUT_BOUND_S); the id stays claimed until then.
     cleanup_grace_s: int = 180
     # A queued or running job's lease slot (jobs/leases.py): a dead replica's job is taken over within 2 of them.
     lease_s: int = 30
@@ -239,7 +239,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """gunicorn's settings from GUNICORN_* (read by gunicorn.conf.py), validated like the others."""
+    """gunicorn's settings from GUNICORN_* (read by server/gunicorn_conf.py), validated like the others."""
 
     threads: int = 32
     timeout_s: int = 360

@@ -12,6 +12,7 @@ replica's sweeper would make at its next slot); usage entries equal the bytes st
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import signal
@@ -41,6 +42,7 @@ from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 BUCKET = "soak"
 LEASE_S, GRACE_S, TIMEOUT_S = 2, 10, 60
+SHAPES = (([200, 200], [50, 50]), ([200, 200], [50, 50]), ([1000, 1000], [100, 100]))
 FAULTS = ("rolling_update", "replica_killed", "worker_killed", "s3_stopped")
 
 
@@ -131,7 +133,9 @@ class Soak:
                     with self._lock:
                         self.deleted.add(victim)
                 else:
-                    job = gateway.submit([200, 200], [50, 50], None, rng.randrange(2**32))
+                    # Mostly small jobs, and some that last a second or more, so that faults land mid-job.
+                    shape, chunks = rng.choice(SHAPES)
+                    job = gateway.submit(shape, chunks, None, rng.randrange(2**32))
                     with self._lock:
                         self.accepted[job.id] = job.document
             except (GatewayError, OSError):
@@ -204,7 +208,7 @@ class Soak:
         findings = Audit(records, store, 0).findings()
         assert findings == [], [f.line() for f in findings]
         complete = [d for d in documents.values() if d["status"] == "complete"]
-        assert records.usage("anonymous") == sum(200 * 200 * 4 for _ in complete)
+        assert records.usage("anonymous") == sum(math.prod(d["shape"]) * 4 for d in complete)
         resumed = sum(len(r.get("resumed") or []) for r in (records.read(i) for i in live) if r)
         return {
             "seconds": self.seconds,

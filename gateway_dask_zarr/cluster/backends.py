@@ -1,6 +1,6 @@
 """Cluster backends (local, gateway, scheduler) behind one small interface, and the parts they share.
 
-A backend makes a cluster (or connects to one) and its Client; ClusterManager (cluster.py)
+A backend makes a cluster (or connects to one) and its Client; ClusterManager (cluster/manager.py)
 keeps the lifecycle: deadlines, waiting for workers, the watchdog and replacement.
 """
 
@@ -86,7 +86,7 @@ def close_cluster(cluster: Any) -> None:
 
 
 def closers(cluster: Any, client: Client | None) -> list[Callable[[], Any]]:
-    """How to close a cluster and its client (_close_all closes the client first)."""
+    """How to close a cluster and its client (close_all calls them newest first: the client, then the cluster)."""
     closers: list[Callable[[], Any]] = []
     if cluster is not None:
         closers.append(partial(close_cluster, cluster))

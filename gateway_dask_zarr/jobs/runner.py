@@ -188,7 +188,7 @@ class Runner:
             job_log(job).info("job %s handed back after %s", job.id, why)
             return
         # A task neither finished nor failed may still be running on a worker, and cancelling
-        # cannot stop it: it may PUT chunks until the deadline (blocks.py starts none after it),
+        # cannot stop it: it may PUT chunks until the deadline (worker/blocks.py starts none after it),
         # and a PUT begun then lands within the S3 client's bounds.
         late = any(f.status not in ("finished", "error") for f in futures)
         for future in futures:

@@ -41,7 +41,7 @@ class Service:
     def close(self) -> None:
         """Stop jobs, close what this app started (newest first), then leave the cluster's callbacks.
 
-        Safe to call twice. gunicorn's hooks call it (gunicorn.conf.py); tests close what they make.
+        Safe to call twice. gunicorn's hooks call it (server/gunicorn_conf.py); tests close what they make.
         """
         self.jobs.close()
         while self.owned:
