@@ -12,11 +12,12 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import obstore
 from zarr.abc.codec import SupportsSyncCodec
+from zarr.abc.store import Store
 from zarr.codecs import ShardingCodec
 from zarr.core.array import AsyncArray
 from zarr.core.array_spec import ArraySpec
@@ -26,7 +27,7 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import ObjectStore, StorePath
 
-from gateway_dask_zarr.grid import BlockIndex, block_index, block_shape, grid, unit_blocks
+from gateway_dask_zarr.grid import BlockIndex, block_index, block_selection, grid, unit_blocks
 from gateway_dask_zarr.storage.backends import cached_backend
 from gateway_dask_zarr.worker.progress import TaskProgress
 
@@ -38,15 +39,34 @@ def block_data(seed: int, index: BlockIndex, shape: Sequence[int], dtype: str) -
     return np.random.default_rng([seed, *index]).random(tuple(shape), dtype=np.dtype(dtype))
 
 
+class BlockSource(Protocol):
+    """What a job kind's tasks compute: the values of one output block (kinds/ supplies one per kind)."""
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """The block at `index` (the array's `selection`), reading inputs, if any, from `store`."""
+        ...
+
+
+@dataclass(frozen=True)
+class RandomBlocks:
+    """The random kind's blocks: block_data of the job's seed."""
+
+    seed: int
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """The deterministic random block."""
+        return block_data(self.seed, index, tuple(s.stop - s.start for s in selection), dtype)
+
+
 @dataclass(frozen=True)
 class ArrayTarget:
-    """Where and what a task writes: the store root, the job's array and its metadata."""
+    """Where and what a task writes: the store root, the job's array, its metadata and its blocks' source."""
 
     root_url: str
     endpoint_url: str | None
     job_id: str
     metadata: dict[str, Any]
-    seed: int
+    source: BlockSource
     deadline: float  # epoch seconds: no write starts after it (the job has timed out)
     concurrency: int = 8
 
@@ -125,7 +145,7 @@ async def _write_blocks(target: ArrayTarget, numbers: range, progress: TaskProgr
             # setitem, without its indexing.
             encoded: dict[BlockIndex, Buffer] = {}
             for index in unit_blocks(shape, chunks, unit_shape, unit):
-                data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
+                data = await target.source.block(store, index, block_selection(shape, chunks, index), dtype)
                 _count(facts, data)
                 chunk = prototype.nd_buffer.from_numpy_array(_padded(data, chunks, chunk_spec.fill_value))
                 local = tuple(i - u * (s // c) for i, u, s, c in zip(index, unit, unit_shape, chunks, strict=True))
