@@ -140,6 +140,11 @@ class MakeRun:
             os.killpg(self.make.pid, signal.SIGINT)
         self.make.wait(timeout=120)
         self.assert_nothing_left()
+        if how == "ctrl-c-to-the-group":
+            # A quiet stop: no worker's KeyboardInterrupt traceback, one line saying what stops.
+            log = Path(self.log).read_text()
+            assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+            assert log.count("stopping: running jobs are handed back") == 1, log
 
     def assert_nothing_left(self) -> None:
         """No process, listening port or SeaweedFS socket file of this run is left."""

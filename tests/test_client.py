@@ -329,6 +329,25 @@ def test_cli_exit_code_1_and_the_document_when_the_job_is_cancelled(service: str
     assert document["id"] == job.id and document["status"] == "cancelled"
 
 
+def test_the_readmes_client_snippet_runs_in_the_make_install_venv(service: str, tmp_path: Path) -> None:
+    # The README's block that calls to_xarray(), as written, in this venv (make install's, which
+    # has xarray from requirements-embedded.txt), then a look at what it made.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    snippet = next(block for block in blocks if "to_xarray()" in block)
+    check = 'print(data.dims, data.shape, data.attrs["status"])\n'
+    ran = subprocess.run(
+        [sys.executable, "-c", snippet + check],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GATEWAY_URL": service},
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "('y', 'x') (2000, 2000) complete"
+
+
 def test_pip_install_gives_the_client_and_the_command(service: str, tmp_path: Path) -> None:
     target = pip_install_target(tmp_path)
     command = target / "bin" / "gateway-dask-zarr"

@@ -217,6 +217,8 @@ class LocalBackend(ClusterBackend):
                 threads_per_worker=1,
                 processes=not in_process,
                 dashboard_address="127.0.0.1:0",
+                # Worker processes ignore Ctrl-C: the app stops them (worker/quiet.py).
+                **({} if in_process else {"preload": ["gateway_dask_zarr.worker.quiet"]}),
                 **network,
             )
         attempt.keep(cluster.close)

@@ -44,6 +44,10 @@ timeout = _server.timeout_s
 graceful_timeout = _server.graceful_timeout_s
 # The embedded default's SeaweedFS takes about 16 s to stop (a 15 s gRPC graceful stop).
 CLOSE_BUDGET_S = 40 if _settings.embedded_s3 else 20
+# The one line Ctrl-C prints (worker_int): what is stopped, and why it takes that long.
+STOPPING = "running jobs are handed back, then the Dask cluster closes" + (
+    "; SeaweedFS takes about 16 s to stop (its gRPC servers' 15 s graceful stop)" if _settings.embedded_s3 else ""
+)
 accesslog = None
 errorlog = "-"
 # gunicorn's control socket lives in one fixed path per user: two services on one host (or
@@ -87,7 +91,7 @@ def _close_service(worker: Any) -> None:
         # Ctrl-C reaches the worker from the terminal and again as the master's SIGQUIT: a
         # second signal must not cut the close short (weed would be left, its sockets too).
         for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, _ignore)
     app = getattr(worker, "wsgi", None)
     if app is not None and "gateway" in getattr(app, "extensions", {}):
         with _close_lock:
@@ -101,7 +105,13 @@ def worker_int(worker: Any) -> None:
     signal while the first unwinds would skip worker_exit, leaving SeaweedFS's socket files.
     """
     for sig in (signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, _ignore)
+    worker.log.info("stopping: %s", STOPPING)
+
+
+def _ignore(sig: int, frame: Any) -> None:
+    """A handler that does nothing: SIG_IGN set while the master's SIGQUIT is pending made
+    Python print "Signal 3 ignored due to race condition" as a traceback."""
 
 
 def worker_exit(server: Any, worker: Any) -> None:
