@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
@@ -34,7 +35,7 @@ class JobManager:
         self.quota = Quota(settings.storage_quota_bytes, records)
         self.runner = Runner(settings, cluster, store, records, self.admission)
         self.leases = self.runner.leases
-        self.listeners = self.runner.on_end
+        self.tracker = self.runner.tracker
         # Jobs whose replica stopped or died are finished by whichever live replica takes them.
         self.resumer = Resumer(self.runner).start()
         self.sweeper = Sweeper(records, store, self.leases, settings.cleanup_grace_s).start()
@@ -79,7 +80,7 @@ class JobManager:
 
     def get(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
         """A job's document, or None when it does not exist or `viewer` may not see it (None: an admin)."""
-        running = self.runner.tracker.local(job_id)
+        running = self.tracker.local(job_id)
         if running is not None:
             return running.document() if viewer in (None, running.owner) else None
         record = self.records.read(job_id)
@@ -98,7 +99,7 @@ class JobManager:
         names = self.records.index_page(viewer, limit, before)
         documents = []
         for record in self.records.read_many(names):
-            running = self.runner.tracker.local(record["id"])
+            running = self.tracker.local(record["id"])
             documents.append(running.document() if running is not None else self._shown(record))
         return documents, names[-1] if len(names) == limit else None
 
@@ -117,7 +118,7 @@ class JobManager:
         record = self.records.read(job_id)
         if record is None or viewer not in (None, record["owner"]):
             raise NotFound(f"no job {job_id!r}")
-        running = self.runner.tracker.running.get(job_id)
+        running = self.tracker.running_job(job_id)
         if running is not None and not running.final:
             self.records.request_delete(job_id)
             running.cancel_tasks()
@@ -143,10 +144,14 @@ class JobManager:
             return time.time() < record["frees_at"] + grace
         return False
 
+    def on_end(self, listener: Callable[[Job], None]) -> Callable[[], None]:
+        """Call `listener` with each job that ends in this process; returns its unsubscribe."""
+        self.runner.on_end.append(listener)
+        return lambda: self.runner.on_end.remove(listener)
+
     def fail_running(self, reason: str) -> None:
         """Called when the cluster is lost: running jobs will fail with this reason."""
-        for job in list(self.runner.tracker.running.values()):
-            job.error = reason
+        self.tracker.fail_running(reason)
 
     def close(self) -> None:
         """Hand the running jobs back (their leases released), stop taking jobs and pending clean-ups."""
