@@ -53,11 +53,12 @@ class JobManager:
         held = False
         try:
             job = Job(job_id, request, owner, deadline=time.time() + self.settings.job_timeout_s)
-            # The lease first: no other replica may take the job over once its claim marks it active.
-            if not self.leases.hold(job_id):
-                raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
-            held = True
+            # The quota first, so a refusal writes nothing; then the lease, before the claim marks the
+            # job active, so that no other replica may take it over.
             with self.quota.room_for(owner, request.nbytes):
+                if not self.leases.hold(job_id):
+                    raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
+                held = True
                 self.records.claim(job.record())
             if named and self._has_objects(job_id):
                 # Objects without a record (written before records existed, or by another tool).
