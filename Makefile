@@ -14,7 +14,7 @@ PORT ?= 8000
 # The embedded default's store (SeaweedFS) keeps its data here, across runs.
 DATA_DIR ?= data
 
-.PHONY: install install-test run lint test test-fast bench soak clean
+.PHONY: install install-gateway install-test run lint test test-fast bench soak clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ $(VENV)/.installed: requirements.txt requirements-embedded.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-embedded.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# dask-gateway-server for docs/deploying.md's one-machine walkthrough (its pin is the tests').
+install-gateway: $(VENV)/.installed
+	$(PY) -m pip install --quiet "$$(grep '^dask-gateway-server' requirements-test.txt)"
 
 install-test: $(VENV)/.installed-test $(TOOLS_VENV)/.installed $(NODE_DIR)/.installed
 

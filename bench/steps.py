@@ -25,6 +25,7 @@ from typing import Any
 import dask
 import zarr
 from distributed import Client, LocalCluster, as_completed
+from zarr.core.sync import sync
 
 from bench.floor import put_seconds
 from bench.stack import seaweed
@@ -36,6 +37,7 @@ from gateway_dask_zarr.storage.backends import S3Backend
 from gateway_dask_zarr.storage.embedded import BUCKET
 from gateway_dask_zarr.worker import blocks
 from gateway_dask_zarr.worker.blocks import ArrayTarget, RandomBlocks
+from gateway_dask_zarr.worker.progress import TaskProgress
 
 N_WORKERS = 3
 # The code before issue 14's changes: its chunk writer is loaded from git for the side-by-side.
@@ -46,6 +48,7 @@ LABELS = {
     "new:12:ac": "after, but 12 tasks",
     "new:3:ac": "after: 3 tasks (one a worker), codecs called directly, publish by one conditional PUT",
     "new:3:g": "after, waiting with one gather (no as_completed, no progress callbacks)",
+    "silent:3:ac": "after, its tasks sending no progress events (worker/progress.py)",
 }
 
 
@@ -68,6 +71,10 @@ def timed_write(writer: str, target: Any, batch: Any) -> dict[str, Any]:
         # The old writer took the seed itself, not a kind's block source.
         fields = {k: v for k, v in vars(target).items() if k != "source"}
         facts = old.write_blocks(old.ArrayTarget(**fields, seed=target.source.seed), batch)
+    elif writer == "silent":  # the same writer without its progress events (issue 25's cost)
+        progress = TaskProgress(target.job_id)
+        progress.worker = None
+        facts = sync(blocks._write_blocks(target, batch, progress))
     else:
         facts = blocks.write_blocks(target, batch)
     return {**facts, "t0": start, "t1": time.time()}
@@ -185,16 +192,16 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     # writer:tasks:wait. writer: old (the writer and publish before bench/steps.py: its
     # ArrayTarget took storage options, so since the storage backends run the old variants
-    # at commit 7208010) or new;
+    # at commit 7208010), new, or silent (new without its progress events);
     # wait: ac (progress callbacks, as_completed, then gather) or g (one gather).
     parser.add_argument("--variants", default="new:12:ac,new:3:ac,new:3:g")
     args = parser.parse_args()
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
-    old = subprocess.run(
-        ["git", "show", f"{BEFORE}:gateway_dask_zarr/worker/blocks.py"], capture_output=True, check=True
-    )
-    BEFORE_BLOCKS.write_bytes(old.stdout)
+    if "old:" in args.variants:
+        # At BEFORE the writer was gateway_dask_zarr/blocks.py (the package had no folders yet).
+        old = subprocess.run(["git", "show", f"{BEFORE}:gateway_dask_zarr/blocks.py"], capture_output=True, check=True)
+        BEFORE_BLOCKS.write_bytes(old.stdout)
     with seaweed(results / "steps-weed.log") as weed:
         endpoint = weed.endpoint_url
         store = JobStore(S3Backend(f"s3://{BUCKET}", endpoint))

@@ -5,6 +5,11 @@ The HTTP layer (server/edge.py) maps each class to a status code and the one JSO
 
 from __future__ import annotations
 
+import re
+
+# An S3 error response's code and message, as obstore and botocore quote it inside a long text.
+S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
+
 
 class ServiceError(Exception):
     """A refusal or failure the caller should hear about: a short code, a message, the field at fault."""
@@ -79,3 +84,19 @@ class ClusterUnavailable(Unavailable):
     """The Dask cluster is starting, lost or being replaced; the message says which."""
 
     code = "cluster_unavailable"
+
+
+def s3_error(exc: BaseException) -> str | None:
+    """An S3 error response quoted in the exception, as "S3 {code}: {message}", or None."""
+    found = S3_ERROR.search(str(exc))
+    return f"S3 {found['code']}: {found['message']}" if found else None
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one short line a person reads: an S3 error's code and message, else its type and first line."""
+    said = s3_error(exc)
+    if said:
+        return said
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

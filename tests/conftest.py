@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.server import create_app
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
@@ -95,7 +96,7 @@ def make_app(cluster: ClusterManager) -> Iterator[Callable[..., Any]]:
 
     def make(settings: Settings, **changes: Any) -> Any:
         app = create_app(replace(settings, **changes), cluster=cluster)
-        services.append(app.extensions["gateway"])
+        services.append(parts(app).service)
         return app
 
     yield make

@@ -14,6 +14,7 @@ import zarr
 from conftest import BUCKET
 
 from gateway_dask_zarr.jobs.records import INDEX, Records, usage_key
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 from gateway_dask_zarr.worker.verify import mismatched_blocks
 
@@ -47,7 +48,7 @@ def test_check_finds_planted_inconsistencies_repair_fixes_them_and_a_second_chec
     for job_id in ("kept", "failing"):
         response = client.get(f"/submit_job/{job_id}?shape=200,200&chunks=100,100&seed=5")
         assert response.status_code == 200, response.get_json()
-    store = app.extensions["gateway"].store.backend.obstore
+    store = parts(app).service.store.backend.obstore
     records = Records(store)
     code, report = check(s3)
     assert (code, report["findings"]) == (0, [])
@@ -91,7 +92,7 @@ def test_check_finds_planted_inconsistencies_repair_fixes_them_and_a_second_chec
     code, report = check(s3, "--verify")
     assert (code, report["findings"]) == (0, [])
     assert records.usage("anonymous") == 200 * 200 * 4
-    array = zarr.open_array(app.extensions["gateway"].store.backend.worker_store, path="kept.zarr", mode="r")
+    array = zarr.open_array(parts(app).service.store.backend.worker_store, path="kept.zarr", mode="r")
     assert mismatched_blocks(array, 5) == []
     assert client.get("/jobs/kept").get_json()["status"] == "complete"
     listed = {m["path"] for batch in obstore.list(store, None) for m in batch}
@@ -103,7 +104,7 @@ def test_the_sweeper_removes_what_no_record_references_and_leaves_live_jobs_alon
 ) -> None:
     response = client.get("/submit_job/kept?shape=200,200&chunks=100,100&seed=6")
     assert response.status_code == 200, response.get_json()
-    service = app.extensions["gateway"]
+    service = parts(app).service
     store, records, sweeper = service.store.backend.obstore, service.jobs.records, service.jobs.sweeper
     chunk = bytes(obstore.get(store, "kept.zarr/c/0/0").bytes())
     kept = records.read("kept")

@@ -11,6 +11,8 @@ import pytest
 from helpers import S3_CREDENTIALS, assert_verified, wait_for
 from stand_ins import TaskRecorder
 
+from gateway_dask_zarr.server.parts import parts
+
 TOKEN = "tok-3f9c1e0b7a5d4c2e8f6a"
 OTHER = "tok-0000000000000000bad"
 PLAIN = "tok-plain-7e1d2c3b4a59"
@@ -106,7 +108,7 @@ def test_no_secret_in_logs_responses_documents_or_tasks(
         "zarr.json": b"".join(stored),
         "logs": (caplog.text + captured.out + captured.err).encode(),
         "tasks": b"".join(recorder.specs),
-        "settings": json.dumps(app.extensions["gateway"].settings.public(), default=str).encode(),
+        "settings": json.dumps(parts(app).service.settings.public(), default=str).encode(),
     }
     assert recorder.specs, "the recorder saw no task"
     for secret in (TOKEN, OTHER, SECRET):

@@ -14,6 +14,7 @@ from helpers import assert_verified, wait_for
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr import logs
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
@@ -47,7 +48,7 @@ def test_job_timeout_cancels_fails_and_deletes_every_chunk(
     )
     app = make_app(settings)
     assert isinstance(logs._handler.formatter, logs.JsonFormatter)
-    jobs = app.extensions["gateway"].jobs
+    jobs = parts(app).service.jobs
     client = app.test_client()
 
     started = time.monotonic()

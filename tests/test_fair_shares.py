@@ -13,6 +13,7 @@ from stand_ins import FaultProxy
 from test_metrics import scrape
 
 from gateway_dask_zarr.jobs.records import USAGE
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.storage.backends import parse_storage
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
@@ -64,7 +65,7 @@ def test_a_user_at_their_limit_does_not_stop_another_users_job(make_app: Any, se
     refused = alice.post("/jobs", json={**ONE_CHUNK, "seed": 3})
     bobs = bob.post("/jobs", json={**ONE_CHUNK, "seed": 4})
     # Alice's two were still active when both answers were made, and the service had room for four.
-    admission = app.extensions["gateway"].jobs.admission
+    admission = parts(app).service.jobs.admission
     assert admission.per_owner == {"alice": 2, "bob": 1}
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     error = refused.get_json()["error"]

@@ -22,6 +22,7 @@ from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.jobs.leases import JOB_LEASES
 from gateway_dask_zarr.jobs.runner import STOP_WAIT_S
 from gateway_dask_zarr.server import create_app
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
@@ -80,7 +81,7 @@ def test_a_worker_killed_mid_job_its_chunks_are_rewritten(
         wait_for(lambda: len(dask.scheduler_info(n_workers=-1)["workers"]) == 3, 60)
         assert pid not in dask.run(os.getpid).values()
     finally:
-        app.extensions["gateway"].close()
+        parts(app).service.close()
 
 
 def test_the_scheduler_lost_readyz_503_then_a_new_cluster(own_cluster: ClusterManager, settings: Settings) -> None:
@@ -104,7 +105,7 @@ def test_the_scheduler_lost_readyz_503_then_a_new_cluster(own_cluster: ClusterMa
         assert response.status_code == 200, response.get_json()
         assert_verified(response.get_json())
     finally:
-        app.extensions["gateway"].close()
+        parts(app).service.close()
 
 
 @pytest.fixture
@@ -177,7 +178,7 @@ def test_a_stopping_replica_hands_its_running_jobs_back(make_app: Any, settings:
         client = app.test_client()
         job = client.post("/jobs", json={"shape": [200, 200], "chunks": [100, 100], "seed": 3}).get_json()
         wait_for(lambda: held.counts["delayed"] > 0, 60, 0.05)
-        service = app.extensions["gateway"]
+        service = parts(app).service
         started = time.monotonic()
         service.close()  # as gunicorn's worker_exit does on a rolling update's SIGTERM
         took = time.monotonic() - started

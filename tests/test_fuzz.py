@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 
 # Small limits: most generated arrays are refused and the few accepted ones take a moment.
@@ -96,7 +97,7 @@ def fuzz_app(make_app: Callable[..., Any], settings: Settings) -> Any:
 
 
 def _idle(app: Any) -> None:
-    jobs = app.extensions["gateway"].jobs
+    jobs = parts(app).service.jobs
     for _ in range(600):
         if jobs.active == 0:
             return

@@ -30,6 +30,7 @@ from gateway_dask_zarr.cluster.backends import forget_loop
 from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.leases import JOB_LEASES
 from gateway_dask_zarr.server import create_app
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
@@ -69,7 +70,7 @@ def make_gateway_app(s3: EmbeddedS3, gateway: GatewayServer) -> Iterator[Callabl
             cluster_start_timeout_s=180,
         )
         app = create_app(replace(settings, **changes))
-        services.append(app.extensions["gateway"])
+        services.append(parts(app).service)
         return app
 
     yield make
@@ -81,7 +82,7 @@ def test_gateway_job_contract_and_no_cluster_left_after_close(
     make_gateway_app: Callable[..., Any], gateway: GatewayServer
 ) -> None:
     app = make_gateway_app(gateway_cluster_options={"worker_memory": 1.5})
-    service = app.extensions["gateway"]
+    service = parts(app).service
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.get_json()
@@ -114,7 +115,7 @@ def test_lost_scheduler_fails_its_jobs_and_is_replaced(
     make_gateway_app: Callable[..., Any], gateway: GatewayServer
 ) -> None:
     app = make_gateway_app()
-    service = app.extensions["gateway"]
+    service = parts(app).service
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
     first = service.cluster.name
@@ -352,7 +353,7 @@ def test_scheduler_mode_runs_jobs_and_leaves_the_users_scheduler_running(s3: Emb
             cluster_start_timeout_s=120,
         )
         app = create_app(settings)
-        service = app.extensions["gateway"]
+        service = parts(app).service
         client = app.test_client()
         try:
             assert client.get("/readyz").status_code == 200

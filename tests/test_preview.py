@@ -14,6 +14,7 @@ from stand_ins import FaultProxy
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from zarr.storage import FsspecStore, WrapperStore
 
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.server.preview import MAX_SIDE, read_sample
 from gateway_dask_zarr.storage.arrays import array_kwargs
 from gateway_dask_zarr.storage.backends import S3Backend
@@ -80,7 +81,7 @@ def test_preview_png_of_a_complete_job(client: Any, s3fs_client: Any) -> None:
 
 def test_preview_values_are_a_stride_of_the_array(client: Any, app: Any) -> None:
     doc = client.get("/run?seed=3&shape=1000,900&chunks=100,100").get_json()
-    array = app.extensions["gateway"].store.open_array(doc["id"])
+    array = parts(app).service.store.open_array(doc["id"])
     sample = read_sample(array)
     assert np.array_equal(sample.data, open_job_array(doc)[::2, ::2])
     assert sample.chunks_read == sample.chunks_total == 90
@@ -94,7 +95,7 @@ def test_preview_of_1d_and_3d_arrays(client: Any, app: Any, query: str, line: bo
     response = client.get(doc["links"]["preview"])
     assert response.status_code == 200
     decode(response.data)
-    sample = read_sample(app.extensions["gateway"].store.open_array(doc["id"]))
+    sample = read_sample(parts(app).service.store.open_array(doc["id"]))
     if line:
         assert np.array_equal(sample.data, open_job_array(doc)[::3])
     else:

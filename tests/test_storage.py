@@ -10,6 +10,7 @@ import fsspec
 import pytest
 from helpers import assert_verified
 
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 
 
@@ -17,7 +18,7 @@ def test_history_survives_a_restart_on_a_file_store(make_app: Any, tmp_path: Pat
     settings = Settings(store_url=f"file://{tmp_path}/jobs")
     first = make_app(settings).test_client()
     ids = [first.get(f"/run?seed={s}&shape=300,300&chunks=100,100").get_json()["id"] for s in (1, 2)]
-    first.application.extensions["gateway"].close()
+    parts(first.application).service.close()
 
     # A new app (a restart, or a second replica) reads the history from the store alone.
     second = make_app(settings).test_client()
@@ -42,7 +43,7 @@ def test_memory_store_for_tests(make_app: Any) -> None:
         assert doc["url"] == f"memory://gateway-tests/{doc['id']}.zarr"
         assert_verified(doc)
     finally:
-        app.extensions["gateway"].close()
+        parts(app).service.close()
         fsspec.filesystem("memory").rm("/gateway-tests", recursive=True)
 
 

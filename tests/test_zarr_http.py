@@ -19,6 +19,7 @@ from hub_server import HubServer
 
 from gateway_dask_zarr.grid import all_blocks, block_shape
 from gateway_dask_zarr.server import share
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.worker.blocks import block_data
 from gateway_dask_zarr.worker.verify import mismatched_blocks
 
@@ -128,7 +129,7 @@ def test_a_share_link_reads_with_no_token_until_it_expires_is_revoked_or_the_job
     # The same token with its expiry in the past (signed with the service's own key) is refused.
     token = link["url"].rstrip("/").split("/")[-2]
     _, nonce, _ = token.split(".")
-    key = share.share_key(hub_app.extensions["gateway"].settings)
+    key = share.share_key(parts(hub_app).service.settings)
     past = int(time.time()) - 1
     expired = f"{past}.{nonce}.{share._signature(key, document, past, nonce)}"
     assert requests.get(link["url"].replace(token, expired) + "zarr.json", timeout=30).status_code == 404

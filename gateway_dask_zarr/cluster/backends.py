@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import dask
 from distributed import Client
 
-from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.errors import ClusterUnavailable, describe
 from gateway_dask_zarr.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -273,9 +273,3 @@ CLUSTER_BACKENDS: dict[str, type[ClusterBackend]] = {
 def cluster_backend(settings: Settings, *, in_process_workers: bool = False) -> ClusterBackend:
     """The backend of settings.cluster."""
     return CLUSTER_BACKENDS[settings.cluster](settings, in_process_workers=in_process_workers)
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
@@ -37,7 +37,7 @@ class JobManager:
         self.quota = Quota(settings.storage_quota_bytes, records)
         self.runner = Runner(settings, cluster, store, records, self.admission)
         self.leases = self.runner.leases
-        self.listeners = self.runner.on_end
+        self.tracker = self.runner.tracker
         # Jobs whose replica stopped or died are finished by whichever live replica takes them.
         self.resumer = Resumer(self.runner).start()
         self.sweeper = Sweeper(records, store, self.leases, settings.cleanup_grace_s).start()
@@ -65,11 +65,12 @@ class JobManager:
         held = False
         try:
             job = Job(job_id, request, owner, deadline=time.time() + self.settings.job_timeout_s)
-            # The lease first: no other replica may take the job over once its claim marks it active.
-            if not self.leases.hold(job_id):
-                raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
-            held = True
+            # The quota first, so a refusal writes nothing; then the lease, before the claim marks the
+            # job active, so that no other replica may take it over.
             with self.quota.room_for(owner, request.nbytes):
+                if not self.leases.hold(job_id):
+                    raise Conflict(f"job {job_id!r} exists; choose another id", code="job_exists", field="job_id")
+                held = True
                 self.records.claim(job.record())
             if named and self._has_objects(job_id):
                 # Objects without a record (written before records existed, or by another tool).
@@ -91,7 +92,7 @@ class JobManager:
 
     def get(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
         """A job's document, or None when it does not exist or `viewer` may not see it (None: an admin)."""
-        running = self.runner.tracker.local(job_id)
+        running = self.tracker.local(job_id)
         if running is not None:
             return running.document() if viewer in (None, running.owner) else None
         record = self.records.read(job_id)
@@ -110,7 +111,7 @@ class JobManager:
         names = self.records.index_page(viewer, limit, before)
         documents = []
         for record in self.records.read_many(names):
-            running = self.runner.tracker.local(record["id"])
+            running = self.tracker.local(record["id"])
             documents.append(running.document() if running is not None else self._shown(record))
         return documents, names[-1] if len(names) == limit else None
 
@@ -129,7 +130,7 @@ class JobManager:
         record = self.records.read(job_id)
         if record is None or viewer not in (None, record["owner"]):
             raise NotFound(f"no job {job_id!r}")
-        running = self.runner.tracker.running.get(job_id)
+        running = self.tracker.running_job(job_id)
         if running is not None and not running.final:
             self.records.request_delete(job_id)
             running.cancel_tasks()
@@ -155,10 +156,14 @@ class JobManager:
             return time.time() < record["frees_at"] + grace
         return False
 
+    def on_end(self, listener: Callable[[Job], None]) -> Callable[[], None]:
+        """Call `listener` with each job that ends in this process; returns its unsubscribe."""
+        self.runner.on_end.append(listener)
+        return lambda: self.runner.on_end.remove(listener)
+
     def fail_running(self, reason: str) -> None:
         """Called when the cluster is lost: running jobs will fail with this reason."""
-        for job in list(self.runner.tracker.running.values()):
-            job.error = reason
+        self.tracker.fail_running(reason)
 
     def close(self) -> None:
         """Hand the running jobs back (their leases released), stop taking jobs and pending clean-ups."""

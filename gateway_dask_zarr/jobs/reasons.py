@@ -7,7 +7,7 @@ import concurrent.futures
 
 from zarr.errors import ContainsArrayError
 
-from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.errors import ClusterUnavailable, describe
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore
 
@@ -25,9 +25,4 @@ def reason(exc: BaseException, settings: Settings, store: JobStore) -> str:
         return CANCELLED
     if isinstance(exc, ContainsArrayError):
         return "an array with this id already exists in the store"
-    described = store.backend.describe(exc)
-    if described:
-        return described
-    name = type(exc).__name__
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"{name}: {text}" if text else name
+    return store.backend.describe(exc) or describe(exc)

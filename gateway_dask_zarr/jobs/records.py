@@ -32,8 +32,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError
 from obstore.store import LocalStore
 
-from gateway_dask_zarr.errors import Conflict, StoreUnavailable
-from gateway_dask_zarr.worker.blocks import S3_ERROR
+from gateway_dask_zarr.errors import Conflict, StoreUnavailable, describe
 
 PREFIX = "_jobs"
 RECORDS = f"{PREFIX}/records"
@@ -87,12 +86,8 @@ def store_errors() -> Iterator[None]:
     except Conflict:
         raise
     except Exception as exc:
-        # obstore's message puts the S3 error code deep in a long text.
-        found = S3_ERROR.search(str(exc))
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        said = f"S3 {found['code']}: {found['message']}" if found else f"{type(exc).__name__}: {first}"
         raise StoreUnavailable(
-            f"the object store cannot be used now ({said}); try again shortly", retry_after=10
+            f"the object store cannot be used now ({describe(exc)}); try again shortly", retry_after=10
         ) from None
 
 

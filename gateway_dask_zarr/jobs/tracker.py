@@ -35,6 +35,15 @@ class Tracker:
         job = self.running.get(job_id) or self.unsaved.get(job_id)
         return job if job is not None and not job.final else None
 
+    def running_job(self, job_id: str) -> Job | None:
+        """The job running in this process under `job_id`, if any."""
+        return self.running.get(job_id)
+
+    def fail_running(self, reason: str) -> None:
+        """Every job running in this process will fail with this reason (the cluster was lost)."""
+        for job in list(self.running.values()):
+            job.error = reason
+
     def save(self, job: Job, final: bool = False) -> None:
         """Write the job's record; after the final write no other write of this attempt lands."""
         with job.lock:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
 from gateway_dask_zarr.jobs import JobManager, check_job_id
 from gateway_dask_zarr.server.body import json_body
 from gateway_dask_zarr.server.edge import owner, public_document, viewer
 from gateway_dask_zarr.server.openapi import openapi_document
+from gateway_dask_zarr.server.parts import parts
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ bp = Blueprint("api", __name__)
 
 
 def _jobs() -> JobManager:
-    return current_app.extensions["gateway"].jobs
+    return parts().service.jobs
 
 
 def _query_params() -> dict[str, str]:
@@ -33,7 +34,7 @@ def _query_params() -> dict[str, str]:
 
 
 def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
-    service = current_app.extensions["gateway"]
+    service = parts().service
     job_request = service.jobs.parse(_query_params(), viewer())
     job = service.jobs.submit(job_request, owner(), job_id)
     job.ended.wait(service.settings.job_timeout_s + 60)
@@ -66,7 +67,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     body = json_body(example)
     if not isinstance(body, dict):
         raise InvalidParameter(f"the body must be a JSON object such as {example}", code="invalid_body")
-    service = current_app.extensions["gateway"]
+    service = parts().service
     job = service.jobs.submit(service.jobs.parse(body, viewer()), owner())
     document = public_document(job.document())
     return jsonify(document), 202, {"Location": document["links"]["self"]}
@@ -118,7 +119,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Readiness: the cluster has workers and the store is writable."""
-    service = current_app.extensions["gateway"]
+    service = parts().service
     problem = service.cluster.problem()
     if problem is None:
         try:
@@ -133,4 +134,4 @@ def readyz() -> tuple[Response, int]:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3 document of this API."""
-    return jsonify(openapi_document(secured=current_app.extensions["gateway"].settings.auth != "none"))
+    return jsonify(openapi_document(secured=parts().service.settings.auth != "none"))

@@ -15,6 +15,7 @@ from gateway_dask_zarr.logs import configure_logging
 from gateway_dask_zarr.server.api import bp
 from gateway_dask_zarr.server.auth import install_auth
 from gateway_dask_zarr.server.edge import register_error_handlers
+from gateway_dask_zarr.server.parts import Parts, attach
 from gateway_dask_zarr.server.security import init_http_security
 from gateway_dask_zarr.server.share import init_share
 from gateway_dask_zarr.server.web import init_web
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
     """Build the app: validate settings, start S3 (embedded default) and the cluster, wire the routes.
 
     A `cluster` passed in (tests share one) is used and not closed; otherwise the app makes
-    its own, and `app.extensions["gateway"].close()` closes it. The process environment is
+    its own, and `parts(app).service.close()` closes it. The process environment is
     left as it is: the embedded default's credentials are set by the entry point (app.py).
     """
     settings = settings or Settings.from_env()
@@ -86,12 +87,12 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
 
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["gateway"] = service
     # First, so an oversized body is refused before anything else looks at the request.
     init_http_security(app, settings)
-    install_auth(app, settings)
+    hub_login = install_auth(app, settings)
     app.register_blueprint(bp)
     init_share(app, settings)
     register_error_handlers(app)
-    init_web(app)
+    metrics, previews = init_web(app, service)
+    attach(app, Parts(service, metrics, previews, hub_login))
     return app

@@ -94,12 +94,13 @@ def _wants_page() -> bool:
     )
 
 
-def install_auth(app: Flask, settings: Settings) -> None:
-    """Find the caller of every request but the probes before any view runs; serve under the hub's prefix."""
+def install_auth(app: Flask, settings: Settings) -> HubLogin | None:
+    """Find the caller of every request but the probes before any view runs; serve under the hub's prefix.
+
+    Returns the hub's login (AUTH=jupyterhub), else None.
+    """
     authenticator = Authenticator(settings)
-    app.extensions["gateway_auth"] = authenticator
     if authenticator.hub is not None:
-        app.extensions["hub_login"] = authenticator.hub
         app.secret_key = session_secret(settings)
         app.config.update(
             SESSION_COOKIE_NAME=settings.oauth_client_id,
@@ -133,3 +134,5 @@ def install_auth(app: Flask, settings: Settings) -> None:
             "signed_in_as": g.get("user", "") if authenticator.kind != "none" else "",
             "csrf_token": session.get("csrf", "") if authenticator.hub is not None else "",
         }
+
+    return authenticator.hub

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request, url_for
+from flask import Flask, Response, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from gateway_dask_zarr import errors
+from gateway_dask_zarr.server.parts import parts
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def error_response(exc: errors.ServiceError) -> tuple[Response, int, dict[str, s
 
 def public_document(document: dict[str, Any]) -> dict[str, Any]:
     """A job document as the API shows it: with the array's URL, the S3 endpoint and links."""
-    service = current_app.extensions["gateway"]
+    service = parts().service
     job_id = document["id"]
     shown = dict(document)
     shown.setdefault(

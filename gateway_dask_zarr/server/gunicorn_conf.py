@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from gateway_dask_zarr.logs import json_for_own_handlers
+from gateway_dask_zarr.server.parts import PARTS_KEY, parts
 from gateway_dask_zarr.settings import ConfigError, ServerSettings, Settings
 
 host = os.environ.get("HOST", "127.0.0.1")
@@ -93,9 +94,9 @@ def _close_service(worker: Any) -> None:
         for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
             signal.signal(sig, _ignore)
     app = getattr(worker, "wsgi", None)
-    if app is not None and "gateway" in getattr(app, "extensions", {}):
+    if app is not None and PARTS_KEY in getattr(app, "extensions", {}):
         with _close_lock:
-            app.extensions["gateway"].close()
+            parts(app).service.close()
 
 
 def worker_int(worker: Any) -> None:

@@ -15,12 +15,13 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify, redirect, request, session
+from flask import Blueprint, jsonify, redirect, request, session
 from jupyterhub.services.auth import HubOAuth, check_scopes
 from tornado.web import HTTPError
 from werkzeug.wrappers import Response
 
 from gateway_dask_zarr.errors import Forbidden, Unauthorized, Unavailable
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,19 @@ def session_secret(settings: Settings) -> bytes:
     ).digest()
 
 
+def _login() -> HubLogin:
+    login = parts().hub_login
+    assert login is not None, "the hub's routes are registered only with AUTH=jupyterhub"
+    return login
+
+
 @bp.get("/oauth_callback")
 def oauth_callback() -> Response:
     """Where the hub sends the browser back after its login: keep the token, go to the page asked for."""
     code, state = request.args.get("code"), request.args.get("state")
     if not code or not state:
         raise Forbidden("the hub's answer lacks its code or state; open the page again to log in")
-    login: HubLogin = current_app.extensions["hub_login"]
+    login = _login()
     return redirect(login.finish_login(code, state))
 
 
@@ -128,7 +135,7 @@ def oauth_callback() -> Response:
 def logout() -> Response:
     """End this service's session (its copy of the hub's token); the page then opens the hub's logout."""
     session.clear()
-    login: HubLogin = current_app.extensions["hub_login"]
+    login = _login()
     return jsonify({"next": login.logout_url})
 
 

@@ -6,13 +6,14 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway_dask_zarr import errors
 from gateway_dask_zarr.server.edge import error_response
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.settings import Settings
 
 # The page loads only its own script, stylesheet and pictures (previews, and the empty
@@ -65,7 +66,7 @@ class TrustedProxyFix:
 
 
 def _body_limit() -> int:
-    return int(current_app.extensions["gateway"].settings.max_body_bytes)
+    return int(parts().service.settings.max_body_bytes)
 
 
 def _bound_body() -> None:

@@ -28,6 +28,7 @@ from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.params import shown
 from gateway_dask_zarr.server.body import json_body
 from gateway_dask_zarr.server.edge import viewer
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.server.zarr_http import array_key, dataset_key, readable_document
 from gateway_dask_zarr.server.zarr_http import bp as zarr_bp
 from gateway_dask_zarr.settings import Settings
@@ -54,7 +55,7 @@ def _signature(key: bytes, document: dict[str, Any], expires: int, nonce: str) -
 
 
 def _store() -> Any:
-    return current_app.extensions["gateway"].store.backend.obstore
+    return parts().service.store.backend.obstore
 
 
 def _record(job_id: str) -> dict[str, Any] | None:
@@ -95,7 +96,7 @@ def _expires_in(settings: Settings) -> int:
 @bp.post("/jobs/<job_id>/share")
 def create_share(job_id: str) -> tuple[Response, int]:
     """A share link of the caller's complete job: {"url", "dataset_url", "expires"}."""
-    service = current_app.extensions["gateway"]
+    service = parts().service
     ttl = _expires_in(service.settings)
     document = readable_document(job_id, viewer())
     expires = int(time.time()) + ttl
@@ -115,7 +116,7 @@ def create_share(job_id: str) -> tuple[Response, int]:
 def delete_share(job_id: str) -> tuple[str, int]:
     """Revoke every share link of the caller's job."""
     job_id = check_job_id(job_id)
-    if current_app.extensions["gateway"].jobs.get(job_id, viewer()) is None:
+    if parts().service.jobs.get(job_id, viewer()) is None:
         raise NotFound(f"no job {job_id!r}")
     obstore.delete(_store(), PREFIX + job_id)
     return "", 204

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import Blueprint, Flask, Response, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
@@ -15,8 +15,12 @@ from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.params import form_fields
 from gateway_dask_zarr.server.edge import public_document, viewer
 from gateway_dask_zarr.server.metrics import Metrics
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.server.preview import SIZES, preview_png
 from gateway_dask_zarr.version import __version__
+
+if TYPE_CHECKING:
+    from gateway_dask_zarr.server.app import Service
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,8 @@ def human_bytes(n: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def _service() -> Any:
-    return current_app.extensions["gateway"]
+def _service() -> Service:
+    return parts().service
 
 
 @bp.get("/")
@@ -115,7 +119,7 @@ def preview(job_id: str) -> Response:
     size = request.args.get("size", "full")
     if size not in SIZES:
         raise InvalidParameter(f"size must be one of {', '.join(SIZES)}, got {size!r}", field="size")
-    cache: PreviewCache = current_app.extensions["previews"]
+    cache = parts().previews
     png = cache.get((job_id, size))
     if png is None:
         try:
@@ -134,13 +138,13 @@ def preview(job_id: str) -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format."""
-    return Response(current_app.extensions["metrics"].render(), content_type=CONTENT_TYPE_LATEST)
+    return Response(parts().metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
 
 def _count_request(response: Response) -> Response:
     # The URL rule, not the raw path, so job ids do not make one time series each.
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    metrics_: Metrics = current_app.extensions["metrics"]
+    metrics_ = parts().metrics
     metrics_.request_done(request.method, rule, response.status_code)
     # Counted from the answer, whichever handler made it (the error mapping, auth, the body bound).
     if 400 <= response.status_code < 500:
@@ -150,13 +154,11 @@ def _count_request(response: Response) -> Response:
     return response
 
 
-def init_web(app: Flask) -> None:
-    """Add the page, previews and metrics to an app made by create_app."""
-    service = app.extensions["gateway"]
+def init_web(app: Flask, service: Service) -> tuple[Metrics, PreviewCache]:
+    """Add the page, previews and metrics to an app made by create_app; returns its metrics and preview cache."""
     metrics_ = Metrics(service.jobs, service.cluster)
-    service.jobs.listeners.append(metrics_.job_ended)
-    app.extensions["metrics"] = metrics_
-    app.extensions["previews"] = PreviewCache()
+    service.unsubscribe.append(service.jobs.on_end(metrics_.job_ended))
     app.jinja_env.filters["human_bytes"] = human_bytes
     app.register_blueprint(bp)
     app.after_request(_count_request)
+    return metrics_, PreviewCache()

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import obstore
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from gateway_dask_zarr.errors import NotFound
 from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.server.edge import viewer
+from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.storage.arrays import METADATA_KEY
 
 bp = Blueprint("zarr_http", __name__)
@@ -40,7 +41,7 @@ PIECE_BYTES = 1 << 20
 
 def readable_document(job_id: str, who: str | None) -> dict[str, Any]:
     """The document of a complete job `who` may read (None: anyone, as for a checked share link); else NotFound."""
-    document = current_app.extensions["gateway"].jobs.get(check_job_id(job_id), who)
+    document = parts().service.jobs.get(check_job_id(job_id), who)
     if document is None or document.get("status") != "complete":
         # The same answer for another user's job, a missing one and one not yet complete.
         raise NotFound(f"no complete job {job_id!r}")
@@ -49,7 +50,7 @@ def readable_document(job_id: str, who: str | None) -> dict[str, Any]:
 
 def _metadata(job_id: str) -> bytes:
     """The array's zarr.json as stored."""
-    backend = current_app.extensions["gateway"].store.backend
+    backend = parts().service.store.backend
     try:
         return bytes(obstore.get(backend.obstore, f"{job_id}.zarr/{METADATA_KEY}").bytes())
     except FileNotFoundError:
@@ -63,7 +64,7 @@ def array_key(document: dict[str, Any], key: str) -> Response:
         return Response(_metadata(job_id), mimetype="application/json", headers=NO_STORE)
     if not (CHUNK_KEY.fullmatch(key) and key.count("/") == len(document["shape"])):
         raise NotFound(f"the array of job {job_id!r} has no key {key!r}")
-    service = current_app.extensions["gateway"]
+    service = parts().service
     backend = service.store.backend
     object_key = f"{job_id}.zarr/{key}"
     url = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,11 +26,10 @@ from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
 from zarr.storage import ObjectStore, StorePath
 
+from gateway_dask_zarr.errors import s3_error
 from gateway_dask_zarr.grid import BlockIndex, block_index, block_selection, grid, unit_blocks
 from gateway_dask_zarr.storage.backends import cached_backend
 from gateway_dask_zarr.worker.progress import TaskProgress
-
-S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
 
 
 def block_data(seed: int, index: BlockIndex, shape: Sequence[int], dtype: str) -> np.ndarray:
@@ -193,10 +191,10 @@ async def put_object(store_path: StorePath, key: str, value: Buffer) -> None:
             await (store_path / key).set(value)
     except Exception as exc:
         # obstore's message puts the S3 error code at the end of a long text.
-        found = S3_ERROR.search(str(exc))
-        if found is None:
+        said = s3_error(exc)
+        if said is None:
             raise
-        raise OSError(f"S3 {found['code']}: {found['message']} (writing {key})") from None
+        raise OSError(f"{said} (writing {key})") from None
 
 
 def _padded(data: np.ndarray, chunks: Sequence[int], fill_value: Any) -> np.ndarray:
