@@ -76,7 +76,7 @@ class Runner:
         self.on_end: list[Callable[[Job], None]] = []
         self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
         self.leases = Leases(records, settings.lease_s)
-        self.tracker = Tracker(records, self.leases)
+        self.tracker = Tracker(records, self.leases).start()
         self.progress = Progress()
 
     def start(self, job: Job) -> None:
