@@ -11,11 +11,12 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import obstore
 from zarr.abc.codec import SupportsSyncCodec
+from zarr.abc.store import Store
 from zarr.codecs import ShardingCodec
 from zarr.core.array import AsyncArray
 from zarr.core.array_spec import ArraySpec
@@ -26,7 +27,7 @@ from zarr.core.sync import sync
 from zarr.storage import ObjectStore, StorePath
 
 from gateway_dask_zarr.errors import s3_error
-from gateway_dask_zarr.grid import BlockIndex, block_index, block_shape, grid, unit_blocks
+from gateway_dask_zarr.grid import BlockIndex, block_index, block_selection, grid, unit_blocks
 from gateway_dask_zarr.storage.backends import cached_backend
 from gateway_dask_zarr.worker.progress import TaskProgress
 
@@ -36,15 +37,34 @@ def block_data(seed: int, index: BlockIndex, shape: Sequence[int], dtype: str) -
     return np.random.default_rng([seed, *index]).random(tuple(shape), dtype=np.dtype(dtype))
 
 
+class BlockSource(Protocol):
+    """What a job kind's tasks compute: the values of one output block (kinds/ supplies one per kind)."""
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """The block at `index` (the array's `selection`), reading inputs, if any, from `store`."""
+        ...
+
+
+@dataclass(frozen=True)
+class RandomBlocks:
+    """The random kind's blocks: block_data of the job's seed."""
+
+    seed: int
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """The deterministic random block."""
+        return block_data(self.seed, index, tuple(s.stop - s.start for s in selection), dtype)
+
+
 @dataclass(frozen=True)
 class ArrayTarget:
-    """Where and what a task writes: the store root, the job's array and its metadata."""
+    """Where and what a task writes: the store root, the job's array, its metadata and its blocks' source."""
 
     root_url: str
     endpoint_url: str | None
     job_id: str
     metadata: dict[str, Any]
-    seed: int
+    source: BlockSource
     deadline: float  # epoch seconds: no write starts after it (the job has timed out)
     concurrency: int = 8
 
@@ -112,7 +132,7 @@ async def _write_blocks(target: ArrayTarget, numbers: range, progress: TaskProgr
             # that runs on must not write more of them.
             if time.time() > target.deadline:
                 raise TimeoutError(f"job {target.job_id} passed its deadline; {list(unit)} not written")
-            value, n_encoded = await _encode_unit(target.seed, array, sharding, encoder, unit, facts)
+            value, n_encoded = await _encode_unit(target.source, store, array, sharding, encoder, unit, facts)
             await put_object(array.store_path, metadata.encode_chunk_key(unit), value)
             progress.add(n_encoded)
 
@@ -121,7 +141,8 @@ async def _write_blocks(target: ArrayTarget, numbers: range, progress: TaskProgr
 
 
 async def _encode_unit(
-    seed: int,
+    source: BlockSource,
+    store: Store,
     array: AsyncArray[Any],
     sharding: ShardingCodec | None,
     encoder: ChunkEncoder,
@@ -141,7 +162,7 @@ async def _encode_unit(
     # setitem, without its indexing.
     encoded: dict[BlockIndex, Buffer] = {}
     for index in unit_blocks(shape, chunks, unit_shape, unit):
-        data = block_data(seed, index, block_shape(shape, chunks, index), dtype)
+        data = await source.block(store, index, block_selection(shape, chunks, index), dtype)
         _count(facts, data)
         chunk = prototype.nd_buffer.from_numpy_array(_padded(data, chunks, chunk_spec.fill_value))
         local = tuple(i - u * (s // c) for i, u, s, c in zip(index, unit, unit_shape, chunks, strict=True))
