@@ -36,7 +36,7 @@ from gateway_dask_zarr.storage.arrays import JobStore, array_kwargs, array_metad
 from gateway_dask_zarr.storage.backends import S3Backend
 from gateway_dask_zarr.storage.embedded import BUCKET
 from gateway_dask_zarr.worker import blocks
-from gateway_dask_zarr.worker.blocks import ArrayTarget
+from gateway_dask_zarr.worker.blocks import ArrayTarget, RandomBlocks
 from gateway_dask_zarr.worker.progress import TaskProgress
 
 N_WORKERS = 3
@@ -68,7 +68,9 @@ def timed_write(writer: str, target: Any, batch: Any) -> dict[str, Any]:
     start = time.time()
     if writer == "old":
         old = before_blocks()
-        facts = old.write_blocks(old.ArrayTarget(**vars(target)), batch)
+        # The old writer took the seed itself, not a kind's block source.
+        fields = {k: v for k, v in vars(target).items() if k != "source"}
+        facts = old.write_blocks(old.ArrayTarget(**fields, seed=target.source.seed), batch)
     elif writer == "silent":  # the same writer without its progress events (issue 25's cost)
         progress = TaskProgress(target.job_id)
         progress.worker = None
@@ -103,7 +105,9 @@ def run_job(
     t["metadata"] = time.time()
     concurrency = max(1, min(16, 8 * 2**20 // request.chunk_bytes))
     endpoint = store.backend.endpoint_url
-    target = ArrayTarget(store.root, endpoint, job_id, metadata, request.seed, time.time() + 600, concurrency)
+    target = ArrayTarget(
+        store.root, endpoint, job_id, metadata, RandomBlocks(request.seed), time.time() + 600, concurrency
+    )
     batches = plan(request, n_tasks, writer)
     t["plan"] = time.time()
     futures = client.map(

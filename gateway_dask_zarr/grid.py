@@ -14,6 +14,12 @@ def block_shape(shape: Sequence[int], chunks: Sequence[int], index: BlockIndex) 
     return tuple(min(c, s - i * c) for s, c, i in zip(shape, chunks, index, strict=True))
 
 
+def block_selection(shape: Sequence[int], chunks: Sequence[int], index: BlockIndex) -> tuple[slice, ...]:
+    """The region of the array a block covers."""
+    size = block_shape(shape, chunks, index)
+    return tuple(slice(i * c, i * c + n) for i, c, n in zip(index, chunks, size, strict=True))
+
+
 def grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
     """The number of chunks along each dimension."""
     return tuple(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))

@@ -12,7 +12,7 @@ import math
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,7 +39,7 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def _bad(name: str, message: str) -> InvalidParameter:
+def bad(name: str, message: str) -> InvalidParameter:
     return InvalidParameter(message, field=name)
 
 
@@ -97,18 +97,18 @@ class Lengths(Parameter):
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",")]
             if not all(re.fullmatch(r"[0-9]{1,12}", p) for p in parts):
-                raise _bad(
+                raise bad(
                     name, f"{name} must be comma-separated positive integers such as 1000,1000, got {shown(value)}"
                 )
             numbers = [int(p) for p in parts]
         elif isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             numbers = list(value)
         else:
-            raise _bad(name, f"{name} must be a list of positive integers such as [1000, 1000], got {shown(value)}")
+            raise bad(name, f"{name} must be a list of positive integers such as [1000, 1000], got {shown(value)}")
         if not 1 <= len(numbers) <= MAX_NDIM:
-            raise _bad(name, f"{name} must have 1 to {MAX_NDIM} dimensions, got {shown(value)}")
+            raise bad(name, f"{name} must have 1 to {MAX_NDIM} dimensions, got {shown(value)}")
         if any(n < 1 or n > MAX_LENGTH for n in numbers):
-            raise _bad(name, f"every {name} length must be between 1 and 10**12, got {name}={shown(value)}")
+            raise bad(name, f"every {name} length must be between 1 and 10**12, got {name}={shown(value)}")
         return tuple(numbers)
 
     def json_schema(self) -> dict[str, Any]:
@@ -132,7 +132,7 @@ class Choice(Parameter):
     def parse(self, value: Any) -> str:
         """The value if it is one of the choices."""
         if value not in self.choices:
-            raise _bad(self.name, f"{self.name} must be one of {', '.join(self.choices)}, got {shown(value)}")
+            raise bad(self.name, f"{self.name} must be one of {', '.join(self.choices)}, got {shown(value)}")
         return str(value)
 
     def json_schema(self) -> dict[str, Any]:
@@ -157,7 +157,7 @@ class Integer(Parameter):
         if isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value.strip()):
             value = int(value.strip())
         if not isinstance(value, int) or isinstance(value, bool) or not self.minimum <= value < self.limit:
-            raise _bad(
+            raise bad(
                 self.name, f"{self.name} must be an integer in [{self.minimum}, {self.limit_text}), got {shown(value)}"
             )
         return value
@@ -189,12 +189,6 @@ def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(min(side, s) for s in shape)
 
 
-def request_schema() -> dict[str, Any]:
-    """The JSON schema of a job request body."""
-    properties = {p.name: p.json_schema() for p in PARAMETERS}
-    return {"type": "object", "additionalProperties": False, "properties": properties}
-
-
 def query_parameters() -> list[dict[str, Any]]:
     """The OpenAPI query parameters of a job request."""
     return [{"name": p.name, "in": "query", "description": p.help, "schema": p.query_schema()} for p in PARAMETERS]
@@ -208,25 +202,27 @@ def form_fields() -> list[dict[str, Any]]:
 def check_shards(shape: tuple[int, ...], chunks: tuple[int, ...], shards: tuple[int, ...]) -> None:
     """Refuse shards that are not whole chunks along every dimension, or larger than the array's chunks cover."""
     if len(shards) != len(shape):
-        raise _bad("shards", f"shards must have as many dimensions as shape ({len(shape)}), got {len(shards)}")
+        raise bad("shards", f"shards must have as many dimensions as shape ({len(shape)}), got {len(shards)}")
     if any(s % c for s, c in zip(shards, chunks, strict=True)):
-        raise _bad("shards", f"shards {list(shards)} must be a multiple of chunks {list(chunks)} in every dimension")
+        raise bad("shards", f"shards {list(shards)} must be a multiple of chunks {list(chunks)} in every dimension")
     covered = [math.ceil(s / c) * c for s, c in zip(shape, chunks, strict=True)]
     if any(s > c for s, c in zip(shards, covered, strict=True)):
-        raise _bad(
-            "shards", f"shards {list(shards)} must be no larger than shape rounded up to whole chunks, {covered}"
-        )
+        raise bad("shards", f"shards {list(shards)} must be no larger than shape rounded up to whole chunks, {covered}")
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A validated job request: shape, chunks, dtype, seed, and shards (None: not sharded)."""
+    """A validated job request: its kind, and its output array's shape, chunks, dtype and shards (None: not sharded)."""
 
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: str
-    seed: int
+    seed: int | None  # the random kind's; None for the others
     shards: tuple[int, ...] | None = None
+    kind: str = "random"
+    input: str | None = None  # a derived kind's input job, and its array's URL
+    input_url: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # a kind's own parameters (op, axes)
 
     @property
     def itemsize(self) -> int:
@@ -269,7 +265,9 @@ class JobRequest:
 
     def document(self) -> dict[str, Any]:
         """The parameters as the job document holds them (JSON values)."""
-        return {p.name: list(v) if isinstance(v := getattr(self, p.name), tuple) else v for p in PARAMETERS}
+        values = {p.name: getattr(self, p.name) for p in PARAMETERS}
+        given = {"kind": self.kind, **values, "input": self.input, **self.options}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in given.items()}
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], settings: Settings) -> JobRequest:
@@ -286,9 +284,9 @@ class JobRequest:
         shape = given.get("shape", SHAPE.default)
         chunks = given.get("chunks") or default_chunks(shape)
         if len(chunks) != len(shape):
-            raise _bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
+            raise bad("chunks", f"chunks must have as many dimensions as shape ({len(shape)}), got {len(chunks)}")
         if any(c > s for c, s in zip(chunks, shape, strict=True)):
-            raise _bad("chunks", f"chunks {list(chunks)} must be no larger than shape {list(shape)} in every dimension")
+            raise bad("chunks", f"chunks {list(chunks)} must be no larger than shape {list(shape)} in every dimension")
         shards = given.get("shards")
         if shards is not None:
             check_shards(shape, chunks, shards)
@@ -345,6 +343,6 @@ class JobRequest:
                 f"chunks {chunks} make {self.n_chunks} chunks; MAX_CHUNKS is {settings.max_chunks}: use larger chunks",
             ),
         )
-        for over, error, code, field, message in limits:
+        for over, error, code, at, message in limits:
             if over:
-                raise error(message, code=code, field=field)
+                raise error(message, code=code, field=at)

@@ -95,6 +95,30 @@ def _reading(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _auth(env: Mapping[str, str]) -> dict[str, Any]:
+    """Who may call: AUTH, its API tokens, and with AUTH=jupyterhub the hub and this service's place in it."""
+    auth = read_choice(env, "AUTH", AUTH_KINDS)
+    hub_url = read_url(env, "JUPYTERHUB_API_URL")
+    hub_token = env.get("JUPYTERHUB_API_TOKEN", "").strip() or None
+    service_name = env.get("JUPYTERHUB_SERVICE_NAME", "").strip() or None
+    if auth == "jupyterhub" and not (hub_url and hub_token):
+        raise ConfigError("JUPYTERHUB_API_URL", "and JUPYTERHUB_API_TOKEN are required when AUTH=jupyterhub")
+    if auth == "jupyterhub" and not (service_name and TOKEN_NAME.fullmatch(service_name)):
+        raise ConfigError("JUPYTERHUB_SERVICE_NAME", "is required when AUTH=jupyterhub: the service's name in the hub")
+    prefix = read_path(env, "JUPYTERHUB_SERVICE_PREFIX", f"/services/{service_name}/" if service_name else "/")
+    return {
+        "auth": auth,
+        "api_tokens": read_api_tokens(env, auth),
+        "jupyterhub_api_url": hub_url,
+        "jupyterhub_api_token": hub_token,
+        "service_name": service_name,
+        "service_prefix": prefix,
+        "oauth_client_id": env.get("JUPYTERHUB_CLIENT_ID", "").strip() or (service_name and f"service-{service_name}"),
+        "oauth_callback_url": env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", "").strip() or prefix + "oauth_callback",
+        "hub_base_url": read_path(env, "JUPYTERHUB_BASE_URL", "/"),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """The app's validated configuration; secrets are kept out of repr."""
@@ -152,19 +176,7 @@ class Settings:
         env = os.environ if env is None else env
         cluster = read_choice(env, "CLUSTER", CLUSTER_KINDS)
         scheduler_address = env.get("SCHEDULER_ADDRESS", "").strip() or None
-        auth = read_choice(env, "AUTH", AUTH_KINDS)
-        api_tokens = read_api_tokens(env, auth)
-        hub_url = read_url(env, "JUPYTERHUB_API_URL")
-        hub_token = env.get("JUPYTERHUB_API_TOKEN", "").strip() or None
-        service_name = env.get("JUPYTERHUB_SERVICE_NAME", "").strip() or None
-        if auth == "jupyterhub" and not (hub_url and hub_token):
-            raise ConfigError("JUPYTERHUB_API_URL", "and JUPYTERHUB_API_TOKEN are required when AUTH=jupyterhub")
-        if auth == "jupyterhub" and not (service_name and TOKEN_NAME.fullmatch(service_name)):
-            raise ConfigError(
-                "JUPYTERHUB_SERVICE_NAME", "is required when AUTH=jupyterhub: the service's name in the hub"
-            )
         max_active = read_int(env, "MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 1000)
-        prefix = read_path(env, "JUPYTERHUB_SERVICE_PREFIX", f"/services/{service_name}/" if service_name else "/")
         settings = cls(
             cluster=cluster,
             n_workers=read_int(env, "N_WORKERS", 3, 1, 100),
@@ -192,15 +204,7 @@ class Settings:
             max_body_bytes=read_bytes(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             forwarded_allow_ips=read_networks(env, "FORWARDED_ALLOW_IPS", ",".join(cls.forwarded_allow_ips)),
             compressor=read_choice(env, "COMPRESSOR", COMPRESSORS),
-            auth=auth,
-            api_tokens=api_tokens,
-            jupyterhub_api_url=hub_url,
-            jupyterhub_api_token=hub_token,
-            service_name=service_name,
-            service_prefix=prefix,
-            oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", "").strip() or (service_name and f"service-{service_name}"),
-            oauth_callback_url=env.get("JUPYTERHUB_OAUTH_CALLBACK_URL", "").strip() or prefix + "oauth_callback",
-            hub_base_url=read_path(env, "JUPYTERHUB_BASE_URL", "/"),
+            **_auth(env),
             log_format=read_choice(env, "LOG_FORMAT", LOG_FORMATS),
             log_level=read_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
         )

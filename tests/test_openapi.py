@@ -7,7 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from gateway_dask_zarr.params import request_schema
+from gateway_dask_zarr.kinds.registry import request_schema
+from gateway_dask_zarr.params import PARAMETERS
 from gateway_dask_zarr.server.edge import error_body
 from gateway_dask_zarr.server.openapi import openapi_document
 from gateway_dask_zarr.version import __version__
@@ -50,12 +51,20 @@ def test_errors_are_described_with_the_one_error_body() -> None:
         jsonschema.validate({"message": "no error object"}, error)
 
 
-def test_the_request_schema_is_the_parameters_declaration() -> None:
-    schema = openapi_document()["components"]["schemas"]["JobRequest"]
+def test_the_request_schemas_are_the_kinds_declarations() -> None:
+    schemas = openapi_document()["components"]["schemas"]
+    schema = schemas["JobRequest_random"]
     assert schema == request_schema()
+    assert {k: v for k, v in schema["properties"].items() if k != "kind"} == {
+        p.name: p.json_schema() for p in PARAMETERS
+    }
     jsonschema.validate({"shape": [1000, 1000], "chunks": [100, 100], "seed": 7}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"shape": [1000, 1000], "colour": "red"}, schema)
+    jsonschema.validate({"kind": "rechunk", "input": "a1b2", "chunks": [10, 10]}, schemas["JobRequest_rechunk"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"kind": "reduce", "input": "a1b2", "op": "median"}, schemas["JobRequest_reduce"])
+    assert {"$ref": "#/components/schemas/JobRequest_reduce"} in schemas["JobRequest"]["oneOf"]
 
 
 def test_secured_needs_a_bearer_token_except_for_the_probes() -> None:

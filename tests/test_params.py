@@ -10,7 +10,8 @@ import pytest
 
 from gateway_dask_zarr.errors import ServiceError
 from gateway_dask_zarr.jobs import Job, document_schema
-from gateway_dask_zarr.params import PARAMETERS, JobRequest, form_fields, query_parameters, request_schema
+from gateway_dask_zarr.kinds.registry import request_schema
+from gateway_dask_zarr.params import PARAMETERS, JobRequest, form_fields, query_parameters
 from gateway_dask_zarr.server.edge import status_of
 from gateway_dask_zarr.settings import Settings
 

@@ -189,9 +189,18 @@ class GatewayClient:
         dtype: str | None = None,
         seed: int | None = None,
         shards: builtins.list[int] | None = None,
+        *,
+        kind: str | None = None,
+        input: str | None = None,
+        **options: Any,
     ) -> RemoteJob:
-        """Start a job (POST /jobs) and return at once; the server's defaults fill what is None (no shards)."""
+        """Start a job (POST /jobs) and return at once; the server's defaults fill what is None (no shards).
+
+        kind names a job kind (default random); a derived kind its input job's id and its own
+        parameters as keywords (rechunk: chunks, shards; reduce: op, axes), as GET /openapi.json lists them.
+        """
         given = {"shape": shape, "chunks": chunks, "dtype": dtype, "seed": seed, "shards": shards}
+        given |= {"kind": kind, "input": input, **options}
         body = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
         return RemoteJob(self, self.request("POST", "/jobs", json=body).json())
 

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway_dask_zarr.jobs.records import now_iso
-from gateway_dask_zarr.params import PARAMETERS, JobRequest
+from gateway_dask_zarr.kinds.provenance import provenance, provenance_schema
+from gateway_dask_zarr.kinds.registry import all_parameters, kind_parameter
+from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.version import __version__
 
 log = logging.getLogger("gateway_dask_zarr.jobs")
@@ -21,7 +23,9 @@ DOCUMENT_KEYS = (
     "id",
     "owner",
     "status",
-    *(p.name for p in PARAMETERS),
+    "kind",
+    *(p.name for p in all_parameters()),
+    "provenance",
     "created",
     "finished",
     "seconds",
@@ -74,7 +78,10 @@ class Job:
             "id": self.id,
             "owner": self.owner,
             "status": self.status,
+            # Every kind's parameters: another kind's are null.
+            **{p.name: None for p in all_parameters()},
             **self.request.document(),
+            "provenance": provenance(self.request),
             "created": now_iso(self.created),
             "finished": now_iso(self.finished) if self.finished else None,
             "seconds": self.seconds,
@@ -122,6 +129,12 @@ def stale(record: dict[str, Any], grace_s: float, now: float | None = None) -> b
     return record["status"] in ACTIVE and now > record["deadline"] + 2 * grace_s
 
 
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with null allowed (an enum lists it too, as OpenAPI 3.0 requires)."""
+    enum = {"enum": [*schema["enum"], None]} if "enum" in schema else {}
+    return {**schema, "nullable": True, **enum}
+
+
 def document_schema() -> dict[str, Any]:
     """The JSON schema of Job.document(): the parameters' from their declarations, the rest beside it."""
     integer, number, text = {"type": "integer"}, {"type": "number"}, {"type": "string"}
@@ -134,7 +147,9 @@ def document_schema() -> dict[str, Any]:
             "id": text,
             "owner": text,
             "status": {"type": "string", "enum": list(STATUSES)},
-            **{p.name: p.json_schema() for p in PARAMETERS},
+            "kind": kind_parameter().json_schema(),
+            **{p.name: _nullable(p.json_schema()) for p in all_parameters()},
+            "provenance": provenance_schema(),
             "created": text,
             "finished": {**text, "nullable": True},
             "seconds": {**number, "nullable": True},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
@@ -17,6 +17,8 @@ from gateway_dask_zarr.jobs.records import CURSOR, Records, store_errors
 from gateway_dask_zarr.jobs.resume import Resumer
 from gateway_dask_zarr.jobs.runner import Runner
 from gateway_dask_zarr.jobs.sweeper import Sweeper
+from gateway_dask_zarr.kinds.base import INPUT, InputArray
+from gateway_dask_zarr.kinds.registry import kind_of
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore
@@ -44,6 +46,16 @@ class JobManager:
     def active(self) -> int:
         """Jobs queued or running in this process now."""
         return self.admission.active
+
+    def parse(self, params: Mapping[str, Any], viewer: str | None) -> JobRequest:
+        """A request of any kind; a derived kind's input must be complete and visible to `viewer` (else NotFound)."""
+        kind = kind_of(params)
+        if not kind.derived:
+            return kind.request(params, self.settings, None)
+        if params.get("input") in (None, ""):
+            raise InvalidParameter(f"kind {kind.name} needs input, the id of a complete job", field="input")
+        document = self.get(INPUT.parse(params["input"]), viewer)
+        return kind.request(params, self.settings, _input(kind.name, params, document, self.store))
 
     def submit(self, request: JobRequest, owner: str, job_id: str | None = None) -> Job:
         """Claim the id and start the job; else Busy, TooLarge (quota), Conflict, Cluster- or StoreUnavailable."""
@@ -158,3 +170,16 @@ class JobManager:
         self.resumer.close()
         self.sweeper.close()
         self.runner.close()
+
+
+def _input(kind: str, params: Mapping[str, Any], document: dict[str, Any] | None, store: JobStore) -> InputArray:
+    """The input a derived job names, from its document as the caller sees it (None: not found)."""
+    if document is None:
+        raise NotFound(f"no job {params['input']!r}", field="input")
+    if document["status"] != "complete":
+        raise Conflict(
+            f"the input job {document['id']!r} is {document['status']}; a {kind} job needs a complete input",
+            code="input_not_complete",
+            field="input",
+        )
+    return InputArray(document["id"], store.array_url(document["id"]), document)

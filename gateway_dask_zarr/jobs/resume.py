@@ -12,7 +12,11 @@ from gateway_dask_zarr.errors import ServiceError
 from gateway_dask_zarr.jobs.job import ACTIVE, Job, job_log
 from gateway_dask_zarr.jobs.records import now_iso
 from gateway_dask_zarr.jobs.runner import Runner
+from gateway_dask_zarr.kinds.registry import KINDS
 from gateway_dask_zarr.params import JobRequest
+
+# A record's keys that are JobRequest's own fields; a kind's other parameters are its options.
+JOB_REQUEST_FIELDS = {"shape", "chunks", "dtype", "seed", "shards", "input"}
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +28,19 @@ EXHAUSTED = "the job was started {n} times and each replica that ran it stopped 
 def request_of(record: dict[str, Any]) -> JobRequest:
     """The request a record was accepted with (validated then: not checked against today's limits)."""
     shards = record.get("shards")
+    kind = KINDS[record.get("kind") or "random"]
+    inputs = (record.get("provenance") or {}).get("inputs") or [{}]
+    options = {p.name: record.get(p.name) for p in kind.parameters if p.name not in JOB_REQUEST_FIELDS}
     return JobRequest(
         tuple(record["shape"]),
         tuple(record["chunks"]),
         record["dtype"],
         record["seed"],
         tuple(shards) if shards else None,
+        kind=kind.name,
+        input=record.get("input"),
+        input_url=inputs[0].get("url"),
+        options=options,
     )
 
 

@@ -26,6 +26,7 @@ from gateway_dask_zarr.jobs.progress import Progress
 from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
+from gateway_dask_zarr.kinds.registry import KINDS
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore, array_kwargs, array_metadata
@@ -78,7 +79,7 @@ class Runner:
         self.on_end: list[Callable[[Job], None]] = []
         self.cleanups = Cleanups(settings.cleanup_grace_s, store, records)
         self.leases = Leases(records, settings.lease_s)
-        self.tracker = Tracker(records, self.leases)
+        self.tracker = Tracker(records, self.leases).start()
         self.progress = Progress()
 
     def start(self, job: Job) -> None:
@@ -101,7 +102,7 @@ class Runner:
                 endpoint_url=self.store.backend.endpoint_url,
                 job_id=job.id,
                 metadata=array_metadata(self._array_kwargs(request)),
-                seed=request.seed,
+                source=KINDS[request.kind].source(request),
                 concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.unit_bytes)),
                 deadline=job.deadline,
             )
@@ -158,8 +159,7 @@ class Runner:
             "max": max(f["max"] for f in facts),
             "mean": sum(f["sum"] for f in facts) / count,
         }
-        if job.chunks_written != job.request.n_chunks:
-            raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
+        _check_written(job, self.store)
         job.finished = datetime.now(UTC)
         job.seconds = round(time.monotonic() - started, 3)
         # A complete job has no error, whatever a lost cluster or a stopping replica set meanwhile.
@@ -245,6 +245,15 @@ def _cancel(futures: list[Any]) -> None:
         futures[0].client.cancel(futures)
     except Exception as exc:  # a closed client or a lost scheduler: the tasks go with the cluster
         log.info("cancelling a stopping replica's tasks failed: %s", type(exc).__name__)
+
+
+def _check_written(job: Job, store: JobStore) -> None:
+    """Raise unless every chunk was written from an input (if any) that still exists."""
+    if job.chunks_written != job.request.n_chunks:
+        raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
+    if job.request.input is not None and store.read(job.request.input) is None:
+        # A deleted input's chunks read as its fill value (NaN): the job fails rather than publish them.
+        raise RuntimeError(f"the input job {job.request.input} was deleted while this job read it")
 
 
 def _check(job: Job, future: Any) -> None:

@@ -27,8 +27,11 @@ class Tracker:
         self.running: dict[str, Job] = {}
         self.unsaved: dict[str, Job] = {}
         self._closed = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="job-progress", daemon=True)
-        self._ticker.start()
+
+    def start(self) -> Tracker:
+        """Write progress and retry unsaved final records in a daemon thread until close()."""
+        threading.Thread(target=self._tick, name="job-progress", daemon=True).start()
+        return self
 
     def local(self, job_id: str) -> Job | None:
         """A job whose latest state is in this process's memory, not yet in its record: running or unsaved."""

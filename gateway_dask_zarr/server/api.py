@@ -9,7 +9,6 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
 from gateway_dask_zarr.jobs import JobManager, check_job_id
-from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.server.body import json_body
 from gateway_dask_zarr.server.edge import owner, public_document, viewer
 from gateway_dask_zarr.server.openapi import openapi_document
@@ -36,7 +35,7 @@ def _query_params() -> dict[str, str]:
 
 def _run_and_wait(job_id: str | None) -> tuple[Response, int]:
     service = parts().service
-    job_request = JobRequest.parse(_query_params(), service.settings)
+    job_request = service.jobs.parse(_query_params(), viewer())
     job = service.jobs.submit(job_request, owner(), job_id)
     job.ended.wait(service.settings.job_timeout_s + 60)
     document = public_document(job.document())
@@ -69,7 +68,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if not isinstance(body, dict):
         raise InvalidParameter(f"the body must be a JSON object such as {example}", code="invalid_body")
     service = parts().service
-    job = service.jobs.submit(JobRequest.parse(body, service.settings), owner())
+    job = service.jobs.submit(service.jobs.parse(body, viewer()), owner())
     document = public_document(job.document())
     return jsonify(document), 202, {"Location": document["links"]["self"]}
 

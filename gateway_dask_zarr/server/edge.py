@@ -73,6 +73,8 @@ def public_document(document: dict[str, Any]) -> dict[str, Any]:
         "self": url_for("api.get_job", job_id=job_id),
         "preview": url_for("api.get_job", job_id=job_id) + "/preview.png",
         "zarr": url_for("api.get_job", job_id=job_id) + "/zarr/",
+        # A derived job's inputs, each a job document of its own (the provenance chain).
+        "inputs": [url_for("api.get_job", job_id=i) for i in [document.get("input")] if i],
     }
     return shown
 

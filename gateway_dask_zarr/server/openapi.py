@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway_dask_zarr.jobs import document_schema
-from gateway_dask_zarr.params import query_parameters, request_schema
+from gateway_dask_zarr.kinds.registry import request_schemas
+from gateway_dask_zarr.params import query_parameters
 from gateway_dask_zarr.server.openapi_zarr import zarr_paths
 from gateway_dask_zarr.version import __version__
 
@@ -59,6 +60,7 @@ def job_schema() -> dict[str, Any]:
                 "self": {"type": "string"},
                 "preview": {"type": "string"},
                 "zarr": {"type": "string", "description": "the array as Zarr v3 over HTTP (GET <zarr>zarr.json)"},
+                "inputs": {"type": "array", "items": {"type": "string"}, "description": "the input jobs' documents"},
             },
         },
     }
@@ -243,7 +245,7 @@ def _components() -> dict[str, Any]:
                     }
                 },
             },
-            "JobRequest": request_schema(),
+            **request_schemas(),
             "Job": job_schema(),
         }
     }

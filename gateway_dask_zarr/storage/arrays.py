@@ -9,13 +9,11 @@ import uuid
 from typing import Any
 
 import numpy as np
-import obstore
-import obstore.exceptions
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 from zarr.errors import ContainsArrayError
 
-from gateway_dask_zarr.storage.backends import S3Backend, StorageBackend
+from gateway_dask_zarr.storage.backends import StorageBackend
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +97,9 @@ class JobStore:
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job, never over another."""
-        attributes: dict[str, Any] = {"gateway": document}
-        if isinstance(self.backend, S3Backend):
-            # One conditional PUT through the process's own S3 client. zarr.create_array on a
-            # new obstore client per job cost the app about 27 ms of CPU a job (building the
-            # client), and it reads before it writes (bench/steps.py, py-spy).
-            body = _zarr_json(kwargs, attributes)
-            try:
-                obstore.put(self.backend.obstore, f"{job_id}.zarr/{METADATA_KEY}", body, mode="create")
-            except obstore.exceptions.AlreadyExistsError:
-                raise ContainsArrayError(f"an array exists at {self.array_url(job_id)}") from None
-        else:
-            zarr.create_array(self.backend.array_store(job_id), attributes=attributes, overwrite=False, **kwargs)
+        body = _zarr_json(kwargs, {"gateway": document})
+        if not self.backend.put_new(f"{job_id}.zarr/{METADATA_KEY}", body):
+            raise ContainsArrayError(f"an array exists at {self.array_url(job_id)}")
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path, its zarr.json first (readers stop at once)."""

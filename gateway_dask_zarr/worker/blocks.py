@@ -11,11 +11,12 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import obstore
 from zarr.abc.codec import SupportsSyncCodec
+from zarr.abc.store import Store
 from zarr.codecs import ShardingCodec
 from zarr.core.array import AsyncArray
 from zarr.core.array_spec import ArraySpec
@@ -26,7 +27,7 @@ from zarr.core.sync import sync
 from zarr.storage import ObjectStore, StorePath
 
 from gateway_dask_zarr.errors import s3_error
-from gateway_dask_zarr.grid import BlockIndex, block_index, block_shape, grid, unit_blocks
+from gateway_dask_zarr.grid import BlockIndex, block_index, block_selection, grid, unit_blocks
 from gateway_dask_zarr.storage.backends import cached_backend
 from gateway_dask_zarr.worker.progress import TaskProgress
 
@@ -36,15 +37,34 @@ def block_data(seed: int, index: BlockIndex, shape: Sequence[int], dtype: str) -
     return np.random.default_rng([seed, *index]).random(tuple(shape), dtype=np.dtype(dtype))
 
 
+class BlockSource(Protocol):
+    """What a job kind's tasks compute: the values of one output block (kinds/ supplies one per kind)."""
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """The block at `index` (the array's `selection`), reading inputs, if any, from `store`."""
+        ...
+
+
+@dataclass(frozen=True)
+class RandomBlocks:
+    """The random kind's blocks: block_data of the job's seed."""
+
+    seed: int
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """The deterministic random block."""
+        return block_data(self.seed, index, tuple(s.stop - s.start for s in selection), dtype)
+
+
 @dataclass(frozen=True)
 class ArrayTarget:
-    """Where and what a task writes: the store root, the job's array and its metadata."""
+    """Where and what a task writes: the store root, the job's array, its metadata and its blocks' source."""
 
     root_url: str
     endpoint_url: str | None
     job_id: str
     metadata: dict[str, Any]
-    seed: int
+    source: BlockSource
     deadline: float  # epoch seconds: no write starts after it (the job has timed out)
     concurrency: int = 8
 
@@ -94,11 +114,7 @@ async def _write_blocks(target: ArrayTarget, numbers: range, progress: TaskProgr
         config={"write_empty_chunks": True},
     )
     metadata = array.metadata
-    shape, chunks = metadata.shape, metadata.chunks
-    unit_shape = metadata.shards or chunks
-    unit_grid = grid(shape, unit_shape)
-    dtype = str(metadata.dtype.to_native_dtype())
-    prototype = default_buffer_prototype()
+    unit_grid = grid(metadata.shape, metadata.shards or metadata.chunks)
     # Sharded: each chunk with the shard's inner codecs, then zarr's ShardingCodec lays out
     # the shard (its _get_chunk_spec and _encode_shard_dict are private: zarr is pinned, and
     # tests/test_shards.py reads the result with zarr-python and TensorStore).
@@ -116,36 +132,51 @@ async def _write_blocks(target: ArrayTarget, numbers: range, progress: TaskProgr
             # that runs on must not write more of them.
             if time.time() > target.deadline:
                 raise TimeoutError(f"job {target.job_id} passed its deadline; {list(unit)} not written")
-            spec = metadata.get_chunk_spec(unit, array.config, prototype)
-            chunk_spec = spec if sharding is None else sharding._get_chunk_spec(spec)
-            # Each block encoded with the array's (or the shard's inner) codecs as soon as it is
-            # made, and freed: a unit in memory is its encoded chunks. The same work as zarr's
-            # setitem, without its indexing.
-            encoded: dict[BlockIndex, Buffer] = {}
-            for index in unit_blocks(shape, chunks, unit_shape, unit):
-                data = block_data(target.seed, index, block_shape(shape, chunks, index), dtype)
-                _count(facts, data)
-                chunk = prototype.nd_buffer.from_numpy_array(_padded(data, chunks, chunk_spec.fill_value))
-                local = tuple(i - u * (s // c) for i, u, s, c in zip(index, unit, unit_shape, chunks, strict=True))
-                del data
-                encoded[local] = await encoder.encode(chunk, chunk_spec)
-                del chunk
-            if sharding is None:
-                value = encoded[(0,) * len(shape)]
-            else:
-                # zarr's own shard layout: the chunks in Morton order, then the index (offsets
-                # and lengths, crc32c). Chunks wholly outside the array are absent from it.
-                per_shard = tuple(s // c for s, c in zip(unit_shape, chunks, strict=True))
-                shard = await sharding._encode_shard_dict(encoded, per_shard, prototype)
-                assert shard is not None
-                value = shard
-            n_encoded = len(encoded)
-            del encoded
+            value, n_encoded = await _encode_unit(target.source, store, array, sharding, encoder, unit, facts)
             await put_object(array.store_path, metadata.encode_chunk_key(unit), value)
             progress.add(n_encoded)
 
     await asyncio.gather(*(writer() for _ in range(max(1, min(target.concurrency, len(numbers))))))
     return facts
+
+
+async def _encode_unit(
+    source: BlockSource,
+    store: Store,
+    array: AsyncArray[Any],
+    sharding: ShardingCodec | None,
+    encoder: ChunkEncoder,
+    unit: BlockIndex,
+    facts: dict[str, Any],
+) -> tuple[Buffer, int]:
+    """One write unit's object (a chunk, or a shard of its chunks) and how many chunks it holds."""
+    metadata = array.metadata
+    shape, chunks = metadata.shape, metadata.chunks
+    unit_shape = metadata.shards or chunks
+    dtype = str(metadata.dtype.to_native_dtype())
+    prototype = default_buffer_prototype()
+    spec = metadata.get_chunk_spec(unit, array.config, prototype)
+    chunk_spec = spec if sharding is None else sharding._get_chunk_spec(spec)
+    # Each block encoded with the array's (or the shard's inner) codecs as soon as it is
+    # made, and freed: a unit in memory is its encoded chunks. The same work as zarr's
+    # setitem, without its indexing.
+    encoded: dict[BlockIndex, Buffer] = {}
+    for index in unit_blocks(shape, chunks, unit_shape, unit):
+        data = await source.block(store, index, block_selection(shape, chunks, index), dtype)
+        _count(facts, data)
+        chunk = prototype.nd_buffer.from_numpy_array(_padded(data, chunks, chunk_spec.fill_value))
+        local = tuple(i - u * (s // c) for i, u, s, c in zip(index, unit, unit_shape, chunks, strict=True))
+        del data
+        encoded[local] = await encoder.encode(chunk, chunk_spec)
+        del chunk
+    if sharding is None:
+        return encoded[(0,) * len(shape)], 1
+    # zarr's own shard layout: the chunks in Morton order, then the index (offsets and
+    # lengths, crc32c). Chunks wholly outside the array are absent from it.
+    per_shard = tuple(s // c for s, c in zip(unit_shape, chunks, strict=True))
+    shard = await sharding._encode_shard_dict(encoded, per_shard, prototype)
+    assert shard is not None
+    return shard, len(encoded)
 
 
 def _count(facts: dict[str, Any], data: np.ndarray) -> None:

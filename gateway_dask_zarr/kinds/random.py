@@ -1,0 +1,42 @@
+"""The random kind: the seed's job, a deterministic random array (unchanged data and object layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+
+from gateway_dask_zarr.grid import BlockIndex
+from gateway_dask_zarr.kinds.base import InputArray, Kind
+from gateway_dask_zarr.params import PARAMETERS, JobRequest
+from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.worker.blocks import BlockSource, RandomBlocks, block_data
+
+
+class Random(Kind):
+    """Each block is block_data(seed, block index): any chunk can be checked alone."""
+
+    name = "random"
+    help = "A deterministic random array of the given shape, chunks, dtype, seed and shards."
+    parameters = PARAMETERS
+
+    def request(self, params: Mapping[str, Any], settings: Settings, source: InputArray | None) -> JobRequest:
+        """Today's parsing, unchanged (its messages name the random parameters)."""
+        return JobRequest.parse({k: v for k, v in params.items() if k != "kind"}, settings)
+
+    def source(self, request: JobRequest) -> BlockSource:
+        """The seed's blocks."""
+        assert request.seed is not None
+        return RandomBlocks(request.seed)
+
+    def expected(
+        self, request: JobRequest, input: zarr.Array | None, index: BlockIndex, selection: tuple[slice, ...]
+    ) -> np.ndarray:
+        """The block rule."""
+        assert request.seed is not None
+        return block_data(request.seed, index, tuple(s.stop - s.start for s in selection), request.dtype)
+
+
+RANDOM = Random()

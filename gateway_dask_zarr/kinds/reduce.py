@@ -1,0 +1,132 @@
+"""The reduce kind: min, max, sum, mean or std of an input array over some axes, as a new array.
+
+The output keeps each reduced axis with length 1 (numpy's keepdims=True), so it has the
+input's number of dimensions. Each output block is reduced on a worker from partials of one
+input chunk (or shard) at a time, merged pairwise (Chan et al. for the variance): a task holds
+one input unit and the partials, never the slab it reduces.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.abc.store import Store
+from zarr.core.array import AsyncArray
+from zarr.storage import StorePath
+
+from gateway_dask_zarr.errors import InvalidParameter
+from gateway_dask_zarr.grid import BlockIndex
+from gateway_dask_zarr.kinds.base import INPUT, InputArray, Kind
+from gateway_dask_zarr.kinds.parameters import Axes
+from gateway_dask_zarr.params import CHUNKS, Choice, JobRequest
+from gateway_dask_zarr.settings import Settings
+
+OP = Choice("op", "The reduction.", default="mean", choices=("min", "max", "sum", "mean", "std"))
+AXES = Axes("axes", "The axes reduced, e.g. [0]; all of them if omitted.", nullable=True, placeholder="all")
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The partial results of a reduction over some of its elements."""
+
+    n: int
+    total: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray  # the sum of squared deviations from mean
+
+    @classmethod
+    def of(cls, data: np.ndarray, axes: tuple[int, ...]) -> Partial:
+        """The partials of one block, in float64."""
+        data = data.astype(np.float64, copy=False)
+        mean = data.mean(axis=axes, keepdims=True)
+        m2 = ((data - mean) ** 2).sum(axis=axes, keepdims=True)
+        n = math.prod(data.shape[a] for a in axes)
+        total = data.sum(axis=axes, keepdims=True)
+        return cls(n, total, data.min(axis=axes, keepdims=True), data.max(axis=axes, keepdims=True), mean, m2)
+
+    def merge(self, other: Partial) -> Partial:
+        """The partials of both."""
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self.m2 + other.m2 + delta**2 * (self.n * other.n / n)
+        low, high = np.minimum(self.low, other.low), np.maximum(self.high, other.high)
+        return Partial(n, self.total + other.total, low, high, mean, m2)
+
+    def result(self, op: str) -> np.ndarray:
+        """The reduction's value."""
+        values = {"min": self.low, "max": self.high, "sum": self.total, "mean": self.mean}
+        return values[op] if op in values else np.sqrt(self.m2 / self.n)
+
+
+@dataclass(frozen=True)
+class ReduceBlocks:
+    """Each output block is the reduction of the input's slab across the reduced axes."""
+
+    input: str
+    op: str
+    axes: tuple[int, ...]
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """Reduce the slab one input unit at a time."""
+        array = await AsyncArray.open(StorePath(store, f"{self.input}.zarr"))
+        step = array.shards or array.chunks
+        ranges = [
+            [slice(s, min(s + c, n)) for s in range(0, n, c)] if axis in self.axes else [selection[axis]]
+            for axis, (n, c) in enumerate(zip(array.shape, step, strict=True))
+        ]
+        found: Partial | None = None
+        for part in itertools.product(*ranges):
+            partial = Partial.of(np.asarray(await array.getitem(part)), self.axes)
+            found = partial if found is None else found.merge(partial)
+        assert found is not None
+        return found.result(self.op).astype(dtype)
+
+
+class Reduce(Kind):
+    """A reduction of the input over axes; equal to numpy's within float tolerance (float64 partials)."""
+
+    name = "reduce"
+    help = "Reduce an input job's array (min, max, sum, mean, std) over axes, keeping them with length 1."
+    parameters = (INPUT, OP, AXES, CHUNKS)
+    rtol = 1e-4
+
+    def build(self, given: dict[str, Any], settings: Settings, source: InputArray | None) -> JobRequest:
+        """The input's shape with the reduced axes of length 1; chunks the input's there, or given."""
+        assert source is not None
+        shape, ndim = source.document["shape"], len(source.document["shape"])
+        axes = given.get("axes") or tuple(range(ndim))
+        if max(axes) >= ndim:
+            raise InvalidParameter(f"axes {list(axes)} must be below the input's {ndim} dimensions", field="axes")
+        out = [1 if a in axes else n for a, n in enumerate(shape)]
+        chunks = given.get("chunks") or [1 if a in axes else c for a, c in enumerate(source.document["chunks"])]
+        if math.prod(chunks) * np.dtype(source.document["dtype"]).itemsize < settings.min_chunk_bytes:
+            chunks = out  # a small result: one chunk
+        layout = {"shape": out, "chunks": chunks, "dtype": source.document["dtype"]}
+        options = {"op": given.get("op", OP.default), "axes": list(axes)}
+        return self.layout(layout, settings, input=source.id, input_url=source.url, options=options)
+
+    def source(self, request: JobRequest) -> ReduceBlocks:
+        """Reduce from the input."""
+        assert request.input is not None
+        return ReduceBlocks(request.input, request.options["op"], tuple(request.options["axes"]))
+
+    def expected(
+        self, request: JobRequest, input: zarr.Array | None, index: BlockIndex, selection: tuple[slice, ...]
+    ) -> np.ndarray:
+        """numpy's reduction of the input's slab."""
+        assert input is not None
+        axes = tuple(request.options["axes"])
+        slab = np.asarray(input[tuple(slice(None) if a in axes else s for a, s in enumerate(selection))])
+        result: np.ndarray = getattr(np, request.options["op"])(slab, axis=axes, keepdims=True)
+        return result
+
+
+REDUCE = Reduce()

@@ -1,0 +1,155 @@
+"""Job kinds through the app: rechunk and reduce of a job's array, provenance, owners, and a kind added in a test."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import pytest
+import tensorstore
+from helpers import open_job_array, wait_for
+from live import serve
+from zarr.abc.store import Store
+
+from gateway_dask_zarr.client import GatewayClient
+from gateway_dask_zarr.grid import BlockIndex
+from gateway_dask_zarr.jobs.resume import request_of
+from gateway_dask_zarr.kinds.base import Kind
+from gateway_dask_zarr.kinds.registry import KINDS
+from gateway_dask_zarr.kinds.verify import mismatched
+from gateway_dask_zarr.params import CHUNKS, DTYPE, SHAPE, JobRequest
+from gateway_dask_zarr.server.openapi import openapi_document
+
+ALICE = {"Authorization": "Bearer alice-kinds-token"}
+BOB = {"Authorization": "Bearer bob-kinds-token"}
+
+
+def finished(client: Any, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST /jobs and poll the job until it ends; its document."""
+    started = client.post("/jobs", json=body, headers=headers)
+    assert started.status_code == 202, started.get_json()
+    url = started.get_json()["links"]["self"]
+    wait_for(lambda: client.get(url, headers=headers).get_json()["status"] not in ("queued", "running"), timeout=120)
+    document: dict[str, Any] = client.get(url, headers=headers).get_json()
+    assert document["status"] == "complete", document
+    return document
+
+
+def verified(document: dict[str, Any], source: dict[str, Any] | None = None) -> Any:
+    """The job's array, every block checked by its kind's rule against its input (if any)."""
+    array = open_job_array(document)
+    assert list(array.shape) == document["shape"] and list(array.chunks) == document["chunks"]
+    assert mismatched(request_of(document), array, open_job_array(source) if source else None) == []
+    return array
+
+
+def tensorstore_read(document: dict[str, Any]) -> np.ndarray:
+    """The job's array as TensorStore reads it, straight from the store."""
+    kvstore = {"driver": "s3", "bucket": "test-bucket", "path": f"{document['id']}.zarr/"}
+    kvstore |= {"endpoint": document["endpoint_url"], "aws_region": "us-east-1"}
+    return np.asarray(tensorstore.open({"driver": "zarr3", "kvstore": kvstore}, read=True).result().read().result())
+
+
+def test_rechunk_of_2d_and_3d_arrays_equals_the_input_chunk_by_chunk_with_provenance(client: Any) -> None:
+    plain = finished(client, {"shape": [300, 250], "chunks": [100, 100], "seed": 3})
+    cube = finished(client, {"shape": [40, 30, 20], "chunks": [10, 10, 10], "dtype": "float64", "seed": 4})
+    for source, body in (
+        (plain, {"chunks": [300, 50]}),
+        (plain, {"chunks": [50, 50], "shards": [100, 150]}),
+        (cube, {"chunks": [40, 15, 7]}),
+    ):
+        doc = finished(client, {"kind": "rechunk", "input": source["id"], **body})
+        assert doc["kind"] == "rechunk" and doc["shape"] == source["shape"] and doc["dtype"] == source["dtype"]
+        assert doc["shards"] == body.get("shards") and doc["seed"] is None
+        array = verified(doc, source)
+        np.testing.assert_array_equal(tensorstore_read(doc), open_job_array(source)[...])
+        # Provenance in the document and in the array's attributes, the input linked.
+        provenance = doc["provenance"]
+        assert provenance["kind"] == "rechunk" and provenance["parameters"]["chunks"] == body["chunks"]
+        (used,) = provenance["inputs"]
+        assert used["id"] == source["id"] and used["url"] == source["url"]
+        assert used["provenance"] == f"{source['url']}/zarr.json#/attributes/gateway/provenance"
+        assert set(provenance["versions"]) == {"gateway-dask-zarr", "zarr", "numpy", "dask"}
+        assert array.attrs["gateway"]["provenance"] == provenance
+        assert doc["links"]["inputs"] == [f"/jobs/{source['id']}"]
+        assert client.get(doc["links"]["inputs"][0]).get_json()["provenance"]["kind"] == "random"
+
+
+def test_reduce_mean_over_an_axis_and_max_over_all_equal_numpy(client: Any) -> None:
+    source = finished(client, {"shape": [300, 200], "chunks": [100, 50], "dtype": "float64", "seed": 5})
+    data = open_job_array(source)[...]
+    mean = finished(client, {"kind": "reduce", "input": source["id"], "op": "mean", "axes": [0]})
+    assert mean["shape"] == [1, 200] and mean["op"] == "mean" and mean["axes"] == [0]
+    np.testing.assert_allclose(verified(mean, source)[...], data.mean(axis=0, keepdims=True), rtol=1e-12)
+    top = finished(client, {"kind": "reduce", "input": source["id"], "op": "max"})
+    assert top["shape"] == [1, 1] and top["axes"] == [0, 1]
+    assert verified(top, source)[...].item() == data.max()
+    std = finished(client, {"kind": "reduce", "input": source["id"], "op": "std", "axes": [1]})
+    np.testing.assert_allclose(open_job_array(std)[...], data.std(axis=1, keepdims=True), rtol=1e-10)
+
+
+def test_a_derived_job_needs_an_input_the_caller_may_read(make_app: Any, settings: Any) -> None:
+    app = make_app(settings, auth="token", api_tokens=("alice:alice-kinds-token", "bob:bob-kinds-token"))
+    client = app.test_client()
+    source = finished(client, {"shape": [100, 100], "chunks": [50, 50], "seed": 1}, ALICE)
+    refused = client.post("/jobs", json={"kind": "rechunk", "input": source["id"], "chunks": [100, 10]}, headers=BOB)
+    assert refused.status_code == 404 and refused.get_json()["error"]["field"] == "input"
+    missing = client.post("/jobs", json={"kind": "reduce", "op": "sum"}, headers=ALICE)
+    assert missing.status_code == 400 and missing.get_json()["error"]["field"] == "input"
+    wrong = client.post("/jobs", json={"kind": "reduce", "input": source["id"], "op": "median"}, headers=ALICE)
+    assert wrong.status_code == 400 and wrong.get_json()["error"]["field"] == "op"
+    unknown = client.post("/jobs", json={"kind": "rechunk", "input": source["id"], "seed": 1}, headers=ALICE)
+    assert unknown.status_code == 400 and unknown.get_json()["error"]["field"] == "seed"
+    # Nothing was written by a refused request: Bob has no jobs, Alice only her input.
+    assert client.get("/jobs", headers=BOB).get_json() == []
+    assert [d["id"] for d in client.get("/jobs", headers=ALICE).get_json()] == [source["id"]]
+
+
+# A kind of a few lines, registered by the test alone (tests/test_kinds.py::ones).
+@dataclass(frozen=True)
+class OnesBlocks:
+    """Every block is ones."""
+
+    async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
+        """Ones of the block's shape."""
+        return np.ones([s.stop - s.start for s in selection], dtype)
+
+
+class Ones(Kind):
+    """An array of ones."""
+
+    name = "ones"
+    help = "An array of ones."
+    parameters = (SHAPE, CHUNKS, DTYPE)
+
+    def source(self, request: JobRequest) -> OnesBlocks:
+        """Ones."""
+        return OnesBlocks()
+
+    def expected(self, request: JobRequest, input: Any, index: BlockIndex, selection: tuple[slice, ...]) -> np.ndarray:
+        """Ones."""
+        return np.ones([s.stop - s.start for s in selection], request.dtype)
+
+
+@pytest.fixture
+def ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ones kind registered (the registry line); its blocks shipped to the workers by value."""
+    monkeypatch.setitem(KINDS, "ones", Ones())
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_a_kind_of_a_few_lines_runs_through_http_the_client_and_verification(app: Any, ones: None) -> None:
+    assert "JobRequest_ones" in openapi_document()["components"]["schemas"]
+    with serve(app) as url:
+        job = GatewayClient(url).submit(kind="ones", shape=[200, 300], chunks=[100, 100], dtype="float64")
+        job.wait(progress=False, timeout=120)
+    document = app.test_client().get(f"/jobs/{job.id}").get_json()
+    assert document["kind"] == "ones" and document["stats"] == {"min": 1.0, "max": 1.0, "mean": 1.0}
+    array = verified(document)
+    assert array.attrs["gateway"]["provenance"]["kind"] == "ones"
+    np.testing.assert_array_equal(array[...], np.ones((200, 300)))
