@@ -86,7 +86,7 @@ class JobStore:
         return self.backend.array_url(job_id)
 
     def _path(self, *parts: str) -> str:
-        return "/".join([self.fs._strip_protocol(self.root), *parts])
+        return "/".join([self.backend.fs_root, *parts])
 
     def exists(self, job_id: str) -> bool:
         """True if anything at all is stored under the job's array path."""

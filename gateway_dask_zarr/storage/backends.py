@@ -73,6 +73,11 @@ class StorageBackend:
         return fsspec.filesystem(self.scheme, **self.options())
 
     @cached_property
+    def fs_root(self) -> str:
+        """The root as a path of `fs` (the URL without its scheme, as fsspec spells it)."""
+        return str(fsspec.core.url_to_fs(self.root, **self.options())[1])
+
+    @cached_property
     def probe_fs(self) -> fsspec.AbstractFileSystem:
         """The filesystem the readiness probe writes through."""
         return fsspec.filesystem(self.scheme, **self.probe_options())
