@@ -36,8 +36,9 @@ def test_a_block_depends_only_on_seed_index_shape_and_dtype() -> None:
         ((300, 400), (100, 100), 3, [4, 4, 4]),
         ((300, 400), (100, 100), 5, [3, 3, 3, 3]),
         ((300, 400), (100, 100), 100, [1] * 12),
-        # Above 1000 chunks a worker, more tasks a worker (at most 8): 97,969 chunks in 24 tasks.
-        ((10000, 10000), (32, 32), 3, [4083] * 23 + [97969 - 23 * 4083]),
+        # Above 1000 chunks a worker, more tasks a worker (at most 8): 97,969 chunks in 24 tasks,
+        # each cut in two to stay within jobs.feeder.TASK_MAX_BYTES (2048 chunks of 4 KiB).
+        ((10000, 10000), (32, 32), 3, [2048, 2035] * 23 + [2048, 97969 - 23 * 4083 - 2048]),
     ],
 )
 def test_plan_tasks_covers_every_chunk_once_in_contiguous_ranges(
@@ -70,8 +71,9 @@ def test_a_shard_holds_the_chunks_of_its_part_of_the_grid_clipped_at_the_edge() 
 @pytest.mark.parametrize(
     ("shape", "chunks", "shards", "n_workers", "sizes"),
     [
-        # 4000 x 4000 in 100 x 100 chunks, 1000 x 1000 shards: 16 shards, not 1600 chunks, to share.
-        ((4000, 4000), (100, 100), (1000, 1000), 3, [6, 6, 4]),
+        # 4000 x 4000 in 100 x 100 chunks, 1000 x 1000 shards: 16 shards, not 1600 chunks, to share
+        # (6, 6 and 4 a task, cut to 2 shards of 4 MB a task by jobs.feeder.TASK_MAX_BYTES).
+        ((4000, 4000), (100, 100), (1000, 1000), 3, [2] * 8),
         ((250, 330), (100, 100), (200, 200), 3, [2, 2]),
         ((250, 330), (100, 100), (200, 200), 8, [1, 1, 1, 1]),
         ((1000,), (10,), (1000,), 3, [1]),

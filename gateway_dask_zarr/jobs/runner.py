@@ -1,4 +1,4 @@
-"""Running jobs on the cluster: submit the chunk tasks in one batch, track progress, publish or clean up."""
+"""Running jobs on the cluster: submit the chunk tasks (jobs/feeder.py shares the workers), track progress, publish."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from zarr.errors import ContainsArrayError
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.jobs import feeder
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
 from gateway_dask_zarr.jobs.job import Job, job_log
@@ -52,13 +53,14 @@ def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
 
     One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
     more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
-    worker's share is small. Each task costs the scheduler and the app a round trip.
+    worker's share is small. Each task costs the scheduler and the app a round trip. Then
+    cut to short tasks (jobs/feeder.py), so that other jobs' tasks get worker threads soon.
     """
     n = request.n_units
     per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (max(1, n_workers) * CHUNKS_PER_TASK))))
     n_tasks = max(1, min(n, n_workers * per_worker))
     size = math.ceil(n / n_tasks)
-    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+    return feeder.split([range(start, min(start + size, n)) for start in range(0, n, size)], request.unit_bytes)
 
 
 class Runner:
@@ -111,8 +113,8 @@ class Runner:
                 batches,
                 key=[f"write-{job.id}-{job.attempt}-{i}" for i in range(len(batches))],
                 pure=False,
-                # A lost worker is not a retry (the scheduler reruns its tasks anyway);
-                # this is for a task that failed once although the S3 client retried its PUTs.
+                priority=feeder.priority(request.nbytes),
+                # For a task that failed although the S3 client retried (a lost worker's rerun anyway).
                 retries=1,
             )
             job.futures = futures

@@ -85,11 +85,14 @@ class JobStore:
         """The URL of a job's array."""
         return self.backend.array_url(job_id)
 
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.backend.fs_root, *parts])
+
     def exists(self, job_id: str) -> bool:
         """True if anything at all is stored under the job's array path."""
         self.fs.invalidate_cache()
         # SeaweedFS lists a prefix whose objects were deleted as an empty directory for a while.
-        found = self.fs.find(self.backend.fs_path(f"{job_id}.zarr"), detail=True)
+        found = self.fs.find(self._path(f"{job_id}.zarr"), detail=True)
         return any(info["type"] != "directory" for info in found.values())
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
@@ -100,7 +103,7 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path, its zarr.json first (readers stop at once)."""
-        path = self.backend.fs_path(f"{job_id}.zarr")
+        path = self._path(f"{job_id}.zarr")
         for target, recursive in ((f"{path}/{METADATA_KEY}", False), (path, True)):
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(target, recursive=recursive)
@@ -109,7 +112,7 @@ class JobStore:
     def read(self, job_id: str) -> dict[str, Any] | None:
         """The job document in a published (complete) array's attributes, or None."""
         try:
-            raw = self.fs.cat_file(self.backend.fs_path(f"{job_id}.zarr/{METADATA_KEY}"))
+            raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
         except FileNotFoundError:
             return None
         document = json.loads(raw).get("attributes", {}).get("gateway")
@@ -121,6 +124,6 @@ class JobStore:
 
     def check_writable(self) -> None:
         """Write and delete a small probe object; raise if the store cannot be written."""
-        path = self.backend.fs_path(f".readyz-{uuid.uuid4().hex}")
+        path = self._path(f".readyz-{uuid.uuid4().hex}")
         self.backend.probe_fs.pipe_file(path, b"ok")
         self.backend.probe_fs.rm_file(path)

@@ -72,9 +72,10 @@ class StorageBackend:
         """The fsspec filesystem of the app's own listing, reading and deleting."""
         return fsspec.filesystem(self.scheme, **self.options())
 
-    def fs_path(self, key: str) -> str:
-        """The path of `key` (under the root) as this backend's fsspec filesystems name it."""
-        return f"{fsspec.core.strip_protocol(self.root)}/{key}"
+    @cached_property
+    def fs_root(self) -> str:
+        """The root as a path of `fs` (the URL without its scheme, as fsspec spells it)."""
+        return str(fsspec.core.url_to_fs(self.root, **self.options())[1])
 
     @cached_property
     def probe_fs(self) -> fsspec.AbstractFileSystem:

@@ -1,0 +1,36 @@
+"""How jobs share the cluster (jobs/feeder.py): short tasks, smaller jobs first; no cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway_dask_zarr.jobs import feeder, plan_tasks
+from gateway_dask_zarr.params import JobRequest
+
+pytestmark = pytest.mark.fast
+
+
+def test_a_large_jobs_tasks_are_short_and_cover_every_chunk_once() -> None:
+    # The issue's 1.6 GB job: 200 chunks of 8 MB, planned as 3 tasks, now one chunk a task.
+    request = JobRequest((20000, 10000), (1000, 1000), "float64", 1)
+    tasks = plan_tasks(request, 3)
+    assert len(tasks) == 200 and all(len(t) * request.unit_bytes <= feeder.TASK_MAX_BYTES for t in tasks)
+    assert [n for task in tasks for n in task] == list(range(request.n_units))
+
+
+def test_a_default_job_keeps_one_task_a_worker() -> None:
+    assert plan_tasks(JobRequest((1000, 1000), (100, 100), "float32", 1), 3) == [
+        range(0, 34),
+        range(34, 68),
+        range(68, 100),
+    ]
+
+
+def test_a_unit_larger_than_the_bound_is_one_task() -> None:
+    assert feeder.split([range(0, 3)], 4 * feeder.TASK_MAX_BYTES) == [range(0, 1), range(1, 2), range(2, 3)]
+
+
+def test_a_smaller_job_has_a_higher_priority() -> None:
+    default, large = 4_000_000, 1_600_000_000
+    assert feeder.priority(default) > feeder.priority(large)
+    assert feeder.priority(default) == feeder.priority(default + 1)
