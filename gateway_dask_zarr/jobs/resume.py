@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime
 from typing import Any
 
 from gateway_dask_zarr.errors import ServiceError
 from gateway_dask_zarr.jobs.job import ACTIVE, Job, job_log
+from gateway_dask_zarr.jobs.periodic import Periodic
 from gateway_dask_zarr.jobs.records import now_iso
 from gateway_dask_zarr.jobs.runner import Runner
 from gateway_dask_zarr.kinds.registry import KINDS
@@ -44,36 +44,24 @@ def request_of(record: dict[str, Any]) -> JobRequest:
     )
 
 
-class Resumer:
+class Resumer(Periodic):
     """Every LEASE_S / 2, takes the free leases of active jobs and runs them here, as a new attempt of the same job."""
 
+    name = "resume"
+    failure = "looking for free jobs failed"
+
     def __init__(self, runner: Runner) -> None:
+        super().__init__(runner.settings.lease_s / 2)
         self.runner = runner
         self.leases = runner.leases
         self.records = runner.records
-        self.interval_s = runner.settings.lease_s / 2
         self.resumed = 0
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Resumer:
-        """Look for free jobs in a daemon thread until close()."""
-        self._thread = threading.Thread(target=self._loop, name="resume", daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._closed.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception as exc:
-                log.warning("resume: looking for free jobs failed: %s", type(exc).__name__)
 
     def run_once(self) -> list[str]:
         """Take over every free job this replica has room for: their ids."""
         taken = []
         for job_id in self.leases.active():
-            if self._closed.is_set():
+            if self.closed:
                 break
             if job_id in self.runner.tracker.running:
                 continue
@@ -134,7 +122,3 @@ class Resumer:
         self.records.forget_usage(record)
         self.leases.forget(record["id"])
         log.warning("job %s: %s", record["id"], error)
-
-    def close(self) -> None:
-        """Stop taking jobs over."""
-        self._closed.set()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from datetime import UTC, datetime, timedelta
 
 from gateway_dask_zarr.jobs.manager import JobManager
+from gateway_dask_zarr.jobs.periodic import Periodic
 from gateway_dask_zarr.jobs.records import Records
 
 log = logging.getLogger(__name__)
@@ -17,30 +17,18 @@ SLOT_S = 3600
 PAGE = 1000
 
 
-class Retention:
+class Retention(Periodic):
     """A background sweep: each hour one replica claims the hour's lease and deletes the old jobs."""
 
+    name = "retention"
+    failure = "the sweep failed"
+
     def __init__(self, jobs: JobManager, records: Records, days: int) -> None:
+        super().__init__(SLOT_S / 4, first_s=0)
         self.jobs = jobs
         self.records = records
         self.days = days
         self.holder = f"{socket.gethostname()}-{id(self):x}"
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Retention:
-        """Run sweeps in a daemon thread until close()."""
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                self.run_once()
-            except Exception as exc:
-                log.warning("retention: the sweep failed: %s", type(exc).__name__)
-            self._closed.wait(SLOT_S / 4)
 
     def run_once(self, now: datetime | None = None) -> int | None:
         """Sweep if this replica wins the lease of the current slot: the number deleted, or None."""
@@ -54,7 +42,7 @@ class Retention:
         """Delete every job created before `cutoff` that no runner still acts on; the number deleted."""
         deleted = 0
         before = None
-        while not self._closed.is_set():
+        while not self.closed:
             names = (
                 self.records.index_page(None, PAGE, before) if before else self.records.index_older_than(cutoff, PAGE)
             )
@@ -67,7 +55,3 @@ class Retention:
         if deleted:
             log.info("retention: %d jobs older than %d days deleted", deleted, self.days)
         return deleted
-
-    def close(self) -> None:
-        """Stop sweeping."""
-        self._closed.set()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from gateway_dask_zarr.jobs.audit import Audit, Repair
 from gateway_dask_zarr.jobs.leases import Leases
+from gateway_dask_zarr.jobs.periodic import Periodic
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.storage.arrays import JobStore
 
@@ -31,30 +31,19 @@ SWEPT = frozenset(
 )
 
 
-class Sweeper:
+class Sweeper(Periodic):
     """A background sweep of the whole store (one LIST per 1000 objects) with `check`'s audit and repairs."""
 
+    name = "sweeper"
+    failure = "the sweep failed"
+
     def __init__(self, records: Records, store: JobStore, leases: Leases, grace_s: float) -> None:
+        super().__init__(SLOT_S / 4)
         self.records = records
         self.store = store
         self.leases = leases
         self.grace_s = grace_s
         self.swept = 0  # objects and entries removed or repaired by this replica
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Sweeper:
-        """Sweep in a daemon thread until close()."""
-        self._thread = threading.Thread(target=self._loop, name="sweeper", daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._closed.wait(SLOT_S / 4):
-            try:
-                self.run_once()
-            except Exception as exc:
-                log.warning("sweeper: the sweep failed: %s", type(exc).__name__)
 
     def run_once(self) -> int | None:
         """Sweep if this replica wins the current slot's lease: the number of objects and entries fixed, or None."""
@@ -68,7 +57,7 @@ class Sweeper:
         repair = Repair(self.records, self.store, self.leases)
         fixed = 0
         for finding in Audit(self.records, self.store, self.grace_s).findings():
-            if self._closed.is_set():
+            if self.closed:
                 break
             if finding.kind in SWEPT and repair(finding) is not None:
                 fixed += max(1, len(finding.keys))
@@ -77,7 +66,3 @@ class Sweeper:
         if fixed:
             log.info("sweeper: %d objects and entries removed or repaired", fixed)
         return fixed
-
-    def close(self) -> None:
-        """Stop sweeping."""
-        self._closed.set()

@@ -101,6 +101,8 @@ def _list_paths() -> dict[str, Any]:
                     "202": _job("the job was accepted"),
                     "400": _error("a bad parameter"),
                     "401": _error("no or wrong token"),
+                    "404": _error("a derived kind's input is no job the caller may read"),
+                    "409": _error("a derived kind's input is not complete"),
                     "413": _error("over a size limit, or over the caller's storage quota"),
                     "429": _error("too many jobs at once, in all or the caller's; see Retry-After"),
                     "503": _error("the cluster or store is unavailable"),
