@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -153,3 +155,14 @@ def test_a_kind_of_a_few_lines_runs_through_http_the_client_and_verification(app
     array = verified(document)
     assert array.attrs["gateway"]["provenance"]["kind"] == "ones"
     np.testing.assert_array_equal(array[...], np.ones((200, 300)))
+
+
+def test_the_cli_runs_a_reduce_of_a_job(app: Any) -> None:
+    source = finished(app.test_client(), {"shape": [100, 80], "chunks": [50, 40], "dtype": "float64", "seed": 2})
+    with serve(app) as url:
+        command = [sys.executable, "-m", "gateway_dask_zarr", "run", "--url", url, "--json", "--kind", "reduce"]
+        command += ["--input", source["id"], "--op", "sum", "--axes", "1"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    document = json.loads(done.stdout)
+    assert document["kind"] == "reduce" and document["shape"] == [100, 1] and document["axes"] == [1]
+    np.testing.assert_allclose(open_job_array(document)[...], open_job_array(source)[...].sum(axis=1, keepdims=True))

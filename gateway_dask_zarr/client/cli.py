@@ -55,7 +55,11 @@ def _summary(job: RemoteJob) -> str:
 
 def cmd_run(gateway: GatewayClient, args: argparse.Namespace) -> int:
     """Submit a job, follow it, and print its array's URL (or its document with --json)."""
-    job = gateway.submit(args.shape, args.chunks, args.dtype, args.seed, args.shards)
+    options = {"op": args.op, "axes": args.axes}
+    kind_options = {k: v for k, v in options.items() if v is not None}
+    job = gateway.submit(
+        args.shape, args.chunks, args.dtype, args.seed, args.shards, kind=args.kind, input=args.input, **kind_options
+    )
     if args.no_wait:
         _say(args, job.document, job.id)
         return OK
@@ -138,6 +142,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", choices=["float32", "float64"])
     run.add_argument("--seed", type=int)
     run.add_argument("--shards", type=_ints, help="e.g. 1000,1000: one object per shard (not sharded when absent)")
+    run.add_argument("--kind", help="the job kind: random (default), rechunk, reduce (docs/api.md)")
+    run.add_argument("--input", help="a derived kind's input job id")
+    run.add_argument("--op", help="reduce: min, max, sum, mean or std")
+    run.add_argument("--axes", type=_ints, help="reduce: e.g. 0 or 0,1 (all axes when absent)")
     run.add_argument("--timeout", type=float, help="stop waiting after this many seconds (exit 5)")
     run.add_argument("--no-wait", action="store_true", help="print the job's id and return at once")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
