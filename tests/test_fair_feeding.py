@@ -22,7 +22,9 @@ def default_job_s(client: Any) -> float:
     started = time.monotonic()
     response = client.get("/run")
     seconds = time.monotonic() - started
-    assert response.status_code == 200 and response.get_json()["status"] == "complete", response.get_json()
+    document = response.get_json()
+    assert response.status_code == 200 and document["status"] == "complete", document
+    assert document["queued_s"] is not None and document["queued_s"] >= 0
     return seconds
 
 
@@ -41,6 +43,7 @@ def test_a_default_job_completes_while_a_large_job_of_another_user_runs(make_app
     ended = lambda: (d := alice.get(link).get_json())["status"] not in ("queued", "running") and d  # noqa: E731
     large = wait_for(ended, timeout=300)
     assert large["status"] == "complete", large
+    assert large["queued_s"] is not None and 0 <= large["queued_s"] <= large["seconds"] + 5
     assert large["chunks_written"] == 200 and large["bytes_written"] >= 1_600_000_000
     array = open_job_array(large)
     # Corners, edges and a diagonal of the 20 x 10 grid: the rule holds where the tasks met.

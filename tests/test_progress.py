@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -38,11 +39,13 @@ class _Future:
 @pytest.mark.fast
 def test_progress_never_goes_back_nor_passes_the_total_when_a_task_reruns() -> None:
     job = Job.__new__(Job)
-    job.done = 0
+    job.done, job.queued_s, job.created = 0, None, datetime.now(UTC)
     tally = JobProgress(job, ["a", "b"], [100, 60])
     progress = Progress()
     progress.jobs["j"] = tally
     progress.on_event((0.0, {"job": "j", "key": "a", "done": 40}))
+    # Its first task's first report ends its time in the queue.
+    assert job.queued_s is not None and 0 <= job.queued_s < 60
     progress.on_event((0.0, {"job": "j", "key": "b", "done": 30}))
     assert job.done == 70
     # Task a's worker was lost: its rerun reports from 0 again, and a stale attempt's key is ignored.

@@ -29,6 +29,7 @@ DOCUMENT_KEYS = (
     "created",
     "finished",
     "seconds",
+    "queued_s",
     "chunks_written",
     "bytes_written",
     "stats",
@@ -53,6 +54,7 @@ class Job:
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished: datetime | None = None
     seconds: float | None = None
+    queued_s: float | None = None  # from accepted to its first task running (jobs/progress.py)
     done: int = 0
     chunks_written: int = 0
     bytes_written: int = 0
@@ -85,6 +87,7 @@ class Job:
             "created": now_iso(self.created),
             "finished": now_iso(self.finished) if self.finished else None,
             "seconds": self.seconds,
+            "queued_s": self.queued_s,
             "chunks_written": self.chunks_written,
             "bytes_written": self.bytes_written,
             "stats": self.stats,
@@ -153,6 +156,7 @@ def document_schema() -> dict[str, Any]:
             "created": text,
             "finished": {**text, "nullable": True},
             "seconds": {**number, "nullable": True},
+            "queued_s": {**number, "nullable": True},
             "chunks_written": integer,
             "bytes_written": integer,
             "stats": stats,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -29,6 +30,8 @@ class JobProgress:
         if size is None:
             return
         with self._lock:
+            if self.job.queued_s is None:  # its first task's first report: it runs on a worker
+                self.job.queued_s = round((datetime.now(UTC) - self.job.created).total_seconds(), 3)
             self.counts[key] = max(self.counts[key], min(done, size))
             self.job.done = max(self.job.done, sum(self.counts.values()))
 

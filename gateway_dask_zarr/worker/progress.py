@@ -29,6 +29,8 @@ class TaskProgress:
         try:
             self.worker = get_worker()
             self.key = str(self.worker.get_current_task())
+            # A first report at once: the app learns the job's tasks run (its queued_s).
+            self.worker.log_event(TOPIC, {"job": self.job_id, "key": self.key, "done": 0})
         except ValueError:  # called in-process (tests, bench): nobody to tell
             pass
 
