@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from gateway_dask_zarr.env_values import ConfigError
 from gateway_dask_zarr.jobs import feeder, plan_tasks
 from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.settings import Settings
 
 pytestmark = pytest.mark.fast
 
@@ -34,3 +36,12 @@ def test_a_smaller_job_has_a_higher_priority() -> None:
     default, large = 4_000_000, 1_600_000_000
     assert feeder.priority(default) > feeder.priority(large)
     assert feeder.priority(default) == feeder.priority(default + 1)
+
+
+def test_workers_min_and_max_default_to_three_and_max_below_min_is_refused() -> None:
+    settings = Settings.from_env({})
+    assert (settings.workers_min, settings.workers_max) == (3, 3)
+    assert Settings.from_env({"WORKERS_MIN": "4"}).workers_max == 4
+    assert Settings.from_env({"WORKERS_MAX": "6"}).workers_max == 6
+    with pytest.raises(ConfigError, match="WORKERS_MAX"):
+        Settings.from_env({"WORKERS_MIN": "4", "WORKERS_MAX": "3"})
