@@ -204,19 +204,9 @@ class GatewayClient:
         body = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
         return RemoteJob(self, self.request("POST", "/jobs", json=body).json())
 
-    def run(
-        self,
-        shape: builtins.list[int] | None = None,
-        chunks: builtins.list[int] | None = None,
-        dtype: str | None = None,
-        seed: int | None = None,
-        shards: builtins.list[int] | None = None,
-        *,
-        progress: bool = True,
-        timeout: float | None = None,
-    ) -> RemoteJob:
-        """Submit a job and wait for it, with a progress bar; raise JobFailed if it fails."""
-        return self.submit(shape, chunks, dtype, seed, shards).wait(progress=progress, timeout=timeout)
+    def run(self, *args: Any, progress: bool = True, timeout: float | None = None, **params: Any) -> RemoteJob:
+        """Submit a job (the arguments of submit) and wait for it, with a progress bar; raise JobFailed if it fails."""
+        return self.submit(*args, **params).wait(progress=progress, timeout=timeout)
 
     def get(self, job_id: str) -> RemoteJob:
         """One job (GET /jobs/<id>); GatewayError 404 if there is none."""
