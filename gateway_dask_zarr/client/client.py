@@ -257,6 +257,11 @@ class RemoteJob:
         done = total if self.status == "complete" else int(progress.get("done", 0))
         return done, int(progress.get("total", total))
 
+    @property
+    def waiting(self) -> bool:
+        """True while the job is accepted but none of its tasks runs yet: it waits for workers (queued_s is null)."""
+        return self.status not in ENDED and self.document.get("queued_s") is None
+
     def refresh(self) -> RemoteJob:
         """Fetch the job's document again."""
         self.document = self.gateway.request("GET", f"/jobs/{self.id}").json()
@@ -273,6 +278,7 @@ class RemoteJob:
                     # close() draws the final line: once, not also from an update just before it.
                     bar.n = done
                     break
+                bar.set_description(f"{self.id} (waiting for workers)" if self.waiting else self.id, refresh=False)
                 if done < total:
                     bar.update(done - bar.n)
                 if deadline is not None and time.monotonic() >= deadline:
