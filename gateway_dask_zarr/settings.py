@@ -39,6 +39,8 @@ KNOWN_ENV: frozenset[str] = frozenset(
     {
         "CLUSTER",
         "N_WORKERS",
+        "WORKERS_MIN",
+        "WORKERS_MAX",
         "SCHEDULER_ADDRESS",
         "DASK_GATEWAY_CLUSTER_OPTIONS",
         "CLUSTER_START_TIMEOUT_S",
@@ -125,6 +127,9 @@ class Settings:
 
     cluster: str = "local"
     n_workers: int = 3
+    # Bounded adaptive scaling (issue 21): with workers_max > workers_min the cluster adapts between them.
+    workers_min: int = 3
+    workers_max: int = 3
     scheduler_address: str | None = None
     gateway_cluster_options: dict[str, Any] = field(default_factory=dict)
     cluster_start_timeout_s: int = 300
@@ -177,9 +182,12 @@ class Settings:
         cluster = read_choice(env, "CLUSTER", CLUSTER_KINDS)
         scheduler_address = env.get("SCHEDULER_ADDRESS", "").strip() or None
         max_active = read_int(env, "MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 1000)
+        workers_min = read_int(env, "WORKERS_MIN", cls.workers_min, 1, 100)
         settings = cls(
             cluster=cluster,
             n_workers=read_int(env, "N_WORKERS", 3, 1, 100),
+            workers_min=workers_min,
+            workers_max=read_int(env, "WORKERS_MAX", max(cls.workers_max, workers_min), 1, 1000),
             scheduler_address=scheduler_address,
             gateway_cluster_options=read_cluster_options(env),
             cluster_start_timeout_s=read_int(env, "CLUSTER_START_TIMEOUT_S", 300, 1),
@@ -215,6 +223,10 @@ class Settings:
         """Check the rules that relate two settings to each other."""
         if self.cluster == "scheduler" and not self.scheduler_address:
             raise ConfigError("SCHEDULER_ADDRESS", "is required when CLUSTER=scheduler")
+        if self.workers_max < self.workers_min:
+            raise ConfigError(
+                "WORKERS_MAX", f"must not be below WORKERS_MIN ({self.workers_min}), got {self.workers_max}"
+            )
         if self.min_chunk_bytes > self.max_chunk_bytes:
             raise ConfigError("MIN_CHUNK_BYTES", "must not exceed MAX_CHUNK_BYTES")
         if self.max_chunk_bytes > self.max_array_bytes:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from gateway_dask_zarr.client.client import RemoteJob
+from gateway_dask_zarr.env_values import ConfigError
 from gateway_dask_zarr.jobs import feeder, plan_tasks
 from gateway_dask_zarr.params import JobRequest
+from gateway_dask_zarr.settings import Settings
 
 pytestmark = pytest.mark.fast
 
@@ -34,3 +37,19 @@ def test_a_smaller_job_has_a_higher_priority() -> None:
     default, large = 4_000_000, 1_600_000_000
     assert feeder.priority(default) > feeder.priority(large)
     assert feeder.priority(default) == feeder.priority(default + 1)
+
+
+def test_workers_min_and_max_default_to_three_and_max_below_min_is_refused() -> None:
+    settings = Settings.from_env({})
+    assert (settings.workers_min, settings.workers_max) == (3, 3)
+    assert Settings.from_env({"WORKERS_MIN": "4"}).workers_max == 4
+    assert Settings.from_env({"WORKERS_MAX": "6"}).workers_max == 6
+    with pytest.raises(ConfigError, match="WORKERS_MAX"):
+        Settings.from_env({"WORKERS_MIN": "4", "WORKERS_MAX": "3"})
+
+
+def test_the_client_says_a_job_waits_for_workers_until_its_queued_s_is_known() -> None:
+    document = {"id": "j", "status": "running", "shape": [10], "chunks": [10], "queued_s": None}
+    assert RemoteJob(None, document).waiting  # type: ignore[arg-type]
+    assert not RemoteJob(None, {**document, "queued_s": 0.2}).waiting  # type: ignore[arg-type]
+    assert not RemoteJob(None, {**document, "status": "complete"}).waiting  # type: ignore[arg-type]

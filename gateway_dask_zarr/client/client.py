@@ -204,19 +204,9 @@ class GatewayClient:
         body = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if v is not None}
         return RemoteJob(self, self.request("POST", "/jobs", json=body).json())
 
-    def run(
-        self,
-        shape: builtins.list[int] | None = None,
-        chunks: builtins.list[int] | None = None,
-        dtype: str | None = None,
-        seed: int | None = None,
-        shards: builtins.list[int] | None = None,
-        *,
-        progress: bool = True,
-        timeout: float | None = None,
-    ) -> RemoteJob:
-        """Submit a job and wait for it, with a progress bar; raise JobFailed if it fails."""
-        return self.submit(shape, chunks, dtype, seed, shards).wait(progress=progress, timeout=timeout)
+    def run(self, *args: Any, progress: bool = True, timeout: float | None = None, **params: Any) -> RemoteJob:
+        """Submit a job (the arguments of submit) and wait for it, with a progress bar; raise JobFailed if it fails."""
+        return self.submit(*args, **params).wait(progress=progress, timeout=timeout)
 
     def get(self, job_id: str) -> RemoteJob:
         """One job (GET /jobs/<id>); GatewayError 404 if there is none."""
@@ -267,6 +257,11 @@ class RemoteJob:
         done = total if self.status == "complete" else int(progress.get("done", 0))
         return done, int(progress.get("total", total))
 
+    @property
+    def waiting(self) -> bool:
+        """True while the job is accepted but none of its tasks runs yet: it waits for workers (queued_s is null)."""
+        return self.status not in ENDED and self.document.get("queued_s") is None
+
     def refresh(self) -> RemoteJob:
         """Fetch the job's document again."""
         self.document = self.gateway.request("GET", f"/jobs/{self.id}").json()
@@ -283,6 +278,7 @@ class RemoteJob:
                     # close() draws the final line: once, not also from an update just before it.
                     bar.n = done
                     break
+                bar.set_description(f"{self.id} (waiting for workers)" if self.waiting else self.id, refresh=False)
                 if done < total:
                     bar.update(done - bar.n)
                 if deadline is not None and time.monotonic() >= deadline:

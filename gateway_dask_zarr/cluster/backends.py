@@ -222,6 +222,7 @@ class LocalBackend(ClusterBackend):
                 **network,
             )
         attempt.keep(cluster.close)
+        adapt(cluster, self.settings)
         return cluster, Client(cluster, set_as_default=False)
 
 
@@ -246,6 +247,7 @@ class GatewayBackend(ClusterBackend):
         cluster = GatewayCluster.from_name(name, shutdown_on_close=True)
         attempt.keep(partial(close_cluster, cluster))
         cluster.scale(self.settings.n_workers)
+        adapt(cluster, self.settings)
         return cluster, cluster.get_client(set_as_default=False)
 
     def name(self, cluster: Any) -> str | None:
@@ -273,3 +275,10 @@ CLUSTER_BACKENDS: dict[str, type[ClusterBackend]] = {
 def cluster_backend(settings: Settings, *, in_process_workers: bool = False) -> ClusterBackend:
     """The backend of settings.cluster."""
     return CLUSTER_BACKENDS[settings.cluster](settings, in_process_workers=in_process_workers)
+
+
+def adapt(cluster: Any, settings: Settings) -> None:
+    """Bounded adaptive scaling when WORKERS_MAX > WORKERS_MIN (a fixed size otherwise)."""
+    if settings.workers_max > settings.workers_min:
+        log.info("the cluster adapts between %d and %d workers", settings.workers_min, settings.workers_max)
+        cluster.adapt(minimum=settings.workers_min, maximum=settings.workers_max)

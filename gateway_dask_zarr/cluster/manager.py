@@ -168,6 +168,8 @@ class ClusterManager:
             "backend": self.settings.cluster,
             "workers": workers,
             "expected_workers": self.settings.n_workers,
+            "workers_min": self.settings.workers_min,
+            "workers_max": self.settings.workers_max,
             "dashboard": self.dashboard_link,
             "problem": problem,
         }

@@ -99,7 +99,10 @@
     bar.setAttribute("aria-valuemax", String(progress.total));
     bar.setAttribute("aria-valuenow", String(progress.done));
     drawBar(bar);
-    field(row, "progress-text").textContent = progress.done + " / " + progress.total + " chunks";
+    // Accepted, but none of its tasks runs yet (issue 21's queued_s): other jobs hold the workers.
+    const waiting = (job.status === "queued" || job.status === "running") && job.queued_s == null;
+    field(row, "progress-text").textContent =
+      progress.done + " / " + progress.total + " chunks" + (waiting ? ", waiting for workers" : "");
     field(row, "summary").textContent =
       job.status === "complete"
         ? humanBytes(job.bytes_written) + " in " + job.seconds + " s" + (job.stats ? " · mean " + job.stats.mean.toFixed(4) : "")
