@@ -31,9 +31,10 @@ from gateway_dask_zarr.jobs.records import (
     store_errors,
     usage_key,
 )
+from gateway_dask_zarr.jobs.resume import request_of
+from gateway_dask_zarr.kinds.verify import mismatched
 from gateway_dask_zarr.storage.arrays import METADATA_KEY, JobStore
 from gateway_dask_zarr.worker.blocks import block_data
-from gateway_dask_zarr.worker.verify import mismatched_blocks
 
 ARRAY = ".zarr/"
 # The readiness probe's objects live for one request.
@@ -179,7 +180,10 @@ class Audit:
         if document.get("id") != job_id or document.get("status") != "complete":
             found.append(Finding("metadata_mismatch", job_id, "its zarr.json does not carry this job's document"))
         elif verify and not missing:
-            wrong = mismatched_blocks(self.store.open_array(job_id), record["seed"])
+            # Each kind's own rule (a derived kind's against its input).
+            request = request_of(record)
+            source = self.store.open_array(request.input) if request.input else None
+            wrong = mismatched(request, self.store.open_array(job_id), source)
             if wrong:
                 found.append(
                     Finding("chunk_mismatch", job_id, f"{len(wrong)} chunks differ from the rule", blocks=tuple(wrong))
@@ -243,7 +247,8 @@ class Repair:
             self.records.delete_keys(list(finding.keys))
             return f"deleted {len(finding.keys)} objects"
         if kind in ("missing_chunks", "chunk_mismatch"):
-            if record is None or record["status"] != "complete":
+            # Only the random kind's chunks are a rule of the record alone; a derived job's are reported.
+            if record is None or record["status"] != "complete" or (record.get("kind") or "random") != "random":
                 return None
             return f"rewrote {self._rewrite(record, finding.blocks)} chunks from the rule"
         if kind in ("record_without_array", "stale_record"):
