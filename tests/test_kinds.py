@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+import tracemalloc
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cloudpickle
@@ -20,10 +22,13 @@ from gateway_dask_zarr.client import GatewayClient
 from gateway_dask_zarr.grid import BlockIndex
 from gateway_dask_zarr.jobs.resume import request_of
 from gateway_dask_zarr.kinds.base import Kind
+from gateway_dask_zarr.kinds.rechunk import CopyBlocks
 from gateway_dask_zarr.kinds.registry import KINDS
 from gateway_dask_zarr.kinds.verify import mismatched
 from gateway_dask_zarr.params import CHUNKS, DTYPE, SHAPE, JobRequest
 from gateway_dask_zarr.server.openapi import openapi_document
+from gateway_dask_zarr.storage.arrays import array_kwargs, array_metadata
+from gateway_dask_zarr.worker.blocks import ArrayTarget, write_blocks
 
 ALICE = {"Authorization": "Bearer alice-kinds-token"}
 BOB = {"Authorization": "Bearer bob-kinds-token"}
@@ -166,3 +171,34 @@ def test_the_cli_runs_a_reduce_of_a_job(app: Any) -> None:
     document = json.loads(done.stdout)
     assert document["kind"] == "reduce" and document["shape"] == [100, 1] and document["axes"] == [1]
     np.testing.assert_allclose(open_job_array(document)[...], open_job_array(source)[...].sum(axis=1, keepdims=True))
+
+
+def test_a_rechunk_tasks_peak_memory_stays_within_its_bound(client: Any, settings: Any) -> None:
+    """One task (run here, as a worker runs it) holds about concurrency x (output unit + input it reads) x copies.
+
+    The bound stated in docs/api.md: per output unit in flight, the unit raw, padded and
+    encoded and its input chunks encoded and decoded, 5 x the unit's bytes when the input
+    chunks a unit intersects hold as many bytes as it does. Measured with tracemalloc (numpy's
+    and Python's allocations), against an array 10x the bound.
+    """
+    source = finished(client, {"shape": [2000, 2000], "chunks": [100, 100], "dtype": "float64", "seed": 6})
+    request = replace(
+        JobRequest.parse({"shape": "2000,2000", "chunks": "200,200", "dtype": "float64", "seed": "0"}, settings),
+        kind="rechunk",
+        input=source["id"],
+    )
+    kwargs = array_kwargs(request.shape, request.chunks, request.dtype, settings.compressor, None)
+    concurrency = 2
+    target = ArrayTarget(
+        settings.store_url, settings.s3_endpoint_url, "rechunk-memory", array_metadata(kwargs),
+        CopyBlocks(source["id"]), time.time() + 120, concurrency,
+    )  # fmt: skip
+    tracemalloc.start()
+    try:
+        facts = write_blocks(target, range(request.n_units))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert facts["chunks"] == request.n_units == 100
+    bound = concurrency * 5 * request.unit_bytes
+    assert peak <= bound <= request.nbytes / 10, (peak, bound, request.nbytes)
