@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import jobs_list, zarr_http
+from bench import fair, jobs_list, zarr_http
 from bench.floor import put_cpu, put_seconds, s3
 from bench.load import run_jobs
 from bench.report import markdown
@@ -239,6 +239,9 @@ def measure(results: dict[str, Any]) -> None:
             clear_bucket(endpoint)
             log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 5 rounds, RSS sampled")
             results["large"] = large_job(app.url, endpoint, watched)
+            log("a default job beside the 1.6 GB job (issue 21) against the same job idle, 5 each")
+            results["fair"] = fair.measure(app.url)
+            clear_bucket(endpoint)
             log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
             results["many"] = many_chunks(app.url, endpoint, watched, app_log)
             clear_bucket(endpoint)

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from gateway_dask_zarr.client import MIN_RETRY_S, _retry_after
+from gateway_dask_zarr.client.client import MIN_RETRY_S, _retry_after
 
 
 @dataclass

@@ -55,6 +55,25 @@ def _rows(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fair_rows(r: dict[str, Any]) -> list[str]:
+    """Issue 21: a default job beside the 1.6 GB job against the same job idle."""
+    f = r.get("fair")
+    if not f:
+        return []
+    return [
+        _row(
+            "default job while a large job runs / default job idle (20000x10000 float64, 1.6 GB), "
+            f"{len(f['idle_s'])} each",
+            f"p50 {statistics.median(f['beside_s']):.3f} s beside it"
+            + ("" if f["measured_beside"] else " (the large job had ended)"),
+            f"p50 {statistics.median(f['idle_s']):.3f} s idle; the large job {f['large_status']} in {f['large_s']} s",
+            f"{f['ratio']:.2f}x",
+            "<= 2x (83x before issue 21)",
+            f["ratio"] <= 2 and f["measured_beside"],
+        )
+    ]
+
+
 def _cpu_row(d: dict[str, Any]) -> str:
     """Where the default job's CPU goes, by process, against its floor's: both run on the same cores."""
     job, floor = d["job_cpu_ms"], d["floor_cpu_ms"]
@@ -178,6 +197,7 @@ def markdown(r: dict[str, Any]) -> str:
         "| measure | value | floor / reference | ratio | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
         *_rows(r),
+        *_fair_rows(r),
         *([_cpu_row(r["default"])] if "job_cpu_ms" in r["default"] else []),
         *_memory_rows(r),
         *_listing_rows(r),
