@@ -80,3 +80,11 @@ def discard_store(server: EmbeddedS3) -> None:
         server.process.kill()
         server.process.wait()
     server.close()
+
+
+def module_file(module: str, env: dict[str, str], cwd: Path) -> str:
+    """The file `module` is imported from by this Python with `env`, run in `cwd`."""
+    code = f"import {module} as m; print(m.__file__)"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, check=True
+    ).stdout

@@ -17,7 +17,7 @@ import dask.array
 import numpy as np
 import psutil
 import pytest
-from helpers import assert_verified, pip_install_target, wait_for
+from helpers import assert_verified, module_file, pip_install_target, wait_for
 from live import serve
 from serve import free_port, http_status
 
@@ -358,13 +358,6 @@ def test_pip_install_gives_the_client_and_the_command(service: str, tmp_path: Pa
     )
     assert listed.returncode == 0, listed.stderr
     assert isinstance(json.loads(listed.stdout), list)
-    where = subprocess.run(
-        [sys.executable, "-c", "import gateway_dask_zarr.client as c; print(c.__file__)"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=True,
-    ).stdout
+    where = module_file("gateway_dask_zarr.client", env, tmp_path)
     assert where.startswith(str(target))
     assert (target / "gateway_dask_zarr" / "server" / "templates").is_dir()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import requests
 from conftest import BUCKET
-from helpers import pip_install_target
+from helpers import module_file, pip_install_target
 from serve import Served
 
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
@@ -25,14 +23,7 @@ def test_serve_from_an_installed_package_answers_readyz(s3: EmbeddedS3, tmp_path
         "DATA_DIR": str(tmp_path / "data"),
     }
     # The gunicorn settings and the app come from the installed package, not from a checkout.
-    shipped = subprocess.run(
-        [sys.executable, "-c", "import gateway_dask_zarr.server.gunicorn_conf as c; print(c.__file__)"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=True,
-    ).stdout
+    shipped = module_file("gateway_dask_zarr.server.gunicorn_conf", env, tmp_path)
     assert shipped.startswith(str(target))
     command = [str(target / "bin" / "gateway-dask-zarr"), "serve", "--port", "{port}"]
     with Served(command, env, tmp_path / "serve.log", cwd=tmp_path) as served:
