@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gateway_dask_zarr.jobs.job import Job
 from gateway_dask_zarr.jobs.progress import JobProgress, Progress
+from gateway_dask_zarr.params import JobRequest
 
 
 def test_a_1600_chunk_job_polled_every_half_second_shows_progress_moving(client: Any) -> None:
@@ -24,6 +24,8 @@ def test_a_1600_chunk_job_polled_every_half_second_shows_progress_moving(client:
         time.sleep(0.5)  # the poll interval under test, not a wait for a condition
     assert doc["status"] == "complete", doc
     assert doc["chunks_written"] == 1600
+    # Both counted from the job's acceptance, on one clock: its wait is part of its time.
+    assert 0 <= doc["queued_s"] <= doc["seconds"], doc
     moving = sorted(set(seen) - {0, 1600})
     assert seen == sorted(seen), seen  # never backwards
     assert len(moving) >= 5, seen
@@ -38,8 +40,7 @@ class _Future:
 
 @pytest.mark.fast
 def test_progress_never_goes_back_nor_passes_the_total_when_a_task_reruns() -> None:
-    job = Job.__new__(Job)
-    job.done, job.queued_s, job.created = 0, None, datetime.now(UTC)
+    job = Job("j", JobRequest((160,), (1,), "float32", 1), "ann", deadline=time.time() + 60)
     tally = JobProgress(job, ["a", "b"], [100, 60])
     progress = Progress()
     progress.jobs["j"] = tally
@@ -58,3 +59,21 @@ def test_progress_never_goes_back_nor_passes_the_total_when_a_task_reruns() -> N
     tally.finished("a", _Future("finished"))
     tally.finished("b", _Future("error"))
     assert job.done == 160
+
+
+@pytest.mark.fast
+def test_queued_s_is_never_above_seconds_even_for_a_report_after_the_end() -> None:
+    job = Job("j", JobRequest((10,), (5,), "float32", 1), "ann", deadline=time.time() + 60)
+    tally = JobProgress(job, ["a", "b"], [5, 5])
+    tally.report("a", 1)
+    queued = job.queued_s
+    job.stop_clock()
+    assert queued is not None and 0 <= queued <= job.seconds  # type: ignore[operator]
+    tally.report("b", 5)  # a late report keeps the first reading
+    assert job.queued_s == queued
+
+    # A job that ended before any task ran (cancelled, failed) stays without queued_s.
+    idle = Job("k", JobRequest((10,), (5,), "float32", 1), "ann", deadline=time.time() + 60)
+    idle.stop_clock()
+    JobProgress(idle, ["a"], [10]).report("a", 3)
+    assert idle.queued_s is None and idle.seconds is not None

@@ -53,8 +53,11 @@ class Job:
     status: str = "queued"
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished: datetime | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # from accepted to ended, on the clock below
     queued_s: float | None = None  # from accepted to its first task running (jobs/progress.py)
+    # This replica's monotonic clock when it accepted (or took over) the job: seconds and
+    # queued_s both count from it, so queued_s never exceeds seconds.
+    accepted: float = field(default_factory=time.monotonic, repr=False)
     done: int = 0
     chunks_written: int = 0
     bytes_written: int = 0
@@ -73,6 +76,19 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     # Serialises this job's record writes: a progress write must never land after the final one.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Orders the two readings of the clock: a late first report must not set queued_s after seconds.
+    clock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def started_running(self) -> None:
+        """Its first task runs: queued_s, once, and never after the job ended."""
+        with self.clock:
+            if self.queued_s is None and self.seconds is None:
+                self.queued_s = round(time.monotonic() - self.accepted, 3)
+
+    def stop_clock(self) -> None:
+        """The job ended: seconds since it was accepted."""
+        with self.clock:
+            self.seconds = round(time.monotonic() - self.accepted, 3)
 
     def document(self) -> dict[str, Any]:
         """The job document (no URLs, no secrets)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -30,8 +29,7 @@ class JobProgress:
         if size is None:
             return
         with self._lock:
-            if self.job.queued_s is None:  # its first task's first report: it runs on a worker
-                self.job.queued_s = round((datetime.now(UTC) - self.job.created).total_seconds(), 3)
+            self.job.started_running()  # the first report ends its time in the queue
             self.counts[key] = max(self.counts[key], min(done, size))
             self.job.done = max(self.job.done, sum(self.counts.values()))
 

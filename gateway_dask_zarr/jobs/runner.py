@@ -136,9 +136,9 @@ class Runner:
             for future in as_completed(futures, loop=client.loop, timeout=self.settings.job_timeout_s):
                 _check(job, future)
             # One gather for all the results: a result() per future is a round trip each.
-            self._complete(job, client.gather(futures), started)
+            self._complete(job, client.gather(futures))
         except Exception as exc:
-            self._fail(job, reason(exc, self.settings, self.store), futures, started)
+            self._fail(job, reason(exc, self.settings, self.store), futures)
         finally:
             self.tracker.running.pop(job.id, None)
             self.progress.end(job.id)
@@ -150,7 +150,7 @@ class Runner:
                     log.exception("a job listener failed on job %s", job.id)
             job.ended.set()
 
-    def _complete(self, job: Job, facts: list[dict[str, Any]], started: float) -> None:
+    def _complete(self, job: Job, facts: list[dict[str, Any]]) -> None:
         count = sum(f["count"] for f in facts)
         job.chunks_written = sum(f["chunks"] for f in facts)
         job.bytes_written = sum(f["bytes"] for f in facts)
@@ -161,7 +161,7 @@ class Runner:
         }
         _check_written(job, self.store)
         job.finished = datetime.now(UTC)
-        job.seconds = round(time.monotonic() - started, 3)
+        job.stop_clock()
         # A complete job has no error, whatever a lost cluster or a stopping replica set meanwhile.
         job.error = None
         request = job.request
@@ -184,7 +184,7 @@ class Runner:
             self.store.delete(job.id)
             self.records.remove(job.record())
 
-    def _fail(self, job: Job, why: str, futures: list[Any], started: float) -> None:
+    def _fail(self, job: Job, why: str, futures: list[Any]) -> None:
         if job.handed_back:
             # Not a failure: another replica takes the job over and rewrites its chunks.
             job_log(job).info("job %s handed back after %s", job.id, why)
@@ -199,7 +199,7 @@ class Runner:
         # A reason recorded earlier (the cluster was lost) says more than the cancellation it caused.
         job.error = DELETED.format(id=job.id) if job.cancel.is_set() else job.error or why
         job.finished = datetime.now(UTC)
-        job.seconds = round(time.monotonic() - started, 3)
+        job.stop_clock()
         job.frees_at = job.deadline + self.settings.cleanup_grace_s if late else time.time()
         job.cleanup = "pending"
         job_log(job).warning("job %s %s: %s", job.id, job.status, job.error)
