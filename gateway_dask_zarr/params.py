@@ -194,11 +194,6 @@ def query_parameters() -> list[dict[str, Any]]:
     return [{"name": p.name, "in": "query", "description": p.help, "schema": p.query_schema()} for p in PARAMETERS]
 
 
-def form_fields() -> list[dict[str, Any]]:
-    """The inputs of the page's run form."""
-    return [p.form_field() for p in PARAMETERS]
-
-
 def check_shards(shape: tuple[int, ...], chunks: tuple[int, ...], shards: tuple[int, ...]) -> None:
     """Refuse shards that are not whole chunks along every dimension, or larger than the array's chunks cover."""
     if len(shards) != len(shape):

@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 import zarr
-from helpers import assert_verified
+from helpers import assert_verified, open_job_array
 from live import serve
 from playwright.sync_api import Browser, Page, expect
 
+from gateway_dask_zarr.kinds.registry import KINDS
 from gateway_dask_zarr.worker.verify import mismatched_blocks
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -121,6 +123,77 @@ def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_u
     page.reload()
     wait_for_preview(page, page.locator(f'li.job[data-id="{job_id}"]'))
     assert problems == []
+
+
+def submit_and_wait(page: Page) -> tuple[Any, str]:
+    """Submit the form as it is; the new job's row, once complete, and its id."""
+    page.click("#run-button")
+    expect(page.locator("#form-status")).to_contain_text("Started ")
+    job_id = page.locator("#form-status").inner_text().removeprefix("Started ").strip()
+    row = page.locator(f'li.job[data-id="{job_id}"]')
+    expect(row).to_have_attribute("data-status", "complete", timeout=JOB_TIMEOUT_MS)
+    return row, job_id
+
+
+def test_page_offers_each_kinds_declared_fields_and_runs_a_rechunk_and_a_reduce(
+    browser: Browser, base_url: str
+) -> None:
+    page, problems = open_page(browser, base_url, viewport={"width": 1280, "height": 1000})
+    options = page.locator("#kind-select option")
+    expect(options).to_have_count(len(KINDS))
+    assert options.all_inner_texts() == list(KINDS)
+    # Each kind's fields are its declared parameters, in order; only the chosen kind's show.
+    for name, kind in KINDS.items():
+        names = page.locator(f'fieldset[data-kind="{name}"] [data-param]').evaluate_all("els => els.map(e => e.name)")
+        assert names == [p.name for p in kind.parameters], name
+    expect(page.locator('fieldset[data-kind="random"]')).to_be_visible()
+    expect(page.locator('fieldset[data-kind="rechunk"]')).to_be_hidden()
+    _, source = run_from_form(page, "400,300", "100,100", "4")
+    expect(page.locator(f'li.job[data-id="{source}"]')).to_have_attribute(
+        "data-status", "complete", timeout=JOB_TIMEOUT_MS
+    )
+
+    # A rechunk: its input is offered from the complete jobs and starts as the newest one.
+    page.select_option("#kind-select", "rechunk")
+    rechunk = page.locator('fieldset[data-kind="rechunk"]')
+    expect(rechunk).to_be_visible()
+    expect(page.locator('fieldset[data-kind="random"]')).to_be_hidden()
+    expect(page.locator(f'#input-jobs option[value="{source}"]')).to_have_count(1)
+    expect(rechunk.locator("input[name=input]")).to_have_value(source)
+    page.click("#run-button")  # no chunks: the server's refusal names the rechunk's field
+    expect(page.locator("#form-error")).to_contain_text("rechunk needs chunks")
+    expect(rechunk.locator("input[name=chunks]")).to_have_attribute("aria-invalid", "true")
+    rechunk.locator("input[name=chunks]").fill("400,60")
+    row, copied = submit_and_wait(page)
+    expect(row.locator("[data-field=kind]")).to_have_text("rechunk")
+    expect(row.locator("[data-field=inputs] a")).to_have_text(source)
+
+    # A reduce of the rechunk: max over axis 0, its chain back to the random array shown.
+    page.select_option("#kind-select", "reduce")
+    reduce = page.locator('fieldset[data-kind="reduce"]')
+    expect(reduce.locator("input[name=input]")).to_have_value(copied)
+    reduce.locator("select[name=op]").select_option("max")
+    reduce.locator("input[name=axes]").fill("0")
+    row, reduced = submit_and_wait(page)
+    expect(row.locator("[data-field=params]")).to_have_text(re.compile(r"op max\s*·\s*axes 0"))
+    expect(row.locator("[data-field=inputs]")).to_have_text(f"from {copied} (rechunk) from {source} (random)")
+    expect(row.locator(f'[data-field=inputs] a[data-input="{source}"]')).to_have_attribute("href", f"/jobs/{source}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-kinds.png"), full_page=True)
+
+    # What the page ran is what the service did.
+    documents = {i: requests.get(f"{base_url}/jobs/{i}", timeout=30).json() for i in (source, copied, reduced)}
+    data = open_job_array(documents[source])[...]
+    assert documents[copied]["chunks"] == [400, 60] and documents[copied]["input"] == source
+    np.testing.assert_array_equal(open_job_array(documents[copied])[...], data)
+    assert documents[reduced]["op"] == "max" and documents[reduced]["axes"] == [0]
+    np.testing.assert_array_equal(open_job_array(documents[reduced])[...], data.max(axis=0, keepdims=True))
+    # A reload renders the kinds' rows on the server; the script draws the same chain.
+    page.reload()
+    expect(page.locator(f'li.job[data-id="{reduced}"] [data-field=inputs]')).to_have_text(
+        f"from {copied} (rechunk) from {source} (random)"
+    )
+    assert [p for p in problems if not p.startswith("console error: Failed to load resource")] == []
 
 
 def test_page_shows_api_errors_readably(browser: Browser, base_url: str) -> None:

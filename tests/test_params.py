@@ -11,7 +11,7 @@ import pytest
 from gateway_dask_zarr.errors import ServiceError
 from gateway_dask_zarr.jobs import Job, document_schema
 from gateway_dask_zarr.kinds.registry import request_schema
-from gateway_dask_zarr.params import PARAMETERS, JobRequest, form_fields, query_parameters
+from gateway_dask_zarr.params import PARAMETERS, JobRequest, query_parameters
 from gateway_dask_zarr.server.edge import status_of
 from gateway_dask_zarr.settings import Settings
 
@@ -134,7 +134,7 @@ def test_the_request_schema_accepts_what_parse_accepts_and_refuses_unknowns() ->
 
 
 def test_the_form_has_one_field_per_parameter_with_its_default() -> None:
-    fields = {f["name"]: f for f in form_fields()}
+    fields = {p.name: p.form_field() for p in PARAMETERS}
     assert list(fields) == [p.name for p in PARAMETERS]
     assert fields["shape"]["value"] == "1000,1000"
     assert fields["dtype"]["kind"] == "select" and fields["dtype"]["value"] == "float32"

@@ -52,3 +52,7 @@ class JobId(Parameter):
     def json_schema(self) -> dict[str, Any]:
         """A job id."""
         return {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "nullable": True, "description": self.help}
+
+    def form_field(self) -> dict[str, Any]:
+        """A text input that offers the caller's complete jobs (the page lists them)."""
+        return {**super().form_field(), "kind": "job", "placeholder": self.placeholder or "a complete job's id"}

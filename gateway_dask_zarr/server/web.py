@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from gateway_dask_zarr.jobs import check_job_id
-from gateway_dask_zarr.params import form_fields
+from gateway_dask_zarr.kinds.base import Kind
+from gateway_dask_zarr.kinds.registry import KINDS, kind_parameter
+from gateway_dask_zarr.params import Parameter
 from gateway_dask_zarr.server.edge import public_document, viewer
 from gateway_dask_zarr.server.metrics import Metrics
 from gateway_dask_zarr.server.parts import parts
@@ -28,6 +30,8 @@ bp = Blueprint("web", __name__)
 
 PAGE_JOBS = 20
 PREVIEWS_CACHED = 128
+# What a job row shows of every job; the rest of a kind's parameters it lists after them.
+ROW_FIELDS = ("shape", "chunks", "dtype", "input")
 
 
 class PreviewCache:
@@ -65,6 +69,28 @@ def human_bytes(n: float | None) -> str:
     raise AssertionError("unreachable")
 
 
+def _form_field(kind: Kind, parameter: Parameter) -> dict[str, Any]:
+    """A parameter's input in one kind's fields; a derived kind's start empty (its layout follows the input)."""
+    field = parameter.form_field()
+    if kind.derived and parameter.default is None:
+        example = f"e.g. {parameter.example}" if parameter.example else ""
+        field = {**field, "value": "", "placeholder": field["placeholder"] or example}
+    return field
+
+
+def kind_forms() -> list[dict[str, Any]]:
+    """The run form's fields of each kind, from its declared parameters, and each kind's own (beyond the layout)."""
+    return [
+        {
+            "name": kind.name,
+            "help": kind.help,
+            "fields": [_form_field(kind, p) for p in kind.parameters],
+            "shown": [p.name for p in kind.parameters if p.name not in ROW_FIELDS],
+        }
+        for kind in KINDS.values()
+    ]
+
+
 def _service() -> Service:
     return parts().service
 
@@ -100,7 +126,8 @@ def index() -> str:
         store_root=service.store.root,
         endpoint_url=service.public_endpoint_url,
         page_jobs=PAGE_JOBS,
-        form_fields=form_fields(),
+        kind_field=kind_parameter().form_field(),
+        kinds=kind_forms(),
         version=__version__,
     )
 

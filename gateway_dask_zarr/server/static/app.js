@@ -12,6 +12,9 @@
   const list = document.getElementById("jobs");
   const empty = document.getElementById("jobs-empty");
   const template = document.getElementById("job-template");
+  const kindSelect = document.getElementById("kind-select");
+  const kindFields = Array.from(form.querySelectorAll("fieldset[data-kind]"));
+  const inputJobs = document.getElementById("input-jobs");
   const following = new Set();
   // With AUTH=jupyterhub the browser's session cookie authenticates; a write must also carry
   // this page's CSRF token, which a page of another site cannot read.
@@ -93,8 +96,11 @@
     field(row, "status").textContent = job.status;
     field(row, "shape").textContent = job.shape.join(" × ");
     field(row, "chunks").textContent = job.chunks.join(" × ");
+    row.dataset.kind = job.kind || "";
+    row.dataset.input = job.input || "";
+    field(row, "kind").textContent = job.kind || "";
     field(row, "dtype").textContent = job.dtype;
-    field(row, "seed").textContent = String(job.seed);
+    fillParams(field(row, "params"), job);
     const bar = row.querySelector(".progress");
     bar.setAttribute("aria-valuemax", String(progress.total));
     bar.setAttribute("aria-valuenow", String(progress.done));
@@ -125,6 +131,77 @@
     }
   }
 
+  // The kind's own parameters (those its fields list beyond the layout) that the job has, e.g. "· seed 11".
+  function fillParams(span, job) {
+    const fields = kindFields.find(function (f) {
+      return f.dataset.kind === job.kind;
+    });
+    const names = fields && fields.dataset.shown ? fields.dataset.shown.split(" ") : [];
+    span.textContent = "";
+    for (const name of names) {
+      if (job[name] === null || job[name] === undefined) continue;
+      const value = document.createElement("span");
+      value.dataset.param = name;
+      value.textContent = Array.isArray(job[name]) ? job[name].join(",") : String(job[name]);
+      const sep = document.createElement("span");
+      sep.className = "sep";
+      sep.textContent = "·";
+      span.append(" ", sep, " " + name + " ", value);
+    }
+  }
+
+  // A derived job's inputs as far back as the page shows them: "from <a>id</a> (rechunk) from <a>id</a> (random)".
+  function drawChain(row) {
+    const inputs = field(row, "inputs");
+    inputs.hidden = !row.dataset.input;
+    if (!row.dataset.input) return;
+    inputs.textContent = "";
+    const seen = new Set([row.dataset.id]);
+    let id = row.dataset.input;
+    while (id && !seen.has(id)) {
+      seen.add(id);
+      const source = rowFor(id);
+      const link = document.createElement("a");
+      link.dataset.input = id;
+      link.textContent = id;
+      link.href = source ? field(source, "self").getAttribute("href") : field(row, "self").getAttribute("href").replace(/[^/]*$/, id);
+      inputs.append(seen.size > 2 ? " from " : "from ", link);
+      if (!source) break;
+      inputs.append(" (" + source.dataset.kind + ")");
+      id = source.dataset.input;
+    }
+  }
+
+  // The caller's complete jobs, newest first, offered to a derived kind's input field.
+  function offerInputs() {
+    inputJobs.textContent = "";
+    for (const row of list.children) {
+      if (row.dataset.status !== "complete") continue;
+      const option = document.createElement("option");
+      option.value = row.dataset.id;
+      option.label = row.dataset.kind + ", " + field(row, "shape").textContent + ", " + field(row, "dtype").textContent;
+      inputJobs.append(option);
+    }
+    for (const row of list.children) drawChain(row);
+  }
+
+  function chosenFields() {
+    return kindFields.find(function (f) {
+      return f.dataset.kind === kindSelect.value;
+    });
+  }
+
+  // Show and enable the chosen kind's fields only; a derived kind's empty input starts as the newest complete job.
+  function chooseKind() {
+    for (const fields of kindFields) {
+      const chosen = fields.dataset.kind === kindSelect.value;
+      fields.hidden = !chosen;
+      fields.disabled = !chosen;
+    }
+    const input = chosenFields().querySelector('input[list="input-jobs"]');
+    if (input && input.value === "" && inputJobs.options.length > 0) input.value = inputJobs.options[0].value;
+  }
+
   function rowFor(id) {
     for (const row of list.children) {
       if (row.dataset.id === id) return row;
@@ -144,6 +221,7 @@
     }
     fill(row, job);
     empty.hidden = true;
+    offerInputs();
     return row;
   }
 
@@ -173,6 +251,7 @@
           const row = rowFor(job.id);
           if (err.status === 404) {
             if (row) row.remove();
+            offerInputs();
             return;
           }
           if (row) field(row, "error").textContent = err.message;
@@ -190,9 +269,10 @@
     title.textContent = err.status ? "The job was refused (" + err.status + (err.code ? ", " + err.code : "") + ")" : "No answer";
     formError.append(title, document.createTextNode(err.message));
     formError.hidden = false;
-    if (err.field && form.elements[err.field]) {
-      form.elements[err.field].setAttribute("aria-invalid", "true");
-      form.elements[err.field].focus();
+    const at = err.field === "kind" ? kindSelect : err.field && chosenFields().querySelector('[name="' + CSS.escape(err.field) + '"]');
+    if (at) {
+      at.setAttribute("aria-invalid", "true");
+      at.focus();
     }
   }
 
@@ -206,9 +286,9 @@
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     clearFormError();
-    const body = {};
-    // The fields come from the server's parameter declarations (params.py).
-    for (const el of form.querySelectorAll("[data-param]")) {
+    const body = { kind: kindSelect.value };
+    // The chosen kind's fields, from its declared parameters (kinds/).
+    for (const el of chosenFields().querySelectorAll("[data-param]")) {
       const value = el.value.trim();
       if (value !== "") body[el.name] = value;
     }
@@ -270,6 +350,7 @@
       }
     }
     empty.hidden = list.children.length > 0;
+    offerInputs();
   }
 
   list.addEventListener("click", function (event) {
@@ -309,6 +390,13 @@
       // The next refresh tries again; a job being followed reports its own errors.
     }
   }
+
+  kindSelect.addEventListener("change", function () {
+    clearFormError();
+    chooseKind();
+  });
+  offerInputs();
+  chooseKind();
 
   for (const row of list.children) {
     drawBar(row.querySelector(".progress"));
