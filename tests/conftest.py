@@ -8,6 +8,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+
+# The tests' helper modules assert too: rewritten, a failing assert there says what it compared.
+pytest.register_assert_rewrite("helpers", "serve", "live", "hub_server", "gateway_server", "stand_ins")
+
 import s3fs
 from helpers import S3_CREDENTIALS, discard_store
 from hub_server import HubServer

@@ -150,9 +150,24 @@ class MakeRun:
         """No process, listening port or SeaweedFS socket file of this run is left."""
         _gone, alive = psutil.wait_procs(self.started, timeout=60)
         assert alive == [], [p.cmdline() for p in alive]
-        listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
-        assert self.ports & listening == set()
-        assert [f for f in self.socket_files if f.exists()] == []
+        # Its ports, held by a process of its session: another test's server may since have
+        # been given a port number this run had freed.
+        held = [
+            (c.laddr.port, c.pid)
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port in self.ports and _session(c.pid) == self.make.pid
+        ]
+        assert held == [], held
+        left = [f for f in self.socket_files if f.exists()]
+        assert left == [], left
+
+
+def _session(pid: int | None) -> int | None:
+    """The session id of a process (None if it is gone or unknown)."""
+    try:
+        return os.getsid(pid) if pid else None
+    except OSError:
+        return None
 
 
 def _connections(process: psutil.Process) -> list[Any]:
