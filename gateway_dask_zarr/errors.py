@@ -16,6 +16,11 @@ class ServiceError(Exception):
 
     code = "error"
 
+    def __init_subclass__(cls, code: str | None = None, **kwargs: object) -> None:
+        # A subclass is declared by its code and docstring alone (class X(ServiceError, code="x")); none: its base's.
+        super().__init_subclass__(**kwargs)
+        cls.code = code or cls.code
+
     def __init__(
         self, message: str, *, code: str | None = None, field: str | None = None, retry_after: int | None = None
     ) -> None:
@@ -26,64 +31,44 @@ class ServiceError(Exception):
         self.retry_after = retry_after
 
 
-class InvalidParameter(ServiceError):
+class InvalidParameter(ServiceError, code="invalid_parameter"):
     """A parameter is malformed, unknown or out of its range."""
 
-    code = "invalid_parameter"
 
-
-class TooLarge(ServiceError):
+class TooLarge(ServiceError, code="too_large"):
     """A request is over a size limit (array, chunk, chunk count, body)."""
 
-    code = "too_large"
 
-
-class Conflict(ServiceError):
+class Conflict(ServiceError, code="conflict"):
     """The request clashes with what exists (an id taken, a job not complete yet)."""
 
-    code = "conflict"
 
-
-class NotFound(ServiceError):
+class NotFound(ServiceError, code="not_found"):
     """No such job, or not one the caller may see."""
 
-    code = "not_found"
 
-
-class Busy(ServiceError):
+class Busy(ServiceError, code="too_many_jobs"):
     """Too many jobs at once; retry after `retry_after` seconds."""
 
-    code = "too_many_jobs"
 
-
-class Unauthorized(ServiceError):
+class Unauthorized(ServiceError, code="unauthorized"):
     """No credentials, or credentials that are not valid."""
 
-    code = "unauthorized"
 
-
-class Forbidden(ServiceError):
+class Forbidden(ServiceError, code="forbidden"):
     """Valid credentials without the access the request needs."""
 
-    code = "forbidden"
 
-
-class Unavailable(ServiceError):
+class Unavailable(ServiceError, code="unavailable"):
     """A part the service needs (cluster, store, hub) cannot serve now."""
 
-    code = "unavailable"
 
-
-class StoreUnavailable(Unavailable):
+class StoreUnavailable(Unavailable, code="store_unavailable"):
     """The object store cannot be reached or written now."""
 
-    code = "store_unavailable"
 
-
-class ClusterUnavailable(Unavailable):
+class ClusterUnavailable(Unavailable, code="cluster_unavailable"):
     """The Dask cluster is starting, lost or being replaced; the message says which."""
-
-    code = "cluster_unavailable"
 
 
 def s3_error(exc: BaseException) -> str | None:
