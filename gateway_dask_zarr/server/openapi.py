@@ -7,23 +7,9 @@ from typing import Any
 from gateway_dask_zarr.jobs import document_schema
 from gateway_dask_zarr.kinds.registry import request_schemas
 from gateway_dask_zarr.params import query_parameters
+from gateway_dask_zarr.server.openapi_parts import NO_CSRF, UNAUTHENTICATED, body, operation
 from gateway_dask_zarr.server.openapi_zarr import zarr_paths
 from gateway_dask_zarr.version import __version__
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _job(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
-    }
-
 
 _QUERY = query_parameters()
 
@@ -34,16 +20,36 @@ _JOB_ID = {
     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"},
 }
 
-_RUN_RESPONSES = {
-    "200": _job("the job finished and its array is published"),
-    "400": _error("a bad parameter"),
-    "401": _error("no or wrong token"),
-    "404": _error("no such path: a job id with '/' in it matches no route"),
-    "409": _error("the job id exists"),
-    "413": _error("over a size limit, or over the caller's storage quota"),
-    "429": _error("too many jobs at once, in all or the caller's; see Retry-After"),
-    "503": _error("the cluster or store is unavailable, or the job failed"),
+_RUN_ANSWERS = {"200": body("Job", "the job finished and its array is published")}
+_RUN_ERRORS = {
+    400: "a bad parameter",
+    401: UNAUTHENTICATED,
+    404: "no such path: a job id with '/' in it matches no route",
+    409: "the job id exists",
+    413: "over a size limit, or over the caller's storage quota",
+    429: "too many jobs at once, in all or the caller's; see Retry-After",
+    503: "the cluster or store is unavailable, or the job failed",
 }
+_LIST_ANSWER = {
+    "description": "the jobs; a Link header (rel=next) when there may be more",
+    "headers": {"Link": {"schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}},
+}
+_LIST_PARAMETERS = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+    {
+        "name": "before",
+        "in": "query",
+        "description": "the cursor from the previous page's Link header",
+        "schema": {"type": "string", "pattern": "^[0-9]{13}-[A-Za-z0-9_.-]{1,64}$"},
+    },
+]
+_PREVIEW_SIZE = {
+    "name": "size",
+    "in": "query",
+    "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"},
+}
+_PICTURE = {"description": "the picture", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
 
 
 def job_schema() -> dict[str, Any]:
@@ -71,159 +77,88 @@ def job_schema() -> dict[str, Any]:
 def _run_paths() -> dict[str, Any]:
     """The routes that run a job and answer when it has finished."""
     return {
-        "/run": {
-            "get": {
-                "summary": "Run one job and answer when it has finished",
-                "parameters": _QUERY,
-                "responses": _RUN_RESPONSES,
-            }
-        },
+        "/run": {"get": operation("Run one job and answer when it has finished", _RUN_ANSWERS, _RUN_ERRORS, _QUERY)},
         "/submit_job/{job_id}": {
-            "get": {
-                "summary": "Run one job with the caller's id",
-                "parameters": [_JOB_ID, *_QUERY],
-                "responses": _RUN_RESPONSES,
-            }
+            "get": operation("Run one job with the caller's id", _RUN_ANSWERS, _RUN_ERRORS, [_JOB_ID, *_QUERY])
         },
     }
 
 
 def _list_paths() -> dict[str, Any]:
     """Starting and listing jobs."""
+    request = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}}
+    refused = {
+        400: "a bad parameter",
+        401: UNAUTHENTICATED,
+        404: "a derived kind's input is no job the caller may read",
+        409: "a derived kind's input is not complete",
+        413: "over a size limit, or over the caller's storage quota",
+        429: "too many jobs at once, in all or the caller's; see Retry-After",
+        503: "the cluster or store is unavailable",
+    }
+    listed = {400: "a bad parameter", 401: UNAUTHENTICATED, 503: "the store cannot be read now"}
     return {
         "/jobs": {
-            "post": {
-                "summary": "Start a job; answer 202 at once",
-                "requestBody": {
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}
-                },
-                "responses": {
-                    "202": _job("the job was accepted"),
-                    "400": _error("a bad parameter"),
-                    "401": _error("no or wrong token"),
-                    "404": _error("a derived kind's input is no job the caller may read"),
-                    "409": _error("a derived kind's input is not complete"),
-                    "413": _error("over a size limit, or over the caller's storage quota"),
-                    "429": _error("too many jobs at once, in all or the caller's; see Retry-After"),
-                    "503": _error("the cluster or store is unavailable"),
-                },
-            },
-            "get": {
-                "summary": "The caller's jobs, newest first, a page at a time",
-                "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "description": "the cursor from the previous page's Link header",
-                        "schema": {"type": "string", "pattern": "^[0-9]{13}-[A-Za-z0-9_.-]{1,64}$"},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the jobs; a Link header (rel=next) when there may be more",
-                        "headers": {"Link": {"schema": {"type": "string"}}},
-                        "content": {
-                            "application/json": {
-                                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}
-                            }
-                        },
-                    },
-                    "400": _error("a bad parameter"),
-                    "401": _error("no or wrong token"),
-                    "503": _error("the store cannot be read now"),
-                },
-            },
+            "post": operation(
+                "Start a job; answer 202 at once",
+                {"202": body("Job", "the job was accepted")},
+                refused,
+                requestBody=request,
+            ),
+            "get": operation(
+                "The caller's jobs, newest first, a page at a time", {"200": _LIST_ANSWER}, listed, _LIST_PARAMETERS
+            ),
         },
     }
 
 
 def _one_job_paths() -> dict[str, Any]:
     """One job and its preview."""
+    gone = body("Job", "being cancelled or cleaned up; the job is gone (404) when that is over")
+    deleted = {"202": gone, "204": {"description": "deleted: the id is free"}}
+    delete_errors = {
+        400: "a bad id",
+        401: UNAUTHENTICATED,
+        403: NO_CSRF,
+        404: "no such job, or another user's",
+        503: "the store cannot be used now",
+    }
+    preview_errors = {
+        400: "a bad id or size",
+        401: UNAUTHENTICATED,
+        404: "no such job",
+        409: "the job is not complete",
+        503: "the array could not be read",
+    }
+    read_errors = {400: "a bad id", 401: UNAUTHENTICATED, 404: "no such job", 503: "the store cannot be read now"}
+    picture = "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)"
     return {
         "/jobs/{job_id}": {
-            "get": {
-                "summary": "One job document",
-                "parameters": [_JOB_ID],
-                "responses": {
-                    "200": _job("the job"),
-                    "400": _error("a bad id"),
-                    "401": _error("no or wrong token"),
-                    "404": _error("no such job"),
-                    "503": _error("the store cannot be read now"),
-                },
-            },
-            "delete": {
-                "summary": "Cancel a running job or delete a finished one (array and record)",
-                "parameters": [_JOB_ID],
-                "responses": {
-                    "202": _job("being cancelled or cleaned up; the job is gone (404) when that is over"),
-                    "204": {"description": "deleted: the id is free"},
-                    "400": _error("a bad id"),
-                    "401": _error("no or wrong token"),
-                    "403": _error("a browser session's write without the page's X-CSRF-Token"),
-                    "404": _error("no such job, or another user's"),
-                    "503": _error("the store cannot be used now"),
-                },
-            },
+            "get": operation("One job document", {"200": body("Job", "the job")}, read_errors, [_JOB_ID]),
+            "delete": operation(
+                "Cancel a running job or delete a finished one (array and record)", deleted, delete_errors, [_JOB_ID]
+            ),
         },
         "/jobs/{job_id}/preview.png": {
-            "get": {
-                "summary": "A PNG picture of a complete job's array (a strided read of a bounded number of chunks)",
-                "parameters": [
-                    _JOB_ID,
-                    {
-                        "name": "size",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["full", "thumb"], "default": "full"},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the picture",
-                        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    "400": _error("a bad id or size"),
-                    "401": _error("no or wrong token"),
-                    "404": _error("no such job"),
-                    "409": _error("the job is not complete"),
-                    "503": _error("the array could not be read"),
-                },
-            }
+            "get": operation(picture, {"200": _PICTURE}, preview_errors, [_JOB_ID, _PREVIEW_SIZE])
         },
     }
 
 
 def _service_paths() -> dict[str, Any]:
     """The page, metrics, probes and this document."""
+    page = {"200": {"description": "HTML", "content": {"text/html": {}}}}
+    metrics = {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}
+    ready = {"200": {"description": "ready"}, "503": {"description": "not ready, with the reason"}}
     return {
         "/": {
-            "get": {
-                "summary": "The web page: run form, jobs with live progress and previews, cluster state",
-                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
-            }
+            "get": operation("The web page: run form, jobs with live progress and previews, cluster state", page, {})
         },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
-            }
-        },
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "the process answers"}}}},
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: cluster workers up and store writable",
-                "responses": {
-                    "200": {"description": "ready"},
-                    "503": {"description": "not ready, with the reason"},
-                },
-            }
-        },
+        "/metrics": {"get": operation("Prometheus metrics", metrics, {})},
+        "/healthz": {"get": operation("Liveness", {"200": {"description": "the process answers"}}, {})},
+        "/readyz": {"get": operation("Readiness: cluster workers up and store writable", ready, {})},
         "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3 JSON"}, "401": _error("no or wrong token")},
-            }
+            "get": operation("This document", {"200": {"description": "OpenAPI 3 JSON"}}, {401: UNAUTHENTICATED})
         },
     }
 

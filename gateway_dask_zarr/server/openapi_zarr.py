@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+from gateway_dask_zarr.server.openapi_parts import NO_CSRF, UNAUTHENTICATED, operation
 
 
 def _path(name: str, pattern: str, description: str) -> dict[str, Any]:
@@ -22,27 +17,25 @@ _KEY = _path("key", r"^(zarr\.json|c(/[0-9]{1,9})+)$", "zarr.json, or a chunk or
 _TOKEN = _path("token", r"^[0-9]{1,12}\.[A-Za-z0-9_-]{16,64}\.[A-Za-z0-9_-]{43}$", "a share link's signed token")
 
 
-def _key_get(summary: str, parameters: list[dict[str, Any]], refusals: dict[str, Any]) -> dict[str, Any]:
+_KEY_ANSWERS = {
+    "200": {
+        "description": "zarr.json; or the chunk's bytes when streamed (X-Gateway-Stream: 1, or a store "
+        "with no presigned URLs)",
+        "content": {"application/json": {"schema": {"type": "object"}}, "application/octet-stream": {}},
+    },
+    "206": {"description": "a Range of the chunk's bytes, when streamed"},
+    "307": {"description": "the chunk or shard: Location is a short-lived presigned store URL"},
+}
+_KEY_ERRORS = {
+    404: "no such key, no complete job, or another user's job",
+    416: "a Range beyond the chunk",
+    503: "the store cannot be read now",
+}
+
+
+def _key_get(summary: str, parameters: list[dict[str, Any]], refusals: dict[int, str]) -> dict[str, Any]:
     """A GET of one Zarr key: metadata (JSON), a redirect to the store, or streamed bytes."""
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": parameters,
-            "responses": {
-                "200": {
-                    "description": "zarr.json; or the chunk's bytes when streamed (X-Gateway-Stream: 1, or a store "
-                    "with no presigned URLs)",
-                    "content": {"application/json": {"schema": {"type": "object"}}, "application/octet-stream": {}},
-                },
-                "206": {"description": "a Range of the chunk's bytes, when streamed"},
-                "307": {"description": "the chunk or shard: Location is a short-lived presigned store URL"},
-                "404": _error("no such key, no complete job, or another user's job"),
-                "416": _error("a Range beyond the chunk"),
-                "503": _error("the store cannot be read now"),
-                **refusals,
-            },
-        }
-    }
+    return {"get": operation(summary, _KEY_ANSWERS, {**_KEY_ERRORS, **refusals}, parameters)}
 
 
 _SHARE_MADE = {
@@ -78,9 +71,11 @@ _SHARE_BODY = {
 
 def zarr_paths() -> dict[str, Any]:
     """The Zarr keys of a job (its owner's), of a share link (anyone holding it), and the share routes."""
-    own = {"400": _error("a bad id"), "401": _error("no or wrong token"), "403": _error("no access scope")}
+    own = {400: "a bad id", 401: UNAUTHENTICATED, 403: "no access scope"}
     shared = [_JOB_ID, _TOKEN, _KEY]
-    bad_id = {"400": _error("a bad id")}
+    bad_id = {400: "a bad id"}
+    share = "A share link: a Zarr root URL with a signed, expiring read token in its path"
+    refused = {401: UNAUTHENTICATED, 403: NO_CSRF, 503: "the store cannot be used now"}
     return {
         "/jobs/{job_id}/zarr/{key}": _key_get("A key of the job's array as Zarr v3", [_JOB_ID, _KEY], own),
         "/jobs/{job_id}/dataset/{key}": _key_get(
@@ -89,30 +84,18 @@ def zarr_paths() -> dict[str, Any]:
         "/shares/{job_id}/{token}/zarr/{key}": _key_get("A key of a shared array, no token needed", shared, bad_id),
         "/shares/{job_id}/{token}/dataset/{key}": _key_get("A key of a shared array's group view", shared, bad_id),
         "/jobs/{job_id}/share": {
-            "post": {
-                "summary": "A share link: a Zarr root URL with a signed, expiring read token in its path",
-                "parameters": [_JOB_ID],
-                "requestBody": _SHARE_BODY,
-                "responses": {
-                    "201": _SHARE_MADE,
-                    "400": _error("a bad id or expires_in"),
-                    "401": _error("no or wrong token"),
-                    "403": _error("a browser session's write without the page's X-CSRF-Token"),
-                    "404": _error("no complete job, or another user's"),
-                    "503": _error("the store cannot be used now"),
-                },
-            },
-            "delete": {
-                "summary": "Revoke every share link of the job",
-                "parameters": [_JOB_ID],
-                "responses": {
-                    "204": {"description": "revoked"},
-                    "400": _error("a bad id"),
-                    "401": _error("no or wrong token"),
-                    "403": _error("a browser session's write without the page's X-CSRF-Token"),
-                    "404": _error("no such job, or another user's"),
-                    "503": _error("the store cannot be used now"),
-                },
-            },
+            "post": operation(
+                share,
+                {"201": _SHARE_MADE},
+                {400: "a bad id or expires_in", 404: "no complete job, or another user's", **refused},
+                [_JOB_ID],
+                requestBody=_SHARE_BODY,
+            ),
+            "delete": operation(
+                "Revoke every share link of the job",
+                {"204": {"description": "revoked"}},
+                {400: "a bad id", 404: "no such job, or another user's", **refused},
+                [_JOB_ID],
+            ),
         },
     }
