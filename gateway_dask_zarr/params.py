@@ -205,6 +205,18 @@ def check_shards(shape: tuple[int, ...], chunks: tuple[int, ...], shards: tuple[
         raise bad("shards", f"shards {list(shards)} must be no larger than shape rounded up to whole chunks, {covered}")
 
 
+class Size:
+    """A JobRequest size from one of its block shapes: a full block's bytes, or (count) how many tile the array."""
+
+    def __init__(self, block: str, count: bool = False) -> None:
+        self.block = block
+        self.count = count
+
+    def __get__(self, request: JobRequest, owner: type | None = None) -> int:
+        block = getattr(request, self.block)
+        return math.prod(grid(request.shape, block)) if self.count else math.prod(block) * request.itemsize
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """A validated job request: its kind, and its output array's shape, chunks, dtype and shards (None: not sharded)."""
@@ -224,35 +236,17 @@ class JobRequest:
         """Bytes per element."""
         return np.dtype(self.dtype).itemsize
 
-    @property
-    def nbytes(self) -> int:
-        """The array's size in bytes."""
-        return math.prod(self.shape) * self.itemsize
-
-    @property
-    def chunk_bytes(self) -> int:
-        """The size of one full chunk in bytes."""
-        return math.prod(self.chunks) * self.itemsize
-
-    @property
-    def n_chunks(self) -> int:
-        """How many chunks the array has."""
-        return math.prod(grid(self.shape, self.chunks))
+    # The sizes, each one rule (Size) applied to one of the block shapes.
+    nbytes = Size("shape")
+    chunk_bytes = Size("chunks")
+    n_chunks = Size("chunks", count=True)
+    unit_bytes = Size("unit_shape")  # what a task holds in memory to encode a unit
+    n_units = Size("unit_shape", count=True)  # the objects besides zarr.json
 
     @property
     def unit_shape(self) -> tuple[int, ...]:
         """The shape of a write unit, what one task writes whole and PUTs as one object: a shard, else a chunk."""
         return self.shards or self.chunks
-
-    @property
-    def unit_bytes(self) -> int:
-        """The size of one full write unit in bytes (what a task holds in memory to encode it)."""
-        return math.prod(self.unit_shape) * self.itemsize
-
-    @property
-    def n_units(self) -> int:
-        """How many write units (objects besides zarr.json) the array has."""
-        return math.prod(grid(self.shape, self.unit_shape))
 
     def chunks_in(self, units: range) -> int:
         """How many chunks the write units numbered `units` (C order) hold."""
