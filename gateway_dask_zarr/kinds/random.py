@@ -12,7 +12,7 @@ from gateway_dask_zarr.grid import BlockIndex
 from gateway_dask_zarr.kinds.base import InputArray, Kind
 from gateway_dask_zarr.params import PARAMETERS, JobRequest
 from gateway_dask_zarr.settings import Settings
-from gateway_dask_zarr.worker.blocks import BlockSource, RandomBlocks, block_data
+from gateway_dask_zarr.worker.blocks import RandomBlocks, block_data
 
 
 class Random(Kind):
@@ -26,17 +26,21 @@ class Random(Kind):
         """Today's parsing, unchanged (its messages name the random parameters)."""
         return JobRequest.parse({k: v for k, v in params.items() if k != "kind"}, settings)
 
-    def source(self, request: JobRequest) -> BlockSource:
+    def source(self, request: JobRequest) -> RandomBlocks:
         """The seed's blocks."""
-        assert request.seed is not None
-        return RandomBlocks(request.seed)
+        return RandomBlocks(_seed(request))
 
     def expected(
         self, request: JobRequest, input: zarr.Array | None, index: BlockIndex, selection: tuple[slice, ...]
     ) -> np.ndarray:
-        """The block rule."""
-        assert request.seed is not None
-        return block_data(request.seed, index, tuple(s.stop - s.start for s in selection), request.dtype)
+        """The block rule, the workers' own."""
+        return block_data(_seed(request), index, tuple(s.stop - s.start for s in selection), request.dtype)
+
+
+def _seed(request: JobRequest) -> int:
+    """The request's seed: parsing a random request always sets one (only derived kinds' are None)."""
+    assert request.seed is not None
+    return request.seed
 
 
 RANDOM = Random()

@@ -8,6 +8,7 @@ quarter second, whatever the chunk count.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from distributed import Worker, get_worker
 
@@ -17,22 +18,25 @@ TOPIC = "gateway-dask-zarr-progress"
 REPORT_S = 0.25
 
 
+@dataclass
 class TaskProgress:
     """Counts one task's chunks written and reports the running total now and then (never from outside a worker)."""
 
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.done = 0
-        self.sent_at = time.monotonic()
-        self.worker: Worker | None = None
-        self.key = ""
+    job_id: str
+    done: int = 0
+    sent_at: float = field(default_factory=time.monotonic)
+    worker: Worker | None = field(default=None, init=False)  # None in-process (tests, bench): nobody to tell
+    key: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        """Find the worker and task this runs in, and report at once."""
         try:
             self.worker = get_worker()
-            self.key = str(self.worker.get_current_task())
-            # A first report at once: the app learns the job's tasks run (its queued_s).
-            self.worker.log_event(TOPIC, {"job": self.job_id, "key": self.key, "done": 0})
-        except ValueError:  # called in-process (tests, bench): nobody to tell
-            pass
+        except ValueError:
+            return
+        self.key = str(self.worker.get_current_task())
+        # A first report at once: the app learns the job's tasks run (its queued_s).
+        self.worker.log_event(TOPIC, {"job": self.job_id, "key": self.key, "done": 0})
 
     def add(self, chunks: int) -> None:
         """Count chunks written; report the total if REPORT_S has passed since the last report."""
