@@ -153,7 +153,9 @@ def test_health_ready_and_openapi(client: Any) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json()["cluster"]["workers"] == 3
+    cluster = ready.get_json()["cluster"]
+    counts = (cluster["workers"], cluster["target_workers"], cluster["workers_min"], cluster["workers_max"])
+    assert counts == (3, 3, 3, 3)
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
     assert {"/run", "/submit_job/{job_id}", "/jobs", "/jobs/{job_id}", "/healthz", "/readyz"} <= set(spec["paths"])

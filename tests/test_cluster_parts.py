@@ -11,7 +11,8 @@ from gateway_dask_zarr.cluster.backends import (
     SchedulerBackend,
     cluster_backend,
 )
-from gateway_dask_zarr.cluster.manager import ClusterManager, Subscribers, cluster_state
+from gateway_dask_zarr.cluster.manager import ClusterManager, Subscribers
+from gateway_dask_zarr.cluster.state import cluster_state
 from gateway_dask_zarr.settings import CLUSTER_KINDS, Settings
 
 pytestmark = pytest.mark.fast
@@ -40,6 +41,7 @@ def test_a_manager_that_never_started_says_it_is_starting() -> None:
     manager = ClusterManager(Settings())
     assert manager.problem() == "the Dask cluster is starting"
     assert manager.status()["workers"] == 0
+    assert manager.status()["target_workers"] is None
     assert manager.name is None
     remove = manager.on_lost(lambda reason: None)
     remove()

@@ -25,6 +25,7 @@ def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_count_jobs_chunks_bytes_and_requests(client: Any) -> None:
     before = scrape(client)
     assert before[("gateway_cluster_workers", ())] == 3
+    assert before[("gateway_cluster_target_workers", ())] == 3
     assert before[("gateway_active_jobs", ())] == 0
     complete = ("gateway_jobs_total", (("status", "complete"),))
     duration_count = ("gateway_job_duration_seconds_count", (("status", "complete"),))

@@ -77,7 +77,8 @@ def test_page_runs_a_job_and_shows_progress_and_preview(browser: Browser, base_u
     page, problems = open_page(browser, base_url, viewport={"width": 1280, "height": 900})
     expect(page.locator("h1")).to_have_text("gateway-dask-zarr")
     expect(page.locator('#cluster [data-field="backend"]')).to_have_text("local")
-    expect(page.locator('#cluster [data-field="workers"]')).to_have_text("3 of 3")
+    expect(page.locator('#cluster [data-field="workers"]')).to_have_text("3 of 3")  # now, of those asked for
+    expect(page.locator('#cluster [data-field="scaling"]')).to_have_count(0)  # a fixed size: no bounds shown
     expect(page.locator("#cluster a")).to_have_attribute(
         "href", re.compile(r"^http://127\.0\.0\.1:\d+/status$")
     )  # the dashboard

@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 import dask
 from distributed import Client
 
+from gateway_dask_zarr.cluster.scaling import adapt, gateway_target
 from gateway_dask_zarr.errors import ClusterUnavailable, describe
-from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ class ClusterBackend:
             ) from None
         except Exception as exc:
             attempt.abandon()
-            if isinstance(exc, ClusterUnavailable):
+            # A setting the cluster refuses (WORKERS_MAX over the gateway's cap) names the setting.
+            if isinstance(exc, ClusterUnavailable | ConfigError):
                 raise
             raise ClusterUnavailable(
                 f"the Dask cluster ({self.kind}) could not be started while {attempt.stage}: {describe(exc)}"
@@ -193,6 +195,10 @@ class ClusterBackend:
 
     def name(self, cluster: Any) -> str | None:
         """The cluster's name on its service (None when it has none)."""
+        return None
+
+    def target(self, cluster: Any, client: Client) -> int | None:
+        """The workers the cluster is asked to have now (None when this service does not size it)."""
         return None
 
 
@@ -225,6 +231,10 @@ class LocalBackend(ClusterBackend):
         adapt(cluster, self.settings)
         return cluster, Client(cluster, set_as_default=False)
 
+    def target(self, cluster: Any, client: Client) -> int | None:
+        """The workers the LocalCluster asks for (its adaptive scaling changes them)."""
+        return len(cluster.worker_spec)
+
 
 class GatewayBackend(ClusterBackend):
     """A new cluster on a Dask Gateway, stopped when the app closes."""
@@ -254,6 +264,10 @@ class GatewayBackend(ClusterBackend):
         """The gateway cluster's name."""
         return getattr(cluster, "name", None)
 
+    def target(self, cluster: Any, client: Client) -> int | None:
+        """The workers the gateway is asked for: its scheduler keeps the count, which its adaptive loop moves."""
+        return gateway_target(client)
+
 
 class SchedulerBackend(ClusterBackend):
     """An existing scheduler at SCHEDULER_ADDRESS, left running when the app closes."""
@@ -275,10 +289,3 @@ CLUSTER_BACKENDS: dict[str, type[ClusterBackend]] = {
 def cluster_backend(settings: Settings, *, in_process_workers: bool = False) -> ClusterBackend:
     """The backend of settings.cluster."""
     return CLUSTER_BACKENDS[settings.cluster](settings, in_process_workers=in_process_workers)
-
-
-def adapt(cluster: Any, settings: Settings) -> None:
-    """Bounded adaptive scaling when WORKERS_MAX > WORKERS_MIN (a fixed size otherwise)."""
-    if settings.workers_max > settings.workers_min:
-        log.info("the cluster adapts between %d and %d workers", settings.workers_min, settings.workers_max)
-        cluster.adapt(minimum=settings.workers_min, maximum=settings.workers_max)

@@ -16,6 +16,7 @@ from gateway_dask_zarr.cluster.backends import (
     closers,
     cluster_backend,
 )
+from gateway_dask_zarr.cluster.state import cluster_state, cluster_status, dashboard_link
 from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.settings import Settings
 
@@ -146,12 +147,7 @@ class ClusterManager:
     @property
     def dashboard_link(self) -> str | None:
         """The Dask dashboard URL, when there is one."""
-        with self._lock:
-            client = self._client
-        try:
-            return client.dashboard_link if client is not None else None
-        except Exception:
-            return None
+        return dashboard_link(self.current_client())
 
     @property
     def name(self) -> str | None:
@@ -160,19 +156,10 @@ class ClusterManager:
             return self.backend.name(self._cluster) if self._cluster is not None else None
 
     def status(self) -> dict[str, Any]:
-        """A small, secret-free summary for the page and the API."""
+        """A small, secret-free summary for the page, the API and the metrics (cluster/state.py)."""
         with self._lock:
-            reason, client = self._reason, self._client
-        problem, workers = cluster_state(reason, client, count=True)
-        return {
-            "backend": self.settings.cluster,
-            "workers": workers,
-            "expected_workers": self.settings.n_workers,
-            "workers_min": self.settings.workers_min,
-            "workers_max": self.settings.workers_max,
-            "dashboard": self.dashboard_link,
-            "problem": problem,
-        }
+            reason, cluster, client = self._reason, self._cluster, self._client
+        return cluster_status(self.settings, self.backend, reason, cluster, client)
 
     def on_lost(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call `callback(reason)` whenever the cluster goes away (lost or closing); return the unsubscribe."""
@@ -242,21 +229,3 @@ class Watchdog:
                 manager.still_lost(f"the Dask cluster was lost and could not be replaced yet: {exc}")
                 log.warning("the Dask cluster could not be replaced yet: %s", exc)
                 manager.closing.wait(manager.watch_interval_s)
-
-
-def cluster_state(reason: str | None, client: Client | None, *, count: bool) -> tuple[str | None, int]:
-    """The problem (or None) and the number of workers, asking the scheduler at most once.
-
-    Without `count`, a known problem is answered without asking the scheduler.
-    """
-    running = client is not None and client.status == "running"
-    if reason is not None and not (count and running):
-        return reason, 0
-    assert client is not None
-    if not running:
-        return f"the Dask client is {client.status}: the connection to the scheduler was lost", 0
-    workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-    if reason is None and workers < 1:
-        # It had its workers when it started (start waits for them): they were lost.
-        reason = "the Dask cluster has lost all its workers"
-    return reason, workers

@@ -52,7 +52,13 @@ class Metrics:
         )
         self.swept.set_function(lambda: jobs.sweeper.swept)
         self.workers = Gauge("gateway_cluster_workers", "Workers the Dask cluster has now", registry=self.registry)
-        self.workers.set_function(self._workers)
+        self.workers.set_function(lambda: self._workers("workers"))
+        self.target = Gauge(
+            "gateway_cluster_target_workers",
+            "Workers the Dask cluster is asked to have now (adaptive scaling moves it; 0 when unknown)",
+            registry=self.registry,
+        )
+        self.target.set_function(lambda: self._workers("target_workers"))
         self.requests = Counter(
             "gateway_http_requests",
             "HTTP requests by method, route (the URL rule) and status code",
@@ -69,10 +75,10 @@ class Metrics:
             self.jobs.labels(status)
             self.duration.labels(status)
 
-    def _workers(self) -> float:
+    def _workers(self, key: str) -> float:
         # A scrape must not fail because the cluster is being replaced: it then has 0 workers.
         try:
-            return float(self._cluster.status()["workers"])
+            return float(self._cluster.status()[key] or 0)
         except Exception as exc:
             log.debug("cluster status unavailable for metrics: %s", type(exc).__name__)
             return 0.0
