@@ -189,11 +189,6 @@ def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(min(side, s) for s in shape)
 
 
-def query_parameters() -> list[dict[str, Any]]:
-    """The OpenAPI query parameters of a job request."""
-    return [{"name": p.name, "in": "query", "description": p.help, "schema": p.query_schema()} for p in PARAMETERS]
-
-
 def check_shards(shape: tuple[int, ...], chunks: tuple[int, ...], shards: tuple[int, ...]) -> None:
     """Refuse shards that are not whole chunks along every dimension, or larger than the array's chunks cover."""
     if len(shards) != len(shape):

@@ -17,12 +17,15 @@ import dask.array
 import numpy as np
 import psutil
 import pytest
-from helpers import assert_verified, module_file, pip_install_target, wait_for
+from helpers import assert_verified, module_file, open_job_array, pip_install_target, wait_for
 from live import serve
 from serve import free_port, http_status
 
 from gateway_dask_zarr.client import GatewayClient, GatewayError, RemoteJob
 from gateway_dask_zarr.grid import block_shape
+from gateway_dask_zarr.kinds.base import Kind
+from gateway_dask_zarr.kinds.registry import KINDS
+from gateway_dask_zarr.params import SHAPE, Choice
 from gateway_dask_zarr.storage.embedded import EmbeddedS3, stop_process
 from gateway_dask_zarr.worker.blocks import block_data
 
@@ -259,6 +262,60 @@ def test_cli_run_json_and_the_documented_exit_codes(service: str) -> None:
     assert late.returncode == 5 and "goes on running" in late.stderr
     (latest,) = GatewayClient(service).list(limit=1)
     assert_verified(latest.wait(progress=False).document)
+
+
+def test_cli_run_flags_are_the_gateways_kinds_parameters(service: str) -> None:
+    shown = _cli("run", "--url", service, "--help")
+    assert shown.returncode == 0, shown.stderr
+    # --help lists each kind with its parameters' flags, and each flag the kinds that take it.
+    for kind in KINDS.values():
+        flags = " ".join(f"--{p.name}" for p in kind.parameters)
+        assert f"  {kind.name}: {kind.help}\n    {flags}\n" in shown.stdout + "\n", kind.name
+    text = " ".join(shown.stdout.split())
+    assert "--op {min,max,sum,mean,std} The reduction. [reduce]" in text
+    assert "[random, rechunk, reduce]" in text and "--kind {random,rechunk,reduce}" in text
+    source = GatewayClient(service).run(shape=[100, 80], chunks=[50, 40], seed=2, progress=False)
+    done = _cli("run", "--url", service, "--kind", "rechunk", "--input", source.id, "--chunks", "20,20", "--quiet")
+    assert done.returncode == 0, done.stderr
+    summary, url = done.stdout.strip().splitlines()[0], done.stdout.strip().splitlines()[-1]
+    assert summary.endswith(
+        "rechunk, shape [100, 80], chunks [20, 20], dtype float32, input " + source.id + ", 20 chunks, 32000 bytes"
+    )
+    copied = GatewayClient(service).get(url.rsplit("/", 1)[1].removesuffix(".zarr")).document
+    assert copied["kind"] == "rechunk" and copied["chunks"] == [20, 20] and copied["input"] == source.id
+    np.testing.assert_array_equal(open_job_array(copied)[...], open_job_array(source.document)[...])
+    # Another kind's parameter is a usage error (2), nothing sent; a bad value too.
+    foreign = _cli("run", "--url", service, "--op", "max")
+    assert foreign.returncode == 2 and "--op is not a parameter of kind random; it takes --shape" in foreign.stderr
+    assert _cli("run", "--url", service, "--kind", "reduce", "--op", "median").returncode == 2
+    # Without the gateway, --help still answers and says why the kinds are missing; a run is unavailable (4).
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    alone = _cli("run", "--url", nowhere, "--help")
+    assert alone.returncode == 0 and "could not be read" in alone.stdout and "--timeout" in alone.stdout
+    unreachable = _cli("run", "--url", nowhere, "--shape", "10,10", "--json")
+    assert unreachable.returncode == 4 and json.loads(unreachable.stdout)["error"]["code"] == "unreachable"
+
+
+class Colours(Kind):
+    """A kind the command line has never heard of: only its declaration (no job runs)."""
+
+    name = "colours"
+    help = "A kind declared in the test."
+    parameters = (SHAPE, Choice("colour", "The colour.", default="red", choices=("red", "blue")))
+
+
+def test_a_kind_registered_on_the_server_gets_its_flags(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(KINDS, "colours", Colours())
+    with serve(app) as url:
+        shown = _cli("run", "--url", url, "--help")
+        foreign = _cli("run", "--url", url, "--kind", "colours", "--colour", "red", "--seed", "3")
+    assert shown.returncode == 0, shown.stderr
+    assert "  colours: A kind declared in the test.\n    --shape --colour" in shown.stdout
+    assert "--colour {red,blue}" in shown.stdout
+    assert (
+        foreign.returncode == 2
+        and "--seed is not a parameter of kind colours; it takes --shape, --colour" in foreign.stderr
+    )
 
 
 def test_a_sharded_job_from_the_cli_and_the_client_reads_as_the_rule(service: str) -> None:

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from gateway_dask_zarr.kinds.registry import request_schema
+from gateway_dask_zarr.kinds.registry import KINDS, request_schema
 from gateway_dask_zarr.params import PARAMETERS
 from gateway_dask_zarr.server.edge import error_body
 from gateway_dask_zarr.server.openapi import openapi_document
@@ -65,6 +65,31 @@ def test_the_request_schemas_are_the_kinds_declarations() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"kind": "reduce", "input": "a1b2", "op": "median"}, schemas["JobRequest_reduce"])
     assert {"$ref": "#/components/schemas/JobRequest_reduce"} in schemas["JobRequest"]["oneOf"]
+
+
+def test_the_run_routes_document_every_kinds_parameters_and_name_the_kinds_of_each() -> None:
+    paths = openapi_document()["paths"]
+    for operation in (paths["/run"]["get"], paths["/submit_job/{job_id}"]["get"]):
+        query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+        assert query["kind"]["schema"]["enum"] == list(KINDS)
+        for kind in KINDS.values():
+            # One line per kind in the description, naming its parameters; each parameter names its kinds.
+            line = next(ln for ln in operation["description"].splitlines() if ln.startswith(f"- `{kind.name}`: "))
+            assert line.endswith(f"Parameters: {', '.join(p.name for p in kind.parameters)}.")
+            for p in kind.parameters:
+                assert query[p.name]["schema"] == p.query_schema()
+                kinds = query[p.name]["description"].rsplit("Kinds: ", 1)[1].rstrip(".").split(", ")
+                assert kind.name in kinds, (p.name, kinds)
+        assert set(query) == {"kind", *(p.name for k in KINDS.values() for p in k.parameters)}
+        assert query["op"]["description"].endswith("Kinds: reduce.")
+        assert query["chunks"]["description"].endswith("Kinds: random, rechunk, reduce.")
+    # The body: one schema per kind, each its declared parameters exactly.
+    schemas = openapi_document()["components"]["schemas"]
+    for kind in KINDS.values():
+        properties = schemas[f"JobRequest_{kind.name}"]["properties"]
+        assert properties.pop("kind")["enum"] == [kind.name]
+        assert properties == {p.name: p.json_schema() for p in kind.parameters}
+    assert paths["/jobs"]["post"]["description"] == paths["/run"]["get"]["description"]
 
 
 def test_secured_needs_a_bearer_token_except_for_the_probes() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway_dask_zarr.client.client import GatewayClient, GatewayError, JobFailed, RemoteJob
+from gateway_dask_zarr.client.kinds import DeclaredKind, declared_kinds
 
 OK, JOB_FAILED, USAGE, REFUSED, UNAVAILABLE, TIMED_OUT = 0, 1, 2, 3, 4, 5
 # `serve` runs gunicorn with the settings shipped in the package, as `make run` does.
@@ -45,21 +46,37 @@ def _say(args: argparse.Namespace, value: Any, text: str) -> None:
         print(text)
 
 
-def _summary(job: RemoteJob) -> str:
+def _summary(job: RemoteJob, kind: DeclaredKind) -> str:
+    """The job's kind, its output's layout and the kind's parameters it has, and what was written."""
     d = job.document
+    names = dict.fromkeys(["shape", "chunks", "dtype", *kind.parameters])
+    shown = [f"{n} {json.dumps(d[n]) if isinstance(d[n], list) else d[n]}" for n in names if d.get(n) is not None]
     return (
-        f"job {job.id} {job.status} in {d.get('seconds')} s: shape {d['shape']}, chunks {d['chunks']}, "
-        f"{d['dtype']}, seed {d['seed']}, {d.get('chunks_written')} chunks, {d.get('bytes_written')} bytes"
+        f"job {job.id} {job.status} in {d.get('seconds')} s: {kind.name}, {', '.join(shown)}, "
+        f"{d.get('chunks_written')} chunks, {d.get('bytes_written')} bytes"
     )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _chosen(args: argparse.Namespace) -> tuple[DeclaredKind, dict[str, Any]]:
+    """The kind --kind names (else the default) and the parameters given; a usage error (exit 2) if it takes not one."""
+    kinds: list[DeclaredKind] = args.kinds
+    kind = next(k for k in kinds if (k.name == args.kind if args.kind else k.default))
+    given = {n: getattr(args, n) for k in kinds for n in k.parameters if getattr(args, n) is not None}
+    foreign = [n for n in given if n not in kind.parameters]
+    if foreign:
+        takes = ", ".join(_flag(n) for n in kind.parameters)
+        args.usage(f"{_flag(foreign[0])} is not a parameter of kind {kind.name}; it takes {takes}")
+    return kind, given
 
 
 def cmd_run(gateway: GatewayClient, args: argparse.Namespace) -> int:
     """Submit a job, follow it, and print its array's URL (or its document with --json)."""
-    options = {"op": args.op, "axes": args.axes}
-    kind_options = {k: v for k, v in options.items() if v is not None}
-    job = gateway.submit(
-        args.shape, args.chunks, args.dtype, args.seed, args.shards, kind=args.kind, input=args.input, **kind_options
-    )
+    kind, given = _chosen(args)
+    job = gateway.submit(kind=args.kind, **given)
     if args.no_wait:
         _say(args, job.document, job.id)
         return OK
@@ -72,7 +89,7 @@ def cmd_run(gateway: GatewayClient, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(job.document)
     else:
-        print(_summary(job))
+        print(_summary(job, next((k for k in args.kinds if k.name == job.document.get("kind")), kind)))
         if job.document.get("endpoint_url"):
             print(f"S3 endpoint: {job.document['endpoint_url']}")
         print(job.url)
@@ -120,8 +137,8 @@ def cmd_check(rest: Sequence[str]) -> int:
     return OK  # not reached
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command line: one sub-command each for run, jobs, show, delete, serve and check."""
+def _common() -> argparse.ArgumentParser:
+    """The options every command that speaks to the gateway takes."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="the gateway's URL (default: $GATEWAY_URL, else http://127.0.0.1:8000)")
     common.add_argument("--token", help="an API token (default: $GATEWAY_TOKEN, else $JUPYTERHUB_API_TOKEN)")
@@ -129,6 +146,47 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--busy-wait", type=float, default=300.0, metavar="S", help="retry a busy gateway (429) for up to S seconds"
     )
+    return common
+
+
+def _value(schema: dict[str, Any]) -> Callable[[str], Any]:
+    """How a flag's text becomes the JSON value its schema says: a list of integers, an integer, or text."""
+    values: dict[str, Callable[[str], Any]] = {"array": _ints, "integer": int}
+    return values.get(schema.get("type", ""), str)
+
+
+def _kind_flags(run: argparse.ArgumentParser, kinds: list[DeclaredKind], unreadable: GatewayError | None) -> None:
+    """--kind and one flag per parameter the gateway's kinds declare, each naming the kinds that take it."""
+    takers: dict[str, list[str]] = {}
+    for kind in kinds:
+        for name in kind.parameters:
+            takers.setdefault(name, []).append(kind.name)
+    default = next((k.name for k in kinds if k.default), "random")
+    run.add_argument("--kind", choices=[k.name for k in kinds] or None, help=f"the job kind (default {default})")
+    for name, names in takers.items():
+        schema = next(k.parameters[name] for k in kinds if name in k.parameters)
+        text = schema.get("description", "").replace("%", "%%")
+        run.add_argument(
+            _flag(name),
+            dest=name,
+            type=_value(schema),
+            choices=schema.get("enum"),
+            metavar="N,N" if schema.get("type") == "array" else None,
+            help=f"{text} [{', '.join(names)}]",
+        )
+    lines = [f"  {k.name}: {k.help}\n    {' '.join(_flag(n) for n in k.parameters)}" for k in kinds]
+    if unreadable is None:
+        run.epilog = "job kinds and their parameters (from the gateway's /openapi.json):\n" + "\n".join(lines)
+    else:
+        run.epilog = (
+            f"The job kinds' flags come from the gateway's /openapi.json, which could not be read: {unreadable}"
+        )
+    run.set_defaults(kinds=kinds, usage=run.error)
+
+
+def parser(kinds: Sequence[DeclaredKind] = (), unreadable: GatewayError | None = None) -> argparse.ArgumentParser:
+    """The command line: one sub-command each for run, jobs, show, delete, serve and check; run's flags from `kinds`."""
+    common = _common()
     main = argparse.ArgumentParser(
         prog="gateway-dask-zarr",
         description="Run and read jobs of a gateway-dask-zarr service.",
@@ -136,16 +194,13 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = main.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", parents=[common], help="run a job with a progress bar; print its array's URL")
-    run.add_argument("--shape", type=_ints, help="e.g. 1000,1000 (the server's default when absent)")
-    run.add_argument("--chunks", type=_ints, help="e.g. 100,100")
-    run.add_argument("--dtype", choices=["float32", "float64"])
-    run.add_argument("--seed", type=int)
-    run.add_argument("--shards", type=_ints, help="e.g. 1000,1000: one object per shard (not sharded when absent)")
-    run.add_argument("--kind", help="the job kind: random (default), rechunk, reduce (docs/api.md)")
-    run.add_argument("--input", help="a derived kind's input job id")
-    run.add_argument("--op", help="reduce: min, max, sum, mean or std")
-    run.add_argument("--axes", type=_ints, help="reduce: e.g. 0 or 0,1 (all axes when absent)")
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run a job with a progress bar; print its array's URL",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _kind_flags(run, list(kinds), unreadable)
     run.add_argument("--timeout", type=float, help="stop waiting after this many seconds (exit 5)")
     run.add_argument("--no-wait", action="store_true", help="print the job's id and return at once")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -178,12 +233,35 @@ def exit_code(error: GatewayError) -> int:
     return UNAVAILABLE
 
 
+def _declared(argv: Sequence[str]) -> tuple[list[DeclaredKind], GatewayError | None]:
+    """For `run`, the gateway's job kinds (its flags follow from them), or why they could not be read; else none."""
+    if argv[:1] != ["run"]:
+        return [], None
+    known, _ = _common().parse_known_args(argv[1:])
+    try:
+        return declared_kinds(GatewayClient(known.url, known.token, busy_wait=known.busy_wait)), None
+    except GatewayError as error:
+        return [], error
+
+
+def _refused(error: GatewayError, as_json: bool) -> int:
+    """Say why the gateway refused or failed (on stderr, and as JSON with --json); the exit code."""
+    if as_json and not isinstance(error, JobFailed):
+        _print_json({"error": {"status": error.status, "code": error.code, "message": error.message}})
+    print(f"error: {error}", file=sys.stderr)
+    return exit_code(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return its exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["check"]:
         return cmd_check(argv[1:])
-    args = parser().parse_args(argv)
+    kinds, unreadable = _declared(argv)
+    # Without the kinds, `run --help` still helps (and says why); a run itself cannot go on.
+    if unreadable is not None and not {"-h", "--help"} & set(argv):
+        return _refused(unreadable, as_json="--json" in argv)
+    args = parser(kinds, unreadable).parse_args(argv)
     if args.command == "serve":
         return cmd_serve(args)
     gateway = GatewayClient(args.url, args.token, busy_wait=args.busy_wait)
@@ -191,10 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(gateway, args)
     except GatewayError as error:
-        if args.json and not isinstance(error, JobFailed):
-            _print_json({"error": {"status": error.status, "code": error.code, "message": error.message}})
-        print(f"error: {error}", file=sys.stderr)
-        return exit_code(error)
+        return _refused(error, args.json)
     except TimeoutError as error:
         print(f"error: {error}", file=sys.stderr)
         return TIMED_OUT

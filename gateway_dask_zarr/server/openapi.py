@@ -6,12 +6,10 @@ from typing import Any
 
 from gateway_dask_zarr.jobs import document_schema
 from gateway_dask_zarr.kinds.registry import request_schemas
-from gateway_dask_zarr.params import query_parameters
+from gateway_dask_zarr.server.openapi_kinds import query_parameters, run_description
 from gateway_dask_zarr.server.openapi_parts import NO_CSRF, UNAUTHENTICATED, body, operation
 from gateway_dask_zarr.server.openapi_zarr import zarr_paths
 from gateway_dask_zarr.version import __version__
-
-_QUERY = query_parameters()
 
 _JOB_ID = {
     "name": "job_id",
@@ -24,8 +22,8 @@ _RUN_ANSWERS = {"200": body("Job", "the job finished and its array is published"
 _RUN_ERRORS = {
     400: "a bad parameter",
     401: UNAUTHENTICATED,
-    404: "no such path: a job id with '/' in it matches no route",
-    409: "the job id exists",
+    404: "no such path (a job id with '/' matches no route), or a derived kind's input is no job the caller may read",
+    409: "the job id exists, or a derived kind's input is not complete",
     413: "over a size limit, or over the caller's storage quota",
     429: "too many jobs at once, in all or the caller's; see Retry-After",
     503: "the cluster or store is unavailable, or the job failed",
@@ -76,10 +74,17 @@ def job_schema() -> dict[str, Any]:
 
 def _run_paths() -> dict[str, Any]:
     """The routes that run a job and answer when it has finished."""
+    query, kinds = query_parameters(), run_description()  # per call: a kind registered after import is listed too
     return {
-        "/run": {"get": operation("Run one job and answer when it has finished", _RUN_ANSWERS, _RUN_ERRORS, _QUERY)},
+        "/run": {
+            "get": operation(
+                "Run one job and answer when it has finished", _RUN_ANSWERS, _RUN_ERRORS, query, description=kinds
+            )
+        },
         "/submit_job/{job_id}": {
-            "get": operation("Run one job with the caller's id", _RUN_ANSWERS, _RUN_ERRORS, [_JOB_ID, *_QUERY])
+            "get": operation(
+                "Run one job with the caller's id", _RUN_ANSWERS, _RUN_ERRORS, [_JOB_ID, *query], description=kinds
+            )
         },
     }
 
@@ -103,6 +108,7 @@ def _list_paths() -> dict[str, Any]:
                 "Start a job; answer 202 at once",
                 {"202": body("Job", "the job was accepted")},
                 refused,
+                description=run_description(),
                 requestBody=request,
             ),
             "get": operation(
