@@ -17,6 +17,7 @@ from zarr.errors import ContainsArrayError
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.errors import ClusterUnavailable
+from gateway_dask_zarr.grid import chunks_in_units, grid
 from gateway_dask_zarr.jobs import feeder
 from gateway_dask_zarr.jobs.admission import Admission
 from gateway_dask_zarr.jobs.cleanup import Cleanups
@@ -26,6 +27,7 @@ from gateway_dask_zarr.jobs.progress import Progress
 from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
+from gateway_dask_zarr.kinds.base import INPUT_DELETED
 from gateway_dask_zarr.kinds.registry import KINDS
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
@@ -48,19 +50,42 @@ DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
 STOP_WAIT_S = 5.0
 
 
-def plan_tasks(request: JobRequest, n_workers: int) -> list[range]:
-    """Split the write units (JobRequest.unit_shape, numbered in C order) into contiguous ranges, one task each.
+def plan_tasks(request: JobRequest, n_workers: int, band: tuple[int, ...] | None = None) -> list[range]:
+    """Split the bands (`band`, whole write units; by default one unit each; in C order) into contiguous ranges.
 
     One task per worker for a job of up to CHUNKS_PER_TASK chunks a worker; above that,
     more tasks (at most MAX_TASKS_PER_WORKER a worker), so progress moves and a slow
     worker's share is small. Each task costs the scheduler and the app a round trip. Then
     cut to short tasks (jobs/feeder.py), so that other jobs' tasks get worker threads soon.
     """
-    n = request.n_units
+    shape = band or request.unit_shape
+    n = math.prod(grid(request.shape, shape))
     per_worker = max(1, min(MAX_TASKS_PER_WORKER, math.ceil(n / (max(1, n_workers) * CHUNKS_PER_TASK))))
     n_tasks = max(1, min(n, n_workers * per_worker))
     size = math.ceil(n / n_tasks)
-    return feeder.split([range(start, min(start + size, n)) for start in range(0, n, size)], request.unit_bytes)
+    band_bytes = math.prod(shape) * request.itemsize
+    return feeder.split([range(start, min(start + size, n)) for start in range(0, n, size)], band_bytes)
+
+
+def plan_job(job: Job, store: JobStore, settings: Settings) -> tuple[ArrayTarget, list[range], list[int]]:
+    """A job's task target, its tasks (ranges of bands, jobs.runner.plan_tasks) and the chunks in each."""
+    request = job.request
+    kind = KINDS[request.kind]
+    # A derived kind plans by its input's layout (one small GET of the input's zarr.json).
+    band = kind.band(request, store.read(request.input) if request.input else None)
+    kwargs = array_kwargs(request.shape, request.chunks, request.dtype, settings.compressor, request.shards)
+    target = ArrayTarget(
+        root_url=store.root,
+        endpoint_url=store.backend.endpoint_url,
+        job_id=job.id,
+        metadata=array_metadata(kwargs),
+        source=kind.source(request),
+        concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.unit_bytes)),
+        deadline=job.deadline,
+        band=None if band == request.unit_shape else band,
+    )
+    batches = plan_tasks(request, settings.n_workers, band)
+    return target, batches, [chunks_in_units(request.shape, request.chunks, band, b) for b in batches]
 
 
 class Runner:
@@ -97,16 +122,7 @@ class Runner:
         try:
             client = self.cluster.client
             request = job.request
-            target = ArrayTarget(
-                root_url=self.store.root,
-                endpoint_url=self.store.backend.endpoint_url,
-                job_id=job.id,
-                metadata=array_metadata(self._array_kwargs(request)),
-                source=KINDS[request.kind].source(request),
-                concurrency=max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // request.unit_bytes)),
-                deadline=job.deadline,
-            )
-            batches = plan_tasks(request, self.settings.n_workers)
+            target, batches, totals = plan_job(job, self.store, self.settings)
             job.status = "running"
             futures = client.map(
                 partial(write_blocks, target),
@@ -118,7 +134,7 @@ class Runner:
                 retries=1,
             )
             job.futures = futures
-            self.progress.watch(client, job, futures, [request.chunks_in(batch) for batch in batches])
+            self.progress.watch(client, job, futures, totals)
             job_log(job).info(
                 "job %s running: shape %s, chunks %s, %s, %d tasks planned and submitted in %.3f s",
                 job.id,
@@ -253,7 +269,7 @@ def _check_written(job: Job, store: JobStore) -> None:
         raise RuntimeError(f"{job.chunks_written} of {job.request.n_chunks} chunks were written")
     if job.request.input is not None and store.read(job.request.input) is None:
         # A deleted input's chunks read as its fill value (NaN): the job fails rather than publish them.
-        raise RuntimeError(f"the input job {job.request.input} was deleted while this job read it")
+        raise FileNotFoundError(INPUT_DELETED.format(id=job.request.input))
 
 
 def _check(job: Job, future: Any) -> None:

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store
+from zarr.core.array import AsyncArray
+from zarr.errors import ArrayNotFoundError
+from zarr.storage import StorePath
 
 from gateway_dask_zarr.errors import InvalidParameter
 from gateway_dask_zarr.grid import BlockIndex
 from gateway_dask_zarr.kinds.parameters import JobId
 from gateway_dask_zarr.params import JobRequest, Parameter
 from gateway_dask_zarr.settings import Settings
-from gateway_dask_zarr.worker.blocks import BlockSource
+from gateway_dask_zarr.worker.blocks import BandSource, BlockSource
+
+# Why a derived job fails when its input goes while the job reads it (on a worker, or at its end).
+INPUT_DELETED = "the input job {id} was deleted while this job read it"
 
 INPUT = JobId("input", "The id of the input job: complete, and the caller's own (or any, for an admin).")
+
+
+async def open_input(store: Store, job_id: str) -> AsyncArray[Any]:
+    """A derived job's input array, opened on a worker; one deleted meanwhile raises FileNotFoundError saying so."""
+    with contextlib.suppress(ArrayNotFoundError):
+        return await AsyncArray.open(StorePath(store, f"{job_id}.zarr"))
+    # Raised outside the except: zarr's error, which names the store and which distributed
+    # cannot rebuild in the app, would go with it as its context.
+    raise FileNotFoundError(INPUT_DELETED.format(id=job_id))
 
 
 @dataclass(frozen=True)
@@ -66,8 +83,12 @@ class Kind:
         request = JobRequest.parse({**values, "seed": 0}, settings)
         return replace(request, seed=None, kind=self.name, **fields)
 
-    def source(self, request: JobRequest) -> BlockSource:
-        """What the job's tasks run on the workers for each output block."""
+    def band(self, request: JobRequest, input: dict[str, Any] | None) -> tuple[int, ...]:
+        """The shape of what a task owns whole, given the input's document (if any): by default one write unit."""
+        return request.unit_shape
+
+    def source(self, request: JobRequest) -> BlockSource | BandSource:
+        """What the job's tasks run on the workers for each output block (or band, worker/blocks.py's BandSource)."""
         raise NotImplementedError
 
     def expected(

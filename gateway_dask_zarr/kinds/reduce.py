@@ -2,12 +2,14 @@
 
 The output keeps each reduced axis with length 1 (numpy's keepdims=True), so it has the
 input's number of dimensions. Each output block is reduced on a worker from partials of one
-input chunk (or shard) at a time, merged pairwise (Chan et al. for the variance): a task holds
-one input unit and the partials, never the slab it reduces.
+input chunk (or shard) at a time, merged pairwise in order (Chan et al. for the variance): a task
+holds the input units read at once (READ_BYTES_IN_FLIGHT of them, at least one) and the
+partials, never the slab it reduces.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from dataclasses import dataclass
@@ -16,15 +18,14 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.abc.store import Store
-from zarr.core.array import AsyncArray
-from zarr.storage import StorePath
 
 from gateway_dask_zarr.errors import InvalidParameter
 from gateway_dask_zarr.grid import BlockIndex
-from gateway_dask_zarr.kinds.base import INPUT, InputArray, Kind
+from gateway_dask_zarr.kinds.base import INPUT, InputArray, Kind, open_input
 from gateway_dask_zarr.kinds.parameters import Axes
 from gateway_dask_zarr.params import CHUNKS, Choice, JobRequest
 from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.worker.blocks import READ_BYTES_IN_FLIGHT
 
 OP = Choice("op", "The reduction.", default="mean", choices=("min", "max", "sum", "mean", "std"))
 AXES = Axes("axes", "The axes reduced, e.g. [0]; all of them if omitted.", nullable=True, placeholder="all")
@@ -75,17 +76,24 @@ class ReduceBlocks:
     axes: tuple[int, ...]
 
     async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
-        """Reduce the slab one input unit at a time."""
-        array = await AsyncArray.open(StorePath(store, f"{self.input}.zarr"))
+        """Reduce the slab one input unit at a time, a few read at once, merged in order (the same bits every run)."""
+        array = await open_input(store, self.input)
         step = array.shards or array.chunks
         ranges = [
             [slice(s, min(s + c, n)) for s in range(0, n, c)] if axis in self.axes else [selection[axis]]
             for axis, (n, c) in enumerate(zip(array.shape, step, strict=True))
         ]
+        parts = list(itertools.product(*ranges))
+        part_bytes = math.prod(r[0].stop - r[0].start for r in ranges) * array.dtype.itemsize
+        reads = max(1, READ_BYTES_IN_FLIGHT // part_bytes)
+
+        async def partial(part: tuple[slice, ...]) -> Partial:
+            return Partial.of(np.asarray(await array.getitem(part)), self.axes)
+
         found: Partial | None = None
-        for part in itertools.product(*ranges):
-            partial = Partial.of(np.asarray(await array.getitem(part)), self.axes)
-            found = partial if found is None else found.merge(partial)
+        for start in range(0, len(parts), reads):
+            for partial_ in await asyncio.gather(*(partial(p) for p in parts[start : start + reads])):
+                found = partial_ if found is None else found.merge(partial_)
         assert found is not None
         return found.result(self.op).astype(dtype)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import obstore
@@ -31,6 +31,10 @@ from gateway_dask_zarr.grid import BlockIndex, block_index, block_selection, gri
 from gateway_dask_zarr.storage.backends import cached_backend
 from gateway_dask_zarr.worker.progress import TaskProgress
 
+# The input bytes a task's reads keep in flight at once (derived kinds; at least one read):
+# enough to hide the store's latency, few enough that a worker holds a handful of input chunks.
+READ_BYTES_IN_FLIGHT = 16 * 2**20
+
 
 def block_data(seed: int, index: BlockIndex, shape: Sequence[int], dtype: str) -> np.ndarray:
     """The values of one block: a pure function of (seed, block index, block shape, dtype)."""
@@ -42,6 +46,15 @@ class BlockSource(Protocol):
 
     async def block(self, store: Store, index: BlockIndex, selection: tuple[slice, ...], dtype: str) -> np.ndarray:
         """The block at `index` (the array's `selection`), reading inputs, if any, from `store`."""
+        ...
+
+
+@runtime_checkable
+class BandSource(Protocol):
+    """A kind whose tasks read each band (ArrayTarget.band) of the output once, then cut its blocks from it."""
+
+    async def band(self, store: Store, selection: tuple[slice, ...], dtype: str) -> BlockSource:
+        """The source of the blocks inside `selection` (one band of the output), reading inputs from `store`."""
         ...
 
 
@@ -64,9 +77,11 @@ class ArrayTarget:
     endpoint_url: str | None
     job_id: str
     metadata: dict[str, Any]
-    source: BlockSource
+    source: BlockSource | BandSource
     deadline: float  # epoch seconds: no write starts after it (the job has timed out)
     concurrency: int = 8
+    # What a task's numbers count: bands of this shape, each whole write units (None: one unit).
+    band: tuple[int, ...] | None = None
 
 
 class ChunkEncoder:
@@ -95,9 +110,10 @@ class ChunkEncoder:
 
 
 def write_blocks(target: ArrayTarget, numbers: range) -> dict[str, Any]:
-    """Generate and write whole write units (shards, or chunks when not sharded; numbered in C order).
+    """Generate and write whole bands of write units (shards, or chunks when not sharded; numbered in C order).
 
-    Returns only small facts (chunk counts and stats). A task owns a range of unit numbers,
+    A band is one write unit unless the kind reads its input by bands (ArrayTarget.band).
+    Returns only small facts (chunk counts and stats). A task owns a range of band numbers,
     not a list of indices: its arguments stay a few bytes however many it owns (100,000
     chunks in 24 tasks, measured in bench/). Two tasks never write parts of one shard: a
     shard is one object, and the later PUT would replace the earlier one's chunks.
@@ -114,29 +130,43 @@ async def _write_blocks(target: ArrayTarget, numbers: range, progress: TaskProgr
         config={"write_empty_chunks": True},
     )
     metadata = array.metadata
-    unit_grid = grid(metadata.shape, metadata.shards or metadata.chunks)
+    unit_shape = metadata.shards or metadata.chunks
+    band_shape = target.band or unit_shape
+    band_grid = grid(metadata.shape, band_shape)
     # Sharded: each chunk with the shard's inner codecs, then zarr's ShardingCodec lays out
     # the shard (its _get_chunk_spec and _encode_shard_dict are private: zarr is pinned, and
     # tests/test_shards.py reads the result with zarr-python and TensorStore).
     sharding = next((c for c in metadata.codecs if isinstance(c, ShardingCodec)), None)
     encoder = ChunkEncoder(array.codec_pipeline if sharding is None else sharding.codec_pipeline)
     facts = {"chunks": 0, "bytes": 0, "min": math.inf, "max": -math.inf, "sum": 0.0, "count": 0}
-    # A few writers share one iterator of unit numbers: at most `concurrency` units are in
-    # memory or in flight, and only that many coroutines exist, however many units.
-    pending = iter(numbers)
 
-    async def writer() -> None:
-        for number in pending:
-            unit = block_index(number, unit_grid)
-            # Past the deadline the job has failed and its objects are being deleted: a task
-            # that runs on must not write more of them.
-            if time.time() > target.deadline:
-                raise TimeoutError(f"job {target.job_id} passed its deadline; {list(unit)} not written")
-            value, n_encoded = await _encode_unit(target.source, store, array, sharding, encoder, unit, facts)
-            await put_object(array.store_path, metadata.encode_chunk_key(unit), value)
-            progress.add(n_encoded)
+    async def write(units: Iterable[BlockIndex], source: BlockSource) -> None:
+        # A few writers share one iterator of units: at most `concurrency` units are in
+        # memory or in flight, and only that many coroutines exist, however many units.
+        pending = iter(units)
 
-    await asyncio.gather(*(writer() for _ in range(max(1, min(target.concurrency, len(numbers))))))
+        async def writer() -> None:
+            for unit in pending:
+                # Past the deadline the job has failed and its objects are being deleted: a task
+                # that runs on must not write more of them.
+                if time.time() > target.deadline:
+                    raise TimeoutError(f"job {target.job_id} passed its deadline; {list(unit)} not written")
+                value, n_encoded = await _encode_unit(source, store, array, sharding, encoder, unit, facts)
+                await put_object(array.store_path, metadata.encode_chunk_key(unit), value)
+                progress.add(n_encoded)
+
+        await asyncio.gather(*(writer() for _ in range(max(1, target.concurrency))))
+
+    bands = [block_index(number, band_grid) for number in numbers]
+    if not isinstance(target.source, BandSource):
+        await write((u for b in bands for u in unit_blocks(metadata.shape, unit_shape, band_shape, b)), target.source)
+        return facts
+    for band in bands:
+        # One band at a time: a task holds one band's input and its units in flight.
+        selection = block_selection(metadata.shape, band_shape, band)
+        source = await target.source.band(store, selection, str(metadata.dtype.to_native_dtype()))
+        await write(unit_blocks(metadata.shape, unit_shape, band_shape, band), source)
+        del source  # before the next band's read, not after it: one band in memory
     return facts
 
 
