@@ -17,7 +17,8 @@ from zarr.storage import StorePath
 from gateway_dask_zarr.errors import InvalidParameter
 from gateway_dask_zarr.grid import BlockIndex
 from gateway_dask_zarr.kinds.parameters import JobId
-from gateway_dask_zarr.params import JobRequest, Parameter
+from gateway_dask_zarr.param_types import Parameter
+from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.worker.blocks import BandSource, BlockSource
 

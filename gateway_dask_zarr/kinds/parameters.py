@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_dask_zarr.params import MAX_NDIM, Parameter, bad, shown
+from gateway_dask_zarr.param_types import MAX_NDIM, Parameter, bad, shown
 
 
 @dataclass(frozen=True)

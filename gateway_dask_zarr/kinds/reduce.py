@@ -23,7 +23,8 @@ from gateway_dask_zarr.errors import InvalidParameter
 from gateway_dask_zarr.grid import BlockIndex
 from gateway_dask_zarr.kinds.base import INPUT, InputArray, Kind, open_input
 from gateway_dask_zarr.kinds.parameters import Axes
-from gateway_dask_zarr.params import CHUNKS, Choice, JobRequest
+from gateway_dask_zarr.param_types import Choice
+from gateway_dask_zarr.params import CHUNKS, JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.worker.blocks import READ_BYTES_IN_FLIGHT
 

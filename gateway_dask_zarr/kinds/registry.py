@@ -9,7 +9,7 @@ from gateway_dask_zarr.kinds.base import Kind
 from gateway_dask_zarr.kinds.random import RANDOM
 from gateway_dask_zarr.kinds.rechunk import RECHUNK
 from gateway_dask_zarr.kinds.reduce import REDUCE
-from gateway_dask_zarr.params import Choice, Parameter
+from gateway_dask_zarr.param_types import Choice, Parameter
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (RANDOM, RECHUNK, REDUCE)}
 

@@ -25,7 +25,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, url_for
 
 from gateway_dask_zarr.errors import InvalidParameter, NotFound
 from gateway_dask_zarr.jobs import check_job_id
-from gateway_dask_zarr.params import shown
+from gateway_dask_zarr.param_types import shown
 from gateway_dask_zarr.server.body import json_body
 from gateway_dask_zarr.server.edge import viewer
 from gateway_dask_zarr.server.parts import parts

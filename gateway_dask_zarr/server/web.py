@@ -14,7 +14,7 @@ from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound, Unava
 from gateway_dask_zarr.jobs import check_job_id
 from gateway_dask_zarr.kinds.base import Kind
 from gateway_dask_zarr.kinds.registry import KINDS, kind_parameter
-from gateway_dask_zarr.params import Parameter
+from gateway_dask_zarr.param_types import Parameter
 from gateway_dask_zarr.server.edge import public_document, viewer
 from gateway_dask_zarr.server.metrics import Metrics
 from gateway_dask_zarr.server.parts import parts
