@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from gateway_dask_zarr.client.client import MIN_RETRY_S, _retry_after
+from gateway_dask_zarr.client.errors import MIN_RETRY_S, retry_after_s
 
 
 @dataclass
@@ -60,7 +60,7 @@ def run_jobs(base_url: str, params: dict[str, str], clients: int, jobs: int, tim
                 load.retries += 1
                 load.refusals[response.status_code] = load.refusals.get(response.status_code, 0) + 1
             session.close()
-            time.sleep(max(_retry_after(response.headers.get("Retry-After")) or 0.0, MIN_RETRY_S))
+            time.sleep(max(retry_after_s(response.headers.get("Retry-After")) or 0.0, MIN_RETRY_S))
             session = requests.Session()
         if response.status_code != 200:
             raise RuntimeError(f"GET /run answered {response.status_code}: {response.text[:300]}")

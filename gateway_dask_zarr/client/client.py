@@ -15,12 +15,13 @@ import logging
 import math
 import os
 import time
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
+
+from gateway_dask_zarr.client.errors import MIN_RETRY_S, GatewayError, JobFailed, error_of
 
 if TYPE_CHECKING:
     import xarray
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-MIN_RETRY_S = 0.5
 ENDED = ("complete", "failed", "cancelled")
 # The AWS_* variables (and files) botocore finds credentials in; with none, arrays are read unsigned.
 CREDENTIAL_VARIABLES = (
@@ -39,74 +39,6 @@ CREDENTIAL_VARIABLES = (
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 )
-
-
-class GatewayError(Exception):
-    """The gateway refused or failed a request, or could not be reached (`status` None).
-
-    `code` and `message` are the server's own (its `{"error": {"code", "message", "field"}}`).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str = "error",
-        field: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.field = field
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        where = f"{self.status} " if self.status else ""
-        return f"{where}{self.code}: {self.message}"
-
-
-class JobFailed(GatewayError):
-    """A job ended `failed` or `cancelled`; `job` holds its last document."""
-
-    def __init__(self, job: RemoteJob) -> None:
-        reason = job.document.get("error") or "no reason given"
-        super().__init__(f"job {job.id} {job.status}: {reason}", code=f"job_{job.status}")
-        self.job = job
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds: a number, or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _error(response: requests.Response) -> GatewayError:
-    """The server's error body as a GatewayError; a body that is not ours still gives a message."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        error = {"code": response.reason.lower().replace(" ", "_") or "error", "message": response.text[:300]}
-    return GatewayError(
-        str(error.get("message") or response.reason),
-        status=response.status_code,
-        code=str(error.get("code") or "error"),
-        field=error.get("field"),
-        retry_after=_retry_after(response.headers.get("Retry-After")),
-    )
 
 
 def has_aws_credentials() -> bool:
@@ -168,7 +100,7 @@ class GatewayClient:
                 ) from None
             if response.ok:
                 return response
-            error = _error(response)
+            error = error_of(response)
             # At least a moment between tries, so that even "Retry-After: 0" ends within busy_wait.
             delay = None if error.retry_after is None else max(error.retry_after, MIN_RETRY_S)
             if response.status_code in (429, 503) and delay is not None and waited + delay <= self.busy_wait:
