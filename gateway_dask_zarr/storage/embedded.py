@@ -100,6 +100,30 @@ def writer_credentials(data_dir: str | Path, bucket: str = BUCKET) -> dict[str, 
     return load_or_create_credentials(root / "identities.json", bucket)
 
 
+def weed_command(root: Path, ports: dict[str, int], grpc: dict[str, int]) -> list[str]:
+    """The `weed server` command line of a store in `root` on these HTTP and gRPC ports (one each in SERVICES)."""
+    argv = [weed_binary(), f"-logdir={root / 'logs'}", "server", f"-dir={root / 'volumes'}"]
+    argv += [f"-master.dir={root / 'master'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3"]
+    argv += [f"-{name}.port={ports[name]}" for name in SERVICES]
+    argv += [f"-{name}.port.grpc={grpc[name]}" for name in SERVICES]
+    return [
+        *argv,
+        f"-s3.config={root / 'identities.json'}",
+        # Without these it serves an Iceberg catalog and a Lance namespace on two more ports.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        # Each bucket reserves about 7 volumes; the default 8 fails the second bucket's PUTs.
+        "-volume.max=100",
+        "-master.volumeSizeLimitMB=1024",
+        "-volume.preStopSeconds=0",
+        "-master.telemetry=false",
+        # As S3 does: a PUT into a bucket that does not exist fails (weed would make it).
+        "-s3.autoCreateBucket=false",
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.localSocket={root / 's3.sock'}",
+    ]
+
+
 class EmbeddedS3:
     """A loopback SeaweedFS owned by this process: started on a directory, one bucket made, stopped.
 
@@ -135,34 +159,14 @@ class EmbeddedS3:
         return self.data_dir / "s3" / "weed.out"
 
     def command(self) -> list[str]:
-        """The `weed server` command line for this start's ports."""
-        root = self.data_dir / "s3"
+        """The `weed server` command line for this start's ports (the S3 port kept, the others new)."""
         ports = dict(zip(SERVICES, _free_ports(4), strict=True))
         ports["s3"] = self.port = self.port or ports["s3"]
         grpc = dict(zip(SERVICES, _free_ports(4), strict=True))
         self.grpc_ports = list(grpc.values())
         # Kept so that the next start removes this one's socket files should the app die hard.
-        (root / "grpc-ports.json").write_text(json.dumps(self.grpc_ports))
-        argv = [weed_binary(), f"-logdir={root / 'logs'}", "server", f"-dir={root / 'volumes'}"]
-        argv += [f"-master.dir={root / 'master'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3"]
-        argv += [f"-{name}.port={ports[name]}" for name in SERVICES]
-        argv += [f"-{name}.port.grpc={grpc[name]}" for name in SERVICES]
-        return [
-            *argv,
-            f"-s3.config={root / 'identities.json'}",
-            # Without these it serves an Iceberg catalog and a Lance namespace on two more ports.
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            # Each bucket reserves about 7 volumes; the default 8 fails the second bucket's PUTs.
-            "-volume.max=100",
-            "-master.volumeSizeLimitMB=1024",
-            "-volume.preStopSeconds=0",
-            "-master.telemetry=false",
-            # As S3 does: a PUT into a bucket that does not exist fails (weed would make it).
-            "-s3.autoCreateBucket=false",
-            f"-filer.localSocket={root / 'filer.sock'}",
-            f"-s3.localSocket={root / 's3.sock'}",
-        ]
+        (self.data_dir / "s3" / "grpc-ports.json").write_text(json.dumps(self.grpc_ports))
+        return weed_command(self.data_dir / "s3", ports, grpc)
 
     def start(self, timeout: float = 90) -> EmbeddedS3:
         """Start weed, then wait until a PUT into the bucket succeeds (ListBuckets answers earlier)."""
