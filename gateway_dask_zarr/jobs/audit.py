@@ -7,8 +7,6 @@ rewritten by a repair from the deterministic rule (docs/reliability.md).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,6 +26,7 @@ from gateway_dask_zarr.jobs.records import (
     Records,
     index_name,
     now_iso,
+    read_json,
     store_errors,
     usage_key,
 )
@@ -68,6 +67,30 @@ def unit_keys(record: dict[str, Any]) -> set[str]:
     return {*keys, METADATA_KEY}
 
 
+class StoreReads:
+    """What an audit reads from the store, counted: one LIST of every key, then JSON documents by key."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store  # the records' obstore store, rooted at the store's root
+        self.listed = 0
+        self.read = 0
+
+    def listing(self) -> dict[str, float]:
+        """Every key under the root with its last-modified time (epoch seconds)."""
+        keys: dict[str, float] = {}
+        with store_errors():
+            for batch in obstore.list(self.store, None, chunk_size=1000):
+                for meta in batch:
+                    keys[meta["path"]] = meta["last_modified"].timestamp()
+        self.listed = len(keys)
+        return keys
+
+    def documents(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        """JSON documents at keys, concurrently; None where one is missing or not JSON."""
+        self.read += len(keys)
+        return read_json(self.store, keys)
+
+
 class Audit:
     """Checks a store against its records; `grace_s`: objects younger than this are in flight, not findings."""
 
@@ -76,48 +99,14 @@ class Audit:
         self.store = store
         self.grace_s = grace_s
         self.started = time.time()
-        self.listed = 0
-        self.read = 0
-
-    # -- reading --------------------------------------------------------------------------
-
-    def _listing(self) -> dict[str, float]:
-        """Every key under the root with its last-modified time (epoch seconds)."""
-        keys: dict[str, float] = {}
-        with store_errors():
-            for batch in obstore.list(self.records.store, None, chunk_size=1000):
-                for meta in batch:
-                    keys[meta["path"]] = meta["last_modified"].timestamp()
-        self.listed = len(keys)
-        return keys
-
-    def _get_json(self, keys: list[str]) -> list[dict[str, Any] | None]:
-        """JSON documents at keys, concurrently; None where one is missing or not JSON."""
-
-        async def one(key: str) -> dict[str, Any] | None:
-            try:
-                result = await obstore.get_async(self.records.store, key)
-                value = json.loads(bytes(await result.bytes_async()))
-            except (FileNotFoundError, ValueError):
-                return None
-            return value if isinstance(value, dict) else None
-
-        async def every() -> list[dict[str, Any] | None]:
-            return await asyncio.gather(*(one(k) for k in keys))
-
-        with store_errors():
-            found = asyncio.run(every())
-        self.read += len(keys)
-        return found
+        self.reads = StoreReads(records.store)
 
     def _young(self, modified: float) -> bool:
         return self.started - modified < self.grace_s
 
-    # -- checking -------------------------------------------------------------------------
-
     def findings(self, verify: bool = False) -> list[Finding]:
         """What does not add up in the store now."""
-        listing = self._listing()
+        listing = self.reads.listing()
         arrays: dict[str, dict[str, float]] = {}
         for key, modified in listing.items():
             if ARRAY in key and not key.startswith("_jobs/"):
@@ -126,7 +115,7 @@ class Audit:
         record_keys = [k for k in listing if k.startswith(f"{RECORDS}/") and k.endswith(".json")]
         records = {
             k[len(RECORDS) + 1 : -len(".json")]: r
-            for k, r in zip(record_keys, self._get_json(record_keys), strict=True)
+            for k, r in zip(record_keys, self.reads.documents(record_keys), strict=True)
             if r is not None
         }
         found: list[Finding] = []
@@ -175,7 +164,7 @@ class Audit:
         extra = tuple(f"{job_id}{ARRAY}{rest}" for rest in sorted(set(objects) - expected))
         if extra:
             found.append(Finding("orphaned_chunks", job_id, f"{len(extra)} objects outside its array's grid", extra))
-        (metadata,) = self._get_json([f"{job_id}{ARRAY}{METADATA_KEY}"])
+        (metadata,) = self.reads.documents([f"{job_id}{ARRAY}{METADATA_KEY}"])
         document = ((metadata or {}).get("attributes") or {}).get("gateway") or {}
         if document.get("id") != job_id or document.get("status") != "complete":
             found.append(Finding("metadata_mismatch", job_id, "its zarr.json does not carry this job's document"))

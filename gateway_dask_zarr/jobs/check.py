@@ -70,13 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     left = sum(1 for done in repairs if done is None)
     if args.json:
         rows = [{**f.as_json(), "repaired": done} for f, done in zip(findings, repairs, strict=True)]
-        print(json.dumps({"objects": audit.listed, "documents_read": audit.read, "findings": rows}, indent=2))
+        print(
+            json.dumps({"objects": audit.reads.listed, "documents_read": audit.reads.read, "findings": rows}, indent=2)
+        )
     else:
         for finding, done in zip(findings, repairs, strict=True):
             print(finding.line() + (f"  [repaired: {done}]" if done else ""))
         print(
-            f"{len(findings)} findings, {len(findings) - left} repaired, in {audit.listed} objects "
-            f"({audit.read} documents read)"
+            f"{len(findings)} findings, {len(findings) - left} repaired, in {audit.reads.listed} objects "
+            f"({audit.reads.read} documents read)"
         )
     return FINDINGS if left else OK
 

@@ -78,6 +78,24 @@ def _entries(record: dict[str, Any]) -> list[str]:
     return [f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)]
 
 
+def read_json(store: Any, keys: list[str]) -> list[dict[str, Any] | None]:
+    """The JSON objects at keys, read concurrently, in order; None where one is missing or not a JSON object."""
+
+    async def one(key: str) -> dict[str, Any] | None:
+        try:
+            result = await obstore.get_async(store, key)
+            value = json.loads(bytes(await result.bytes_async()))
+        except (FileNotFoundError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    async def every() -> list[dict[str, Any] | None]:
+        return await asyncio.gather(*(one(k) for k in keys))
+
+    with store_errors():
+        return asyncio.run(every())
+
+
 @contextmanager
 def store_errors() -> Iterator[None]:
     """Turn a failed store request into StoreUnavailable with a sentence a person can act on."""
@@ -199,20 +217,7 @@ class Records:
 
     def read_many(self, names: list[str]) -> list[dict[str, Any]]:
         """The records of index names, concurrently, in order; an entry whose record is gone is skipped."""
-        ids = [name.split("-", 1)[1] for name in names]
-
-        async def one(job_id: str) -> dict[str, Any] | None:
-            try:
-                result = await obstore.get_async(self.store, f"{RECORDS}/{job_id}.json")
-                return json.loads(bytes(await result.bytes_async()))
-            except FileNotFoundError:
-                return None
-
-        async def every() -> list[dict[str, Any] | None]:
-            return await asyncio.gather(*(one(i) for i in ids))
-
-        with store_errors():
-            found = asyncio.run(every())
+        found = read_json(self.store, [f"{RECORDS}/{name.split('-', 1)[1]}.json" for name in names])
         return [r for r, name in zip(found, names, strict=True) if r is not None and index_name(r) == name]
 
     def index_older_than(self, cutoff: datetime, limit: int) -> list[str]:
