@@ -56,7 +56,9 @@ c.ClusterConfig.environment = {
 }
 c.ClusterConfig.worker_cores = 1
 c.ClusterConfig.worker_memory = "1 G"
-c.ClusterConfig.cluster_max_workers = 3
+# The most workers a cluster may have (3, the app's default WORKERS_MAX); an app whose WORKERS_MAX
+# is above it refuses to start. GATEWAY_CLUSTER_MAX_WORKERS raises it (the tests use 6).
+c.ClusterConfig.cluster_max_workers = int(os.environ.get("GATEWAY_CLUSTER_MAX_WORKERS", "3"))
 # A cluster left behind (its app killed with SIGKILL) stops itself after an idle hour.
 c.ClusterConfig.idle_timeout = 3600
 

@@ -39,8 +39,10 @@ class GatewayServer:
         username: str = "gateway-test",
         hub_env: dict[str, str] | None = None,
         hub_token: str | None = None,
+        max_workers: int = 3,
     ) -> None:
         self.workdir = workdir
+        self.max_workers = max_workers  # its cluster_max_workers
         self.worker_env = worker_env
         self.username = username
         self.hub_env = hub_env or {}
@@ -62,6 +64,7 @@ class GatewayServer:
             GATEWAY_PROXY_ADDRESS=f"127.0.0.1:{self.tcp_port}",
             GATEWAY_PRIVATE_ADDRESS=f"127.0.0.1:{self.private_port}",
             GATEWAY_PASSWORD=self.password,
+            GATEWAY_CLUSTER_MAX_WORKERS=str(self.max_workers),
             TMPDIR=str(self.workdir),
         )
         with open(self.log_path, "wb") as log:

@@ -391,6 +391,34 @@ def test_extra_config_sets_the_commands_and_an_idle_timeout() -> None:
         subprocess.run(argv, capture_output=True, timeout=120, check=True)
 
 
+def test_the_gateways_caps_are_the_deployments_workers_max() -> None:
+    """dask_gateway_config.yaml caps a cluster at the ConfigMap's WORKERS_MAX, in workers, cores and memory alike."""
+    from dask_gateway_server.backends.base import ClusterConfig
+    from traitlets import Float
+
+    class KubeCores(ClusterConfig):  # type: ignore[misc]
+        """KubeClusterConfig's fractional cores (its module needs kubernetes_asyncio, which is not installed)."""
+
+        scheduler_cores = Float(1, min=0.0, config=True)
+        worker_cores = Float(1, min=0.0, config=True)
+
+    settings = Settings.from_env(app_env())
+    values = merged_values()["gateway"]
+    c = Config()
+    # As the chart's gateway config does: each role's cores and memory requests are what it asks for.
+    for role in ("scheduler", "worker"):
+        setattr(c.ClusterConfig, f"{role}_cores", values["backend"][role]["cores"]["request"])
+        setattr(c.ClusterConfig, f"{role}_memory", values["backend"][role]["memory"]["request"])
+    for _key, code in sorted(values["extraConfig"].items()):
+        exec(code, {"c": c})
+    config = KubeCores(config=c)
+    assert (config.scheduler_cores, config.worker_memory) == (0.5, 2 * 2**30)  # the requests were read
+    assert settings.workers_min < settings.workers_max  # the deployment adapts
+    assert config.cluster_max_workers == settings.workers_max
+    # Neither the cores nor the memory cap is lower (the gateway takes the lowest of the three).
+    assert config._worker_limit_from_resources() == settings.workers_max
+
+
 # -- Dockerfile -------------------------------------------------------------------------------
 
 

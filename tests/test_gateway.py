@@ -21,30 +21,35 @@ import requests
 import serve
 from conftest import BUCKET
 from gateway_server import BIN, ROOT, GatewayServer
-from helpers import S3_CREDENTIALS, assert_verified, wait_for
+from helpers import S3_CREDENTIALS, assert_verified, open_job_array, wait_for
 from hub_server import GATEWAY, HubServer
 from serve import free_port
 from stand_ins import FaultProxy
+from test_metrics import scrape
 
 from gateway_dask_zarr.cluster.backends import forget_loop
 from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.leases import JOB_LEASES
 from gateway_dask_zarr.server import create_app
 from gateway_dask_zarr.server.parts import parts
-from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.settings import ConfigError, Settings
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
+from gateway_dask_zarr.worker.verify import mismatched_blocks
 
 # The gateway's workers get the store's credentials from ClusterConfig.environment, the
 # gunicorn app from its environment. Distinctive, so a leak is findable.
 ACCESS_KEY = S3_CREDENTIALS["AWS_ACCESS_KEY_ID"]
 SECRET = S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
 WORKER_ENV = dict(S3_CREDENTIALS)
+# The module's gateway caps a cluster at this many workers (cluster_max_workers): room for
+# WORKERS_MAX=6 (issue 21), and a count above it that never comes.
+GATEWAY_CAP = 6
 
 
 @pytest.fixture(scope="module")
 def gateway_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     """One dask-gateway-server for the module, on free loopback ports."""
-    server = GatewayServer(tmp_path_factory.mktemp("gateway"), WORKER_ENV).start()
+    server = GatewayServer(tmp_path_factory.mktemp("gateway"), WORKER_ENV, max_workers=GATEWAY_CAP).start()
     yield server
     server.stop()
 
@@ -88,6 +93,7 @@ def test_gateway_job_contract_and_no_cluster_left_after_close(
     assert ready.status_code == 200, ready.get_json()
     assert ready.get_json()["cluster"]["backend"] == "gateway"
     assert ready.get_json()["cluster"]["workers"] == 3
+    assert ready.get_json()["cluster"]["target_workers"] == 3  # the gateway scheduler's count
     assert gateway.cluster_names() == [service.cluster.name]
     dask_client = service.cluster.client
     # DASK_GATEWAY_CLUSTER_OPTIONS reached the gateway: workers have the chosen memory limit.
@@ -109,6 +115,64 @@ def test_gateway_job_contract_and_no_cluster_left_after_close(
     service.close()
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
     assert client.get("/readyz").status_code == 503
+
+
+def test_workers_max_above_the_gateways_cap_is_refused_in_one_line(s3: EmbeddedS3, gateway: GatewayServer) -> None:
+    settings = Settings(
+        cluster="gateway",
+        workers_min=3,
+        workers_max=GATEWAY_CAP + 1,
+        store_url=f"s3://{BUCKET}",
+        s3_endpoint_url=s3.endpoint_url,
+        cluster_start_timeout_s=180,
+    )
+    with pytest.raises(ConfigError) as raised:
+        create_app(settings)
+    # The gateway's own answer to the adapt gives its cap; the cluster it made is stopped.
+    assert str(raised.value) == (
+        f"WORKERS_MAX: is {GATEWAY_CAP + 1}, above the Dask Gateway's cap of {GATEWAY_CAP} workers for a cluster "
+        "(cluster_max_workers, cluster_max_cores, cluster_max_memory); lower it or raise the gateway's"
+    )
+    wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
+
+
+def test_a_large_job_grows_the_gateway_cluster_to_at_most_workers_max_and_idle_returns_it_to_min(
+    s3: EmbeddedS3, make_gateway_app: Callable[..., Any], gateway: GatewayServer
+) -> None:
+    # Each chunk PUT takes 0.5 s longer: the job's 64 one-chunk tasks (5 MB each) hold three
+    # workers for about 10 s, long enough for the gateway to start more, at little CPU cost.
+    slow = FaultProxy(s3.endpoint_url, delay_share=1.0, delay_s=0.5, only="/c/").start()
+    try:
+        app = make_gateway_app(workers_min=3, workers_max=6, s3_endpoint_url=slow.url)
+        service = parts(app).service
+        client = app.test_client()
+
+        def counts() -> tuple[int, int]:
+            cluster = client.get("/readyz").get_json()["cluster"]
+            return cluster["workers"], cluster["target_workers"]
+
+        assert counts() == (3, 3)
+        body = {"shape": [6400, 6400], "chunks": [800, 800], "dtype": "float64", "seed": 21}
+        job_url = client.post("/jobs", json=body).headers["Location"]
+        workers, target = wait_for(lambda: (n := counts())[0] > 3 and n, timeout=120, interval=0.2)
+        assert workers <= 6 and 3 <= target <= 6, (workers, target)
+        assert len(gateway.processes("worker", service.cluster.name)) > 3
+        page = client.get("/").get_data(as_text=True)
+        assert "adaptive, 3 to 6 workers" in page
+        metrics = scrape(client)
+        assert 3 <= metrics[("gateway_cluster_target_workers", ())] <= 6
+        document = wait_for(lambda: (d := client.get(job_url).get_json())["status"] not in ("queued", "running") and d)
+        assert document["status"] == "complete" and document["chunks_written"] == 64, document
+        assert 0 <= document["queued_s"] <= document["seconds"], document
+        # The first and last chunks equal the rule (the whole 328 MB is verified elsewhere).
+        assert mismatched_blocks(open_job_array(document), 21, [(0, 0), (7, 7)]) == []
+        # Idle for three adaptive periods (3 s each), the cluster returns to WORKERS_MIN.
+        wait_for(lambda: counts() == (3, 3), timeout=120, interval=0.5)
+        assert client.delete(job_url).status_code in (202, 204)
+    finally:
+        slow.stop()
+    service.close()
+    wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
 
 
 def test_lost_scheduler_fails_its_jobs_and_is_replaced(
@@ -195,14 +259,14 @@ def test_cluster_start_fails_clearly_when_nothing_listens_or_auth_is_wrong(
     assert "401" in str(raised.value) or "Unauthorized" in str(raised.value), str(raised.value)
 
 
-@pytest.mark.filterwarnings("ignore:Scale request of 4 workers:UserWarning")
+@pytest.mark.filterwarnings(f"ignore:Scale request of {GATEWAY_CAP + 1} workers:UserWarning")
 def test_cluster_start_deadline_stops_a_cluster_that_never_gets_its_workers(
     s3: EmbeddedS3, gateway: GatewayServer
 ) -> None:
-    # The gateway caps a cluster at 3 workers (cluster_max_workers): a fourth never comes.
+    # The gateway caps a cluster at GATEWAY_CAP workers (cluster_max_workers): one more never comes.
     settings = Settings(
         cluster="gateway",
-        n_workers=4,
+        n_workers=GATEWAY_CAP + 1,
         store_url=f"s3://{BUCKET}",
         s3_endpoint_url=s3.endpoint_url,
         cluster_start_timeout_s=10,

@@ -35,7 +35,7 @@ def adapt(cluster: Any, settings: Settings) -> None:
             warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     if capped:
         found = CAP.search(capped[0])
-        cap = f"its cap of {found.group(1)} workers" if found else f"its cap ({capped[0]})"
+        cap = f"cap of {found.group(1)} workers" if found else f"cap ({capped[0]})"
         raise ConfigError(
             "WORKERS_MAX",
             f"is {settings.workers_max}, above the Dask Gateway's {cap} for a cluster "
