@@ -20,9 +20,12 @@ from stand_ins import FaultProxy
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 BUCKET = "replicas"
-TIMEOUT_S = 12  # replica A's JOB_TIMEOUT_S: a job whose chunk PUTs hang longer fails
-GRACE_S = 8  # replica A's CLEANUP_GRACE_S: more than a hung PUT takes to land after the deadline (2 s)
-HANG_S = TIMEOUT_S + 2
+# Replica A's JOB_TIMEOUT_S: a job whose chunk PUTs hang longer fails. Above what A's longest
+# job here takes (a 1 s hang on each chunk PUT: about 5 s on a loaded machine), as short as that
+# allows: the clean-up tests wait past TIMEOUT_S + 2 * GRACE_S.
+TIMEOUT_S = 10
+GRACE_S = 5  # replica A's CLEANUP_GRACE_S: more than a hung PUT takes to land after the deadline (1 s)
+HANG_S = TIMEOUT_S + 1
 
 
 class Replica:
@@ -165,7 +168,7 @@ def test_a_failed_named_job_resubmitted_is_never_deleted_by_the_first_attempts_c
         assert deleting.status_code == 202 and deleting.json()["status"] == "failed"
     finally:
         _hang(hangs, 0)
-    wait_for(lambda: b.get("/jobs/again").status_code == 404, timeout=TIMEOUT_S + 2 * GRACE_S, interval=0.5)
+    wait_for(lambda: b.get("/jobs/again").status_code == 404, timeout=60, interval=0.5)
     second = b.get("/submit_job/again?seed=2&shape=400,400&chunks=100,100")
     assert second.status_code == 200, second.text
     assert_verified(second.json())
@@ -176,7 +179,7 @@ def test_a_failed_named_job_resubmitted_is_never_deleted_by_the_first_attempts_c
         assert len(bucket.find(f"{BUCKET}/again.zarr")) == 16 + 1
         return time.time() > bound
 
-    wait_for(whole_until_bound, timeout=TIMEOUT_S + 2 * GRACE_S, interval=0.5)
+    wait_for(whole_until_bound, timeout=60, interval=0.5)
     assert_verified(b.job("again"))
     assert len(bucket.find(f"{BUCKET}/again.zarr")) == 16 + 1
 
@@ -197,7 +200,7 @@ def test_delete_of_a_running_job_leaves_no_object_of_it(replicas: Any, hangs: Fa
     finally:
         _hang(hangs, 0)
     assert "DELETE" in b.job(job_id)["error"]
-    wait_for(lambda: b.get(f"/jobs/{job_id}").status_code == 404, timeout=TIMEOUT_S + 2 * GRACE_S, interval=0.5)
+    wait_for(lambda: b.get(f"/jobs/{job_id}").status_code == 404, timeout=60, interval=0.5)
     assert _objects_of(bucket, job_id) == []
     assert job_id not in [d["id"] for d in a.get("/jobs").json()]
 
