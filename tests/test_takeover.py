@@ -55,6 +55,12 @@ class Replica:
     def job(self, job_id: str) -> dict[str, Any]:
         return requests.get(f"{self.url}/jobs/{job_id}", timeout=60).json()
 
+    def running(self) -> Replica:
+        """This replica, started again if a test before stopped it (so the last test's stop costs no start)."""
+        if self.served.process.poll() is not None:
+            self.start()
+        return self
+
 
 @pytest.fixture(scope="module")
 def held(own_s3: EmbeddedS3) -> Iterator[FaultProxy]:
@@ -76,6 +82,13 @@ def replicas(own_s3: EmbeddedS3, held: FaultProxy, tmp_path_factory: pytest.Temp
             b.served.close(90)
     finally:
         a.served.close(90)
+
+
+@pytest.fixture
+def both(replicas: Any) -> tuple[Replica, Replica]:
+    """The module's replicas A and B, both running."""
+    a, b = replicas
+    return a.running(), b
 
 
 def _record(own_s3: EmbeddedS3, job_id: str) -> dict[str, Any]:
@@ -104,22 +117,20 @@ def _finished_by_b(b: Replica, own_s3: EmbeddedS3, job_id: str) -> None:
 
 
 def test_a_sigtermed_replica_hands_its_job_back_and_the_other_finishes_it(
-    replicas: Any, held: FaultProxy, own_s3: EmbeddedS3
+    both: tuple[Replica, Replica], held: FaultProxy, own_s3: EmbeddedS3
 ) -> None:
-    a, b = replicas
+    a, b = both
     job_id = _mid_job_on_a(a, held, seed=21)
     a.served.close(90)  # a rolling update's SIGTERM
     assert f"job {job_id} handed back" in a.served.log()
     _finished_by_b(b, own_s3, job_id)
-    a.start()
 
 
 def test_a_sigkilled_replica_s_job_is_taken_over_when_its_lease_lapses(
-    replicas: Any, held: FaultProxy, own_s3: EmbeddedS3
+    both: tuple[Replica, Replica], held: FaultProxy, own_s3: EmbeddedS3
 ) -> None:
-    a, b = replicas
+    a, b = both
     job_id = _mid_job_on_a(a, held, seed=22)
     a.kill()
     assert _record(own_s3, job_id)["status"] in ("queued", "running")
     _finished_by_b(b, own_s3, job_id)
-    a.start()
