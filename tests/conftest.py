@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -50,13 +51,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
 
 
 @pytest.fixture(scope="module")
-def own_s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
-    """A SeaweedFS of the module's own, on the module's BUCKET: for an app that outlives one test
-    (the shared server's bucket is emptied before every test)."""
-    bucket = request.module.BUCKET
-    server = EmbeddedS3(tmp_path_factory.mktemp("seaweedfs"), bucket, credentials=S3_CREDENTIALS).start()
-    yield server
-    discard_store(server)
+def own_s3(request: pytest.FixtureRequest, s3_server: EmbeddedS3) -> EmbeddedS3:
+    """The session's S3 server with a bucket of the module's own (its BUCKET), never emptied: for
+    apps that outlive one test (the shared bucket is emptied before every test)."""
+    client = s3_server.client()
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=request.module.BUCKET)
+    return s3_server
 
 
 @pytest.fixture
