@@ -32,7 +32,7 @@ from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.jobs.leases import JOB_LEASES
 from gateway_dask_zarr.server import create_app
 from gateway_dask_zarr.server.parts import parts
-from gateway_dask_zarr.settings import ConfigError, Settings
+from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 from gateway_dask_zarr.worker.verify import mismatched_blocks
 
@@ -117,22 +117,25 @@ def test_gateway_job_contract_and_no_cluster_left_after_close(
     assert client.get("/readyz").status_code == 503
 
 
-def test_workers_max_above_the_gateways_cap_is_refused_in_one_line(s3: EmbeddedS3, gateway: GatewayServer) -> None:
-    settings = Settings(
-        cluster="gateway",
-        workers_min=3,
-        workers_max=GATEWAY_CAP + 1,
-        store_url=f"s3://{BUCKET}",
-        s3_endpoint_url=s3.endpoint_url,
-        cluster_start_timeout_s=180,
+def test_workers_max_above_the_gateways_cap_stops_start_up_with_one_line(
+    s3: EmbeddedS3, gateway: GatewayServer, tmp_path: Path
+) -> None:
+    above = {"WORKERS_MIN": "3", "WORKERS_MAX": str(GATEWAY_CAP + 1)}
+    server = _gunicorn(gateway, s3.endpoint_url, tmp_path, above, ready_path=None)
+    try:
+        wait_for(lambda: server.process.poll() is not None, timeout=240, interval=0.5)
+    finally:
+        code = server.close(30)
+    log = server.log()
+    # The gateway's own answer to the adapt gives its cap; gunicorn's master stops (no retry).
+    line = (
+        f"configuration error: WORKERS_MAX: is {GATEWAY_CAP + 1}, above the Dask Gateway's cap of {GATEWAY_CAP} "
+        "workers for a cluster (cluster_max_workers, cluster_max_cores, cluster_max_memory); lower it or raise "
+        "the gateway's"
     )
-    with pytest.raises(ConfigError) as raised:
-        create_app(settings)
-    # The gateway's own answer to the adapt gives its cap; the cluster it made is stopped.
-    assert str(raised.value) == (
-        f"WORKERS_MAX: is {GATEWAY_CAP + 1}, above the Dask Gateway's cap of {GATEWAY_CAP} workers for a cluster "
-        "(cluster_max_workers, cluster_max_cores, cluster_max_memory); lower it or raise the gateway's"
-    )
+    assert code != 0 and log.splitlines().count(line) == 1, log
+    assert "Traceback" not in log and "Reason: Worker failed to boot." in log, log
+    # The cluster made before the gateway answered is stopped.
     wait_for(lambda: gateway.cluster_names() == [], timeout=60, interval=0.5)
 
 

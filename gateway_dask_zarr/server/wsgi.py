@@ -1,9 +1,12 @@
 """The WSGI app: `gunicorn -c python:gateway_dask_zarr.server.gunicorn_conf gateway_dask_zarr.server.wsgi:app`."""
 
 import os
+import sys
+
+from gunicorn.arbiter import Arbiter
 
 from gateway_dask_zarr.server import create_app
-from gateway_dask_zarr.settings import Settings
+from gateway_dask_zarr.settings import ConfigError, Settings
 from gateway_dask_zarr.storage.embedded import writer_credentials
 
 settings = Settings.from_env()
@@ -16,4 +19,10 @@ if settings.embedded_s3:
         os.environ.pop(name, None)
     os.environ.update(writer_credentials(settings.data_dir))
 
-app = create_app(settings)
+try:
+    app = create_app(settings)
+except ConfigError as exc:
+    # A setting the cluster refused (WORKERS_MAX above the gateway's cap): one line, as a bad
+    # value gets, and gunicorn's boot-error code, so that its master stops instead of retrying.
+    print(f"configuration error: {exc}", file=sys.stderr)
+    sys.exit(Arbiter.WORKER_BOOT_ERROR)
