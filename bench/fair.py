@@ -1,7 +1,12 @@
-"""Issue 21's row: a default job while the issue's 1.6 GB job runs, against the same job on the idle cluster."""
+"""Issue 21's row: a default job while the issue's 1.6 GB job runs, against the same job on the idle cluster.
+
+Alone: `python -m bench.fair` (its own SeaweedFS and app) measures this row and, in the same
+run, the large job's bandwidth against its floor (`__main__.large_job`), and prints both as JSON.
+"""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from typing import Any
@@ -9,6 +14,8 @@ from typing import Any
 import requests
 
 from bench.load import run_jobs
+from bench.stack import ROOT, app_processes, gunicorn_app, seaweed
+from gateway_dask_zarr.storage.embedded import BUCKET
 
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
 # The issue's large job: 20000 x 10000 float64 in 1000 x 1000 chunks (1.6 GB, 200 chunks of 8 MB).
@@ -25,8 +32,9 @@ def measure(url: str) -> dict[str, Any]:
     deadline = time.monotonic() + 600
     while requests.get(link, timeout=30).json()["progress"]["done"] == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
+    done_before = requests.get(link, timeout=30).json()["progress"]["done"]
     beside = run_jobs(url, DEFAULT, 1, REPS).latencies
-    still_running = requests.get(link, timeout=30).json()["status"] == "running"
+    meanwhile = requests.get(link, timeout=30).json()
     while (large := requests.get(link, timeout=30).json())["status"] in ("queued", "running"):
         if time.monotonic() > deadline:
             raise TimeoutError("the large job did not end within 600 s")
@@ -36,7 +44,33 @@ def measure(url: str) -> dict[str, Any]:
         "idle_s": idle,
         "beside_s": beside,
         "ratio": statistics.median(beside) / statistics.median(idle),
-        "measured_beside": still_running,
+        "measured_beside": meanwhile["status"] == "running",
+        # The large job's chunks written while the default jobs ran: its progress kept moving.
+        "large_done_meanwhile": meanwhile["progress"]["done"] - done_before,
         "large_status": large["status"],
         "large_s": large["seconds"],
     }
+
+
+def main() -> None:
+    """Its own SeaweedFS and app: the large job against its floor, then this row; print both as JSON."""
+    from bench.__main__ import large_job  # here: bench/__main__.py imports this module
+
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    with seaweed(results / "weed-fair.log") as weed:
+        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": weed.endpoint_url, **weed.credentials}
+        app = gunicorn_app(results / "app-fair.log", **store)
+        try:
+            run_jobs(app.url, DEFAULT, 1, 3)
+            app_process, workers = app_processes(app.process.pid)
+            watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
+            large = large_job(app.url, weed.endpoint_url, watched, rounds=3)
+            figures = {"large_share": large["mb_per_s"] / large["floor_mb_per_s"], "large": large, "fair": measure(app.url)}
+        finally:
+            app.close()
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
