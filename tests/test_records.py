@@ -122,6 +122,16 @@ def manager(tmp_path: Path) -> Any:
     jobs.close()
 
 
+def test_a_job_claimed_here_is_not_taken_over_by_this_replica_before_it_starts(manager: JobManager) -> None:
+    # What JobManager.submit does before Runner.start: hold the lease, claim (the active mark).
+    job = Job("20261202T170000Z-0000aaaa", REQUEST, "ann", deadline=time.time() + 60)
+    assert manager.leases.hold(job.id)
+    manager.records.claim(job.record())
+    assert manager.resumer.run_once() == []
+    assert manager.records.read(job.id)["attempts"] == 1  # type: ignore[index]
+    manager.leases.release(job.id)  # its replica stopped: now it may be taken over
+
+
 def _array(tmp_path: Path, job_id: str) -> Path:
     chunk = tmp_path / "store" / f"{job_id}.zarr" / "c" / "0" / "0"
     chunk.parent.mkdir(parents=True, exist_ok=True)

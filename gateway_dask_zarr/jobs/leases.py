@@ -72,10 +72,17 @@ class Leases:
         # The slots not made yet: none while renewed on time, the next one each slot, both at first.
         for each in range(max(newest + 1, slot), slot + 2):
             if not self._create(job_id, each):
+                with self._lock:
+                    self._newest.pop(job_id, None)
                 return False
         with self._lock:
             self._newest[job_id] = max(newest, slot + 1)
         return True
+
+    def held_here(self, job_id: str) -> bool:
+        """True while this replica holds the job's lease (from its claim or takeover to its end or hand-back)."""
+        with self._lock:
+            return job_id in self._newest
 
     def release(self, job_id: str) -> None:
         """Hand a job back: its slots deleted, so another replica may take it at once."""

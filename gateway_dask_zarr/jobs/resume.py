@@ -63,8 +63,8 @@ class Resumer(Periodic):
         for job_id in self.leases.active():
             if self.closed:
                 break
-            if job_id in self.runner.tracker.running:
-                continue
+            if job_id in self.runner.tracker.running or self.leases.held_here(job_id):
+                continue  # its runner is here, or starts it now (a claim holds the lease before it starts)
             record = self.records.read(job_id)
             if record is None or record["status"] not in ACTIVE:
                 continue  # ended; `check --repair` removes a mark left behind
