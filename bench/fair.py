@@ -66,7 +66,8 @@ def main() -> None:
             app_process, workers = app_processes(app.process.pid)
             watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
             large = large_job(app.url, weed.endpoint_url, watched, rounds=3)
-            figures = {"large_share": large["mb_per_s"] / large["floor_mb_per_s"], "large": large, "fair": measure(app.url)}
+            share = large["mb_per_s"] / large["floor_mb_per_s"]
+            figures = {"large_share": share, "large": large, "fair": measure(app.url)}
         finally:
             app.close()
     print(json.dumps(figures, indent=2))

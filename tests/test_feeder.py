@@ -1,6 +1,10 @@
-"""How jobs share the cluster (jobs/feeder.py): short tasks, smaller jobs first; no cluster."""
+"""How jobs share the cluster (jobs/feeder.py): short tasks, a bounded number in flight, owners in turn; no cluster."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -37,6 +41,132 @@ def test_a_smaller_job_has_a_higher_priority() -> None:
     default, large = 4_000_000, 1_600_000_000
     assert feeder.priority(default) > feeder.priority(large)
     assert feeder.priority(default) == feeder.priority(default + 1)
+
+
+class StandInFuture:
+    """A future that ends when the test says so (the feeder's policy needs no cluster)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.status = "pending"
+        self.callbacks: list[Callable[[Any], None]] = []
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        self.callbacks.append(fn)
+
+    def end(self, status: str = "finished") -> None:
+        self.status = status
+        for fn in self.callbacks:
+            fn(self)
+
+
+class StandInClient:
+    """Counts what the feeder submits; answers nthreads like a Dask client."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.sent: list[StandInFuture] = []
+
+    def nthreads(self, callback_timeout: float) -> dict[str, int]:
+        return {f"worker-{i}": 1 for i in range(self.threads)}
+
+    def feed(self, name: str, n: int, owner: str) -> feeder.Feed:
+        def submit(i: int) -> StandInFuture:
+            self.sent.append(future := StandInFuture(f"{name}{i}"))
+            return future
+
+        return feeder.Feed(owner, n, submit, lambda i, future: None)
+
+    def running(self) -> list[str]:
+        return [f.name for f in self.sent if f.status == "pending"]
+
+    def end_first(self, prefix: str) -> None:
+        next(f for f in self.sent if f.status == "pending" and f.name.startswith(prefix)).end()
+
+
+def fed(threads: int = 3) -> tuple[feeder.Feeder, StandInClient]:
+    the_feeder, client = feeder.Feeder(), StandInClient(threads)
+    the_feeder.resize(client)
+    return the_feeder, client
+
+
+def test_a_job_alone_holds_one_task_per_thread_and_the_next_goes_as_one_ends() -> None:
+    the_feeder, client = fed(3)
+    large = client.feed("L", 5, "alice")
+    the_feeder.add(large)
+    assert client.running() == ["L0", "L1", "L2"]
+    client.end_first("L")
+    assert client.running() == ["L1", "L2", "L3"]
+    for _ in range(4):
+        client.end_first("L")
+    assert [f.name for f in client.sent] == ["L0", "L1", "L2", "L3", "L4"] and client.running() == []
+    assert [f.name for f in large.ends(time.monotonic() + 5)] == ["L0", "L1", "L2", "L3", "L4"]
+
+
+def test_a_new_owners_job_takes_the_next_free_slots_until_owners_hold_as_many() -> None:
+    the_feeder, client = fed(4)
+    the_feeder.add(client.feed("L", 100, "alice"))
+    the_feeder.add(client.feed("S", 3, "bob"))
+    assert client.running() == ["L0", "L1", "L2", "L3"]  # no slot is taken back
+    client.end_first("L")
+    client.end_first("L")
+    assert client.running() == ["L2", "L3", "S0", "S1"]  # bob had fewer in flight both times
+    client.end_first("L")
+    assert client.running() == ["L3", "S0", "S1", "L4"]  # alice had fewer: owners share the slots
+    client.end_first("S")
+    assert client.running() == ["L3", "S1", "L4", "S2"]
+    client.end_first("S")
+    assert client.running() == ["L3", "L4", "S2", "L5"]  # bob has nothing left to feed
+
+
+def test_an_owners_jobs_take_turns_and_owners_take_turns_among_equals() -> None:
+    the_feeder, client = fed(1)
+    the_feeder.add(client.feed("A", 3, "alice"))
+    the_feeder.add(client.feed("B", 3, "alice"))
+    the_feeder.add(client.feed("C", 3, "carol"))
+    for _ in range(6):
+        client.end_first("")
+    assert [f.name for f in client.sent] == ["A0", "C0", "B0", "C1", "A1", "C2", "B1"]
+
+
+def test_a_stopped_job_frees_its_slots_at_once_and_gets_no_more() -> None:
+    the_feeder, client = fed(2)
+    large = client.feed("L", 10, "alice")
+    the_feeder.add(large)
+    the_feeder.add(client.feed("S", 2, "bob"))
+    the_feeder.stop(large)  # its runner cancels L0 and L1; their ends may come late or never
+    assert client.running() == ["L0", "L1", "S0", "S1"]
+    client.end_first("L")
+    client.end_first("S")
+    assert [f.name for f in client.sent] == ["L0", "L1", "S0", "S1"]
+
+
+def test_the_budget_follows_the_clusters_threads() -> None:
+    the_feeder, client = fed(2)
+    the_feeder.add(client.feed("L", 10, "alice"))
+    assert len(client.running()) == 2
+    client.threads = 5  # adapt added workers
+    the_feeder._sized -= feeder.RESIZE_S
+    the_feeder.resize(client)
+    assert len(client.running()) == 5
+
+
+def test_a_failed_submit_ends_the_feed_with_its_error_and_a_wait_ends_at_its_deadline() -> None:
+    the_feeder = feeder.Feeder()
+
+    def closed(i: int) -> Any:
+        raise RuntimeError("the client is closed")
+
+    broken = feeder.Feed("alice", 2, closed, lambda i, future: None)
+    the_feeder.add(broken)
+    with pytest.raises(RuntimeError, match="closed"):
+        next(iter(broken.ends(time.monotonic() + 5)))
+    _, client = fed(1)
+    waiting = client.feed("W", 1, "bob")  # never fed: no feeder has it
+    ends = waiting.ends(time.monotonic() + 0.05)
+    assert next(ends) is None  # a poll: its runner looks at the job meanwhile
+    with pytest.raises(TimeoutError):
+        list(ends)
 
 
 def test_workers_min_and_max_default_to_three_and_max_below_min_is_refused() -> None:

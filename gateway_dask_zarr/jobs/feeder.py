@@ -1,22 +1,42 @@
-"""Sharing the one cluster between jobs: short tasks, and a smaller job's tasks run first.
+"""Sharing the one cluster between jobs: short tasks, a bounded number in flight, owners served round-robin.
 
-Every job's tasks reach the scheduler at once, but none holds a worker thread for long: a
-task writes at most TASK_MAX_BYTES, so a thread frees up every fraction of a second. Each
-job's tasks carry a Dask priority that falls with the job's size, and a worker (or the
-scheduler's queue) starts the highest-priority task it holds whenever a thread frees: a
-default job waits for one short task per thread, not for a large job to drain. Jobs of one
-size class run in arrival order. A large job alone still has every thread, so it keeps the
-store's bandwidth, and its progress moves with every task that ends.
+A job's tasks do not all reach the scheduler at once. The Feeder keeps about one task per
+worker thread in flight over all the running jobs (SLOTS_PER_THREAD; the thread count is
+read again every RESIZE_S, so workers added by adapt get work), and each time a task ends it
+gives the free slot to the next owner in turn (round-robin by owner, then by that owner's
+jobs). A task writes at most TASK_MAX_BYTES, so a slot frees every fraction of a second: a
+new default job's tasks reach a worker within about one task's time, and while it runs the
+large job holds fewer slots (less contention for the store and the cores). A job alone
+holds every slot, so it keeps the store's bandwidth, and its progress moves with every task
+that ends. A job's tasks also carry a Dask priority that falls with its size: a worker holding
+tasks of two jobs starts the smaller job's first.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 # The most bytes one task writes: about 0.2-0.5 s of one worker's share of the store's
-# bandwidth here, so a small job waits that long per thread; each task costs the scheduler
+# bandwidth here, so a small job waits that long for a slot; each task costs the scheduler
 # and the app a round trip of a few milliseconds.
 TASK_MAX_BYTES = 8 * 2**20
+# Tasks in flight over all jobs, per worker thread.
+SLOTS_PER_THREAD = 1
+# How often the budget follows the cluster's thread count, and how long asking may take.
+RESIZE_S = 1.0
+RESIZE_TIMEOUT_S = 2.0
+# How often a job's runner, waiting for its tasks, looks whether it was cancelled or lost its cluster.
+POLL_S = 0.5
 
 
 def split(batches: list[range], unit_bytes: int) -> list[range]:
@@ -32,3 +52,141 @@ def split(batches: list[range], unit_bytes: int) -> list[range]:
 def priority(array_bytes: int) -> int:
     """The Dask priority of a job's tasks (higher runs first): one step lower for every doubling of the array's size."""
     return -math.ceil(math.log2(max(1, array_bytes)))
+
+
+class Feed:
+    """One job's tasks, submitted by the Feeder a few at a time: their futures in order, and each as it ends."""
+
+    def __init__(self, owner: str, n: int, submit: Callable[[int], Any], on_end: Callable[[int, Any], None]) -> None:
+        self.owner = owner
+        self.n = n
+        self.submit = submit  # submits task i, returns its future
+        self.on_end = on_end
+        self.futures: list[Any] = []
+        self.in_flight = 0
+        self.stopped = False
+        self._ended: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    @property
+    def pending(self) -> bool:
+        """True while some of its tasks wait for a slot."""
+        return not self.stopped and len(self.futures) < self.n
+
+    def put(self, item: Any) -> None:
+        """A task's future that ended, or the exception that stopped the feed, for its runner."""
+        self._ended.put(item)
+
+    def ends(self, deadline: float) -> Iterator[Any]:
+        """Each task's future as it ends, and None every POLL_S meanwhile; TimeoutError at the deadline (monotonic)."""
+        for _ in range(self.n):
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the job's tasks did not end in time")
+                try:
+                    item = self._ended.get(timeout=min(POLL_S, left))
+                except queue.Empty:
+                    yield None
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                break
+
+
+class Feeder:
+    """The running jobs' tasks, fed to the cluster SLOTS_PER_THREAD per worker thread, owners in turn."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Owners with tasks waiting, in the order they are served next; each owner's jobs likewise.
+        self._owners: dict[str, deque[Feed]] = {}
+        self._in_flight = 0
+        self._held: Counter[str] = Counter()  # tasks in flight per owner
+        self.threads = 1
+        self._sized = -math.inf
+
+    def add(self, feed: Feed) -> None:
+        """Feed a job's tasks from now on."""
+        with self._lock:
+            # First in the turns: those waiting already have had one.
+            feeds = self._owners.pop(feed.owner, deque())
+            feeds.appendleft(feed)
+            self._owners = {feed.owner: feeds, **self._owners}
+            self._fill()
+
+    def stop(self, feed: Feed) -> None:
+        """Submit no more of a job's tasks; its slots are free at once (its runner cancels what is in flight)."""
+        with self._lock:
+            if feed.stopped:
+                return
+            self._release(feed)
+            feeds = self._owners.get(feed.owner)
+            if feeds is not None and feed in feeds:
+                feeds.remove(feed)
+                if not feeds:
+                    del self._owners[feed.owner]
+            self._fill()
+
+    def _release(self, feed: Feed) -> None:
+        """Under the lock: the feed gets no more slots, and gives back those it holds."""
+        feed.stopped = True
+        self._count(feed, -feed.in_flight)
+
+    def _count(self, feed: Feed, tasks: int) -> None:
+        """Under the lock: `tasks` more in flight for the feed, its owner and in all (an owner at 0 is forgotten)."""
+        feed.in_flight += tasks
+        self._in_flight += tasks
+        self._held[feed.owner] += tasks
+        if self._held[feed.owner] <= 0:
+            del self._held[feed.owner]
+
+    def resize(self, client: Any) -> None:
+        """Follow the cluster's worker threads (adapt adds and removes workers), at most every RESIZE_S."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._sized < RESIZE_S:
+                return
+            self._sized = now
+        try:
+            threads = sum(client.nthreads(callback_timeout=RESIZE_TIMEOUT_S).values())
+        except Exception as exc:  # a lost scheduler: the jobs' runners notice; keep the last count
+            log.debug("the cluster's thread count could not be read: %s", type(exc).__name__)
+            return
+        with self._lock:
+            self.threads = max(1, threads)
+            self._fill()
+
+    def _fill(self) -> None:
+        """Submit waiting tasks while slots are free: each to the owner with the fewest in flight, then its next job."""
+        # min() takes the first of equals, and an owner served goes to the end: equals take turns.
+        while self._owners and self._in_flight < self.threads * SLOTS_PER_THREAD:
+            owner = min(self._owners, key=self._held.__getitem__)
+            feeds = self._owners.pop(owner)
+            feed = feeds.popleft()
+            self._send(feed)
+            if feed.pending:
+                feeds.append(feed)
+            if feeds:
+                self._owners[owner] = feeds
+
+    def _send(self, feed: Feed) -> None:
+        index = len(feed.futures)
+        try:
+            future = feed.submit(index)
+        except Exception as exc:  # a closed client: the job fails with it
+            self._release(feed)
+            feed.put(exc)
+            return
+        feed.futures.append(future)
+        self._count(feed, 1)
+        future.add_done_callback(partial(self._ended, feed, index))
+
+    def _ended(self, feed: Feed, index: int, future: Any) -> None:
+        """A done callback (Dask's callback thread): free the slot, feed the next task, tell the job's runner."""
+        feed.on_end(index, future)
+        with self._lock:
+            if not feed.stopped:
+                self._count(feed, -1)
+                self._fill()
+        feed.put(future)

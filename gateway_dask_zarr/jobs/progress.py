@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from functools import partial
 from typing import Any
 
 from gateway_dask_zarr.jobs.job import Job
@@ -45,13 +44,12 @@ class Progress:
     def __init__(self) -> None:
         self.jobs: dict[str, JobProgress] = {}
 
-    def watch(self, client: Any, job: Job, futures: list[Any], sizes: list[int]) -> None:
-        """Follow a job's tasks (one future each, `sizes` chunks each) until end(job.id)."""
-        tally = self.jobs[job.id] = JobProgress(job, [str(f.key) for f in futures], sizes)
+    def watch(self, client: Any, job: Job, keys: list[str], sizes: list[int]) -> JobProgress:
+        """Follow a job's tasks (their keys, `sizes` chunks each) until end(job.id); finished() as each ends."""
+        tally = self.jobs[job.id] = JobProgress(job, keys, sizes)
         # The same handler each time (a client keeps one per topic): a new cluster client gets it too.
         client.subscribe_topic(TOPIC, self.on_event)
-        for future in futures:
-            future.add_done_callback(partial(tally.finished, str(future.key)))
+        return tally
 
     def on_event(self, event: tuple[float, Any]) -> None:
         """The Dask event handler: pass a task's report to its job's progress, if the job runs here."""

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from distributed import as_completed
 from zarr.errors import ContainsArrayError
 
 from gateway_dask_zarr.cluster.manager import ClusterManager
@@ -106,6 +105,7 @@ class Runner:
         self.leases = Leases(records, settings.lease_s)
         self.tracker = Tracker(records, self.leases).start()
         self.progress = Progress()
+        self.feeder = feeder.Feeder()
 
     def start(self, job: Job) -> None:
         """Run a claimed job (holding an admission slot) in the background."""
@@ -118,44 +118,33 @@ class Runner:
 
     def _run(self, job: Job) -> None:
         started = time.monotonic()
-        futures: list[Any] = []
+        feed: feeder.Feed | None = None
         try:
             client = self.cluster.client
-            request = job.request
-            target, batches, totals = plan_job(job, self.store, self.settings)
             job.status = "running"
-            futures = client.map(
-                partial(write_blocks, target),
-                batches,
-                key=[f"write-{job.id}-{job.attempt}-{i}" for i in range(len(batches))],
-                pure=False,
-                priority=feeder.priority(request.nbytes),
-                # For a task that failed although the S3 client retried (a lost worker's rerun anyway).
-                retries=1,
-            )
-            job.futures = futures
-            self.progress.watch(client, job, futures, totals)
+            feed = _feed(job, client, self)
             job_log(job).info(
                 "job %s running: shape %s, chunks %s, %s, %d tasks planned and submitted in %.3f s",
                 job.id,
-                list(request.shape),
-                list(request.chunks),
-                request.dtype,
-                len(batches),
+                list(job.request.shape),
+                list(job.request.chunks),
+                job.request.dtype,
+                feed.n,
                 time.monotonic() - started,
             )
-            if job.cancel.is_set():
-                raise ClusterUnavailable(DELETED.format(id=job.id))
-            # The first task that fails for good fails the job now, not when the rest end. The
-            # client's loop is given, not made current: Client.as_current() sets dask's global
-            # config (scheduler="dask.distributed"), which overlapping jobs left set for good.
-            for future in as_completed(futures, loop=client.loop, timeout=self.settings.job_timeout_s):
-                _check(job, future)
+            # The first task that fails for good fails the job now, not when the rest end.
+            for future in feed.ends(started + self.settings.job_timeout_s):
+                if future is None:
+                    _still_wanted(job, client, self)
+                else:
+                    _check(job, future)
             # One gather for all the results: a result() per future is a round trip each.
-            self._complete(job, client.gather(futures))
+            self._complete(job, client.gather(feed.futures))
         except Exception as exc:
-            self._fail(job, reason(exc, self.settings, self.store), futures)
+            self._fail(job, reason(exc, self.settings, self.store), feed)
         finally:
+            if feed is not None:
+                self.feeder.stop(feed)
             self.tracker.running.pop(job.id, None)
             self.progress.end(job.id)
             self.admission.release(job.owner)
@@ -167,14 +156,7 @@ class Runner:
             job.ended.set()
 
     def _complete(self, job: Job, facts: list[dict[str, Any]]) -> None:
-        count = sum(f["count"] for f in facts)
-        job.chunks_written = sum(f["chunks"] for f in facts)
-        job.bytes_written = sum(f["bytes"] for f in facts)
-        job.stats = {
-            "min": min(f["min"] for f in facts),
-            "max": max(f["max"] for f in facts),
-            "mean": sum(f["sum"] for f in facts) / count,
-        }
+        _summarise(job, facts)
         _check_written(job, self.store)
         job.finished = datetime.now(UTC)
         job.stop_clock()
@@ -200,7 +182,7 @@ class Runner:
             self.store.delete(job.id)
             self.records.remove(job.record())
 
-    def _fail(self, job: Job, why: str, futures: list[Any]) -> None:
+    def _fail(self, job: Job, why: str, feed: feeder.Feed | None) -> None:
         if job.handed_back:
             # Not a failure: another replica takes the job over and rewrites its chunks.
             job_log(job).info("job %s handed back after %s", job.id, why)
@@ -208,6 +190,9 @@ class Runner:
         # A task neither finished nor failed may still be running on a worker, and cancelling
         # cannot stop it: it may PUT chunks until the deadline (worker/blocks.py starts none after it),
         # and a PUT begun then lands within the S3 client's bounds.
+        futures = [] if feed is None else feed.futures
+        if feed is not None:
+            self.feeder.stop(feed)  # before the cancel: no task of it is submitted after
         late = any(f.status not in ("finished", "error") for f in futures)
         for future in futures:
             future.cancel()
@@ -261,6 +246,48 @@ def _cancel(futures: list[Any]) -> None:
         futures[0].client.cancel(futures)
     except Exception as exc:  # a closed client or a lost scheduler: the tasks go with the cluster
         log.info("cancelling a stopping replica's tasks failed: %s", type(exc).__name__)
+
+
+def _feed(job: Job, client: Any, runner: Runner) -> feeder.Feed:
+    """Plan the job's tasks and hand them to the runner's feeder (jobs/feeder.py), progress followed: its Feed."""
+    request = job.request
+    target, batches, totals = plan_job(job, runner.store, runner.settings)
+    keys = [f"write-{job.id}-{job.attempt}-{i}" for i in range(len(batches))]
+    tally = runner.progress.watch(client, job, keys, totals)
+    submit = partial(_submit, client, partial(write_blocks, target), batches, keys, feeder.priority(request.nbytes))
+    feed = feeder.Feed(job.owner, len(batches), submit, lambda i, future: tally.finished(keys[i], future))
+    # The same list: cancelling the job cancels every task submitted so far.
+    job.futures = feed.futures
+    runner.feeder.resize(client)
+    runner.feeder.add(feed)
+    return feed
+
+
+def _still_wanted(job: Job, client: Any, runner: Runner) -> None:
+    """Between task ends: raise when the job was cancelled, handed back or lost its cluster; follow adapt."""
+    if job.cancel.is_set():
+        raise ClusterUnavailable(DELETED.format(id=job.id))
+    if job.handed_back or runner.cluster.current_client() is not client:
+        raise ClusterUnavailable(job.error or CANCELLED)
+    runner.feeder.resize(client)
+
+
+def _submit(client: Any, task: Any, batches: list[range], keys: list[str], priority: int, index: int) -> Any:
+    """Submit one chunk task of a job (its batch of write units): its future."""
+    # retries=1: for a task that failed although the S3 client retried (a lost worker's rerun anyway).
+    return client.submit(task, batches[index], key=keys[index], pure=False, priority=priority, retries=1)
+
+
+def _summarise(job: Job, facts: list[dict[str, Any]]) -> None:
+    """The job's counts and stats from its tasks' results."""
+    count = sum(f["count"] for f in facts)
+    job.chunks_written = sum(f["chunks"] for f in facts)
+    job.bytes_written = sum(f["bytes"] for f in facts)
+    job.stats = {
+        "min": min(f["min"] for f in facts),
+        "max": max(f["max"] for f in facts),
+        "mean": sum(f["sum"] for f in facts) / count,
+    }
 
 
 def _check_written(job: Job, store: JobStore) -> None:
