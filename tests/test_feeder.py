@@ -151,6 +151,15 @@ def test_the_budget_follows_the_clusters_threads() -> None:
     assert len(client.running()) == 5
 
 
+def test_for_an_adaptive_cluster_every_task_is_submitted_at_once() -> None:
+    # Dask's adaptive target follows the scheduler's backlog: a bounded feed would hide it.
+    the_feeder, client = feeder.Feeder(bounded=False), StandInClient(3)
+    the_feeder.resize(client)
+    the_feeder.add(client.feed("L", 200, "alice"))
+    the_feeder.add(client.feed("S", 3, "bob"))
+    assert len(client.running()) == 203
+
+
 def test_a_failed_submit_ends_the_feed_with_its_error_and_a_wait_ends_at_its_deadline() -> None:
     the_feeder = feeder.Feeder()
 

@@ -10,6 +10,10 @@ large job holds fewer slots (less contention for the store and the cores). A job
 holds every slot, so it keeps the store's bandwidth, and its progress moves with every task
 that ends. A job's tasks also carry a Dask priority that falls with its size: a worker holding
 tasks of two jobs starts the smaller job's first.
+
+With adaptive scaling (WORKERS_MAX > WORKERS_MIN) the feeder holds nothing back: Dask's
+adaptive target follows the scheduler's backlog, which a bounded feed would hide (the cluster
+would never grow), so every task is submitted at once and the priority alone shares the workers.
 """
 
 from __future__ import annotations
@@ -97,7 +101,9 @@ class Feed:
 class Feeder:
     """The running jobs' tasks, fed to the cluster SLOTS_PER_THREAD per worker thread, owners in turn."""
 
-    def __init__(self) -> None:
+    def __init__(self, bounded: bool = True) -> None:
+        # Unbounded for an adaptive cluster (see above).
+        self.slots_per_thread = SLOTS_PER_THREAD if bounded else math.inf
         self._lock = threading.Lock()
         # Owners with tasks waiting, in the order they are served next; each owner's jobs likewise.
         self._owners: dict[str, deque[Feed]] = {}
@@ -160,7 +166,7 @@ class Feeder:
     def _fill(self) -> None:
         """Submit waiting tasks while slots are free: each to the owner with the fewest in flight, then its next job."""
         # min() takes the first of equals, and an owner served goes to the end: equals take turns.
-        while self._owners and self._in_flight < self.threads * SLOTS_PER_THREAD:
+        while self._owners and self._in_flight < self.threads * self.slots_per_thread:
             owner = min(self._owners, key=self._held.__getitem__)
             feeds = self._owners.pop(owner)
             feed = feeds.popleft()

@@ -105,7 +105,7 @@ class Runner:
         self.leases = Leases(records, settings.lease_s)
         self.tracker = Tracker(records, self.leases).start()
         self.progress = Progress()
-        self.feeder = feeder.Feeder()
+        self.feeder = feeder.Feeder(bounded=settings.workers_max == settings.workers_min)
 
     def start(self, job: Job) -> None:
         """Run a claimed job (holding an admission slot) in the background."""
