@@ -32,40 +32,43 @@ OP = Choice("op", "The reduction.", default="mean", choices=("min", "max", "sum"
 AXES = Axes("axes", "The axes reduced, e.g. [0]; all of them if omitted.", nullable=True, placeholder="all")
 
 
+# The ops whose partials combine elementwise, and how.
+COMBINE = {"min": np.minimum, "max": np.maximum, "sum": np.add}
+
+
 @dataclass(frozen=True)
 class Partial:
-    """The partial results of a reduction over some of its elements."""
+    """The partial result of one op over some of its elements: only what that op needs, so a mean is one pass."""
 
+    op: str
     n: int
-    total: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    mean: np.ndarray
-    m2: np.ndarray  # the sum of squared deviations from mean
+    value: np.ndarray  # min, max, sum: the partial result; mean, std: the mean
+    m2: np.ndarray | None = None  # std only: the sum of squared deviations from the mean
 
     @classmethod
-    def of(cls, data: np.ndarray, axes: tuple[int, ...]) -> Partial:
-        """The partials of one block, in float64."""
+    def of(cls, data: np.ndarray, axes: tuple[int, ...], op: str) -> Partial:
+        """The partial of one block, in float64."""
         data = data.astype(np.float64, copy=False)
-        mean = data.mean(axis=axes, keepdims=True)
-        m2 = ((data - mean) ** 2).sum(axis=axes, keepdims=True)
         n = math.prod(data.shape[a] for a in axes)
-        total = data.sum(axis=axes, keepdims=True)
-        return cls(n, total, data.min(axis=axes, keepdims=True), data.max(axis=axes, keepdims=True), mean, m2)
+        if op in COMBINE:
+            return cls(op, n, COMBINE[op].reduce(data, axis=axes, keepdims=True))
+        mean = data.sum(axis=axes, keepdims=True) / n
+        return cls(op, n, mean, ((data - mean) ** 2).sum(axis=axes, keepdims=True) if op == "std" else None)
 
     def merge(self, other: Partial) -> Partial:
-        """The partials of both."""
+        """The partial of both (Chan et al. for the mean and the squared deviations)."""
         n = self.n + other.n
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.n / n)
-        m2 = self.m2 + other.m2 + delta**2 * (self.n * other.n / n)
-        low, high = np.minimum(self.low, other.low), np.maximum(self.high, other.high)
-        return Partial(n, self.total + other.total, low, high, mean, m2)
+        if self.op in COMBINE:
+            return Partial(self.op, n, COMBINE[self.op](self.value, other.value))
+        delta = other.value - self.value
+        mean = self.value + delta * (other.n / n)
+        if self.m2 is None or other.m2 is None:
+            return Partial(self.op, n, mean)
+        return Partial(self.op, n, mean, self.m2 + other.m2 + delta**2 * (self.n * other.n / n))
 
-    def result(self, op: str) -> np.ndarray:
+    def result(self) -> np.ndarray:
         """The reduction's value."""
-        values = {"min": self.low, "max": self.high, "sum": self.total, "mean": self.mean}
-        return values[op] if op in values else np.sqrt(self.m2 / self.n)
+        return np.sqrt(self.m2 / self.n) if self.m2 is not None else self.value
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,20 @@ class ReduceBlocks:
         ]
         parts = list(itertools.product(*ranges))
         part_bytes = math.prod(r[0].stop - r[0].start for r in ranges) * array.dtype.itemsize
-        reads = max(1, READ_BYTES_IN_FLIGHT // part_bytes)
+
+        limit = asyncio.Semaphore(max(1, READ_BYTES_IN_FLIGHT // part_bytes))
 
         async def partial(part: tuple[slice, ...]) -> Partial:
-            return Partial.of(np.asarray(await array.getitem(part)), self.axes)
+            # The semaphore spans the read and the partial: at most that many parts in memory.
+            async with limit:
+                return Partial.of(np.asarray(await array.getitem(part)), self.axes, self.op)
 
         found: Partial | None = None
-        for start in range(0, len(parts), reads):
-            for partial_ in await asyncio.gather(*(partial(p) for p in parts[start : start + reads])):
-                found = partial_ if found is None else found.merge(partial_)
+        # gather keeps the parts' order: the partials merge the same way whichever read ends first.
+        for partial_ in await asyncio.gather(*(partial(p) for p in parts)):
+            found = partial_ if found is None else found.merge(partial_)
         assert found is not None
-        return found.result(self.op).astype(dtype)
+        return found.result().astype(dtype)
 
 
 class Reduce(Kind):
