@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench import fair, jobs_list, zarr_http
+from bench import fair, jobs_list, kinds, zarr_http
 from bench.floor import put_cpu, put_seconds, s3
 from bench.load import run_jobs
 from bench.report import markdown
@@ -242,6 +242,9 @@ def measure(results: dict[str, Any]) -> None:
             log("a default job beside the 1.6 GB job (issue 21) against the same job idle, 5 each")
             results["fair"] = fair.measure(app.url)
             clear_bucket(endpoint)
+            log("issue 24: the 1.6 GB rechunk against its copy floor, its reduce against the GET floor, 3 rounds")
+            results["kinds"] = kinds.measure(app.url, endpoint, workers)
+            clear_bucket(endpoint)
             log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
             results["many"] = many_chunks(app.url, endpoint, watched, app_log)
             clear_bucket(endpoint)
@@ -292,6 +295,7 @@ def main() -> None:
     document.write_text(with_figures(document.read_text(), table))
     print(table)
     log(f"done in {results['bench_seconds']:.0f} s; JSON in {RESULTS}/bench-{stamp}.json")
+    kinds.check(results["kinds"])
 
 
 if __name__ == "__main__":

@@ -74,6 +74,42 @@ def _fair_rows(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _kinds_rows(r: dict[str, Any]) -> list[str]:
+    """Issue 24: the 1.6 GB rechunk against the copy floor, its reduce against the GET floor, worker memory."""
+    k = r.get("kinds")
+    if not k:
+        return []
+    rounds, gb = len(k["rechunk_s"]), k["bytes"] / 1e9
+    return [
+        _row(
+            f"rechunk {gb:.1f} GB (20000x10000 float64, 1000x1000 chunks -> 20000x50), {rounds} rounds "
+            "(bench/kinds.py)",
+            f"median {statistics.median(k['rechunk_s']):.2f} s (" + ", ".join(f"{x:.2f}" for x in k["rechunk_s"]) + ")",
+            f"copy floor {statistics.median(k['copy_floor_s']):.2f} s (GET + PUT of its 200 chunks of 8 MB, "
+            "obstore, 32 at once, one process)",
+            f"{100 * k['rechunk_share']:.0f}%",
+            ">= 50%",
+            k["rechunk_share"] >= 0.5,
+        ),
+        _row(
+            f"reduce: mean over axis 0 of the same array, {rounds} rounds",
+            f"median {statistics.median(k['reduce_s']):.2f} s (" + ", ".join(f"{x:.2f}" for x in k["reduce_s"]) + ")",
+            f"GET floor {statistics.median(k['get_floor_s']):.2f} s (its 200 chunks, obstore, 32 at once)",
+            f"{100 * k['reduce_share']:.0f}%",
+            "",
+            None,
+        ),
+        _row(
+            "worker RSS peak above its RSS before the rechunk, worst worker of 3, each round (psutil every 10 ms)",
+            ", ".join(f"+{x:.0f} MB" for x in k["worker_growth_mb"]),
+            f"kinds.rechunk.bound: a band 160 MB + reads 2 x 16 MB + writes 3 x 8 MB = {k['bound_mb']:.0f} MB",
+            "",
+            "<= the bound",
+            max(k["worker_growth_mb"]) <= k["bound_mb"],
+        ),
+    ]
+
+
 def _cpu_row(d: dict[str, Any]) -> str:
     """Where the default job's CPU goes, by process, against its floor's: both run on the same cores."""
     job, floor = d["job_cpu_ms"], d["floor_cpu_ms"]
@@ -198,6 +234,7 @@ def markdown(r: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
         *_rows(r),
         *_fair_rows(r),
+        *_kinds_rows(r),
         *([_cpu_row(r["default"])] if "job_cpu_ms" in r["default"] else []),
         *_memory_rows(r),
         *_listing_rows(r),
