@@ -98,7 +98,7 @@ class JobManager:
         record = self.records.read(job_id)
         if record is None or viewer not in (None, record["owner"]):
             return None
-        return self._shown(record)
+        return shown(record, self.store, self.settings.cleanup_grace_s)
 
     def list(
         self, viewer: str | None, limit: int, before: str | None = None
@@ -112,18 +112,10 @@ class JobManager:
         documents = []
         for record in self.records.read_many(names):
             running = self.tracker.local(record["id"])
-            documents.append(running.document() if running is not None else self._shown(record))
+            documents.append(
+                running.document() if running is not None else shown(record, self.store, self.settings.cleanup_grace_s)
+            )
         return documents, names[-1] if len(names) == limit else None
-
-    def _shown(self, record: dict[str, Any]) -> dict[str, Any]:
-        if not stale(record, self.settings.cleanup_grace_s):
-            return document_of(record)
-        # Its runner stopped: the array tells whether it was published before that.
-        with store_errors():
-            published = self.store.read(record["id"])
-        if published is not None:
-            return {**document_of(record), **published, "owner": record["owner"]}
-        return {**document_of(record), "status": "failed", "error": STOPPED}
 
     def delete(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
         """Delete a job (array and record): None when it is gone now; its document when its runner will finish it."""
@@ -135,7 +127,7 @@ class JobManager:
             self.records.request_delete(job_id)
             running.cancel_tasks()
             return running.document()
-        if self._owned_by_a_runner(record):
+        if owned_by_a_runner(record, self.settings.cleanup_grace_s):
             self.records.request_delete(job_id)
             return document_of(record)
         # Finished and clean, or its runner is gone past every bound: no write of it can land now.
@@ -146,15 +138,6 @@ class JobManager:
             self.store.delete(job_id)
         self.records.remove(record)
         return None
-
-    def _owned_by_a_runner(self, record: dict[str, Any]) -> bool:
-        """True while a runner (here or on another replica) still acts on the record: running, or cleaning up."""
-        grace = self.settings.cleanup_grace_s
-        if record["status"] in ACTIVE:
-            return not stale(record, grace)
-        if record.get("cleanup") == "pending":
-            return time.time() < record["frees_at"] + grace
-        return False
 
     def on_end(self, listener: Callable[[Job], None]) -> Callable[[], None]:
         """Call `listener` with each job that ends in this process; returns its unsubscribe."""
@@ -183,3 +166,23 @@ def _input(kind: str, params: Mapping[str, Any], document: dict[str, Any] | None
             field="input",
         )
     return InputArray(document["id"], store.array_url(document["id"]), document)
+
+
+def shown(record: dict[str, Any], store: JobStore, grace_s: float) -> dict[str, Any]:
+    """A record's job document; for one whose runner stopped, what its array says (published, else failed)."""
+    if not stale(record, grace_s):
+        return document_of(record)
+    with store_errors():
+        published = store.read(record["id"])
+    if published is not None:
+        return {**document_of(record), **published, "owner": record["owner"]}
+    return {**document_of(record), "status": "failed", "error": STOPPED}
+
+
+def owned_by_a_runner(record: dict[str, Any], grace_s: float) -> bool:
+    """True while a runner (here or on another replica) still acts on the record: running, or cleaning up."""
+    if record["status"] in ACTIVE:
+        return not stale(record, grace_s)
+    if record.get("cleanup") == "pending":
+        return time.time() < record["frees_at"] + grace_s
+    return False
