@@ -8,7 +8,6 @@ from pathlib import Path
 import obstore
 import pytest
 import zarr
-from botocore.exceptions import EndpointConnectionError
 from obstore.exceptions import AlreadyExistsError
 
 from gateway_dask_zarr.params import JobRequest
@@ -59,15 +58,12 @@ def test_only_memory_needs_in_process_workers_and_only_s3_has_a_put_bound() -> N
 def test_s3_options_carry_the_endpoint_and_no_credentials() -> None:
     backend = S3Backend("s3://bucket", "http://127.0.0.1:9")
     assert backend.options()["endpoint_url"] == "http://127.0.0.1:9"
-    assert backend.probe_options()["config_kwargs"]["retries"] == {"max_attempts": 1}
     assert not any("key" in k.lower() or "secret" in k.lower() for k in backend.options())
 
 
 def test_s3_describes_an_unreachable_store_and_nothing_else() -> None:
     backend = S3Backend("s3://bucket")
-    assert "could not be reached" in (backend.describe(OSError("error sending request for url")) or "")
-    unreachable = EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
-    assert "(EndpointConnectionError)" in (backend.describe(unreachable) or "")
+    assert "could not be reached (OSError)" in (backend.describe(OSError("error sending request for url")) or "")
     assert backend.describe(ValueError("something else")) is None
 
 

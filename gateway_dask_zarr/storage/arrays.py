@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import numpy as np
+import obstore
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 from zarr.errors import ContainsArrayError
@@ -72,12 +73,12 @@ def array_metadata(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class JobStore:
-    """The root of all job arrays: publishing, deleting and reading published job documents."""
+    """The root of all job arrays: publishing, deleting and reading published job documents, on the backend's client."""
 
     def __init__(self, backend: StorageBackend) -> None:
         self.backend = backend
         self.root = backend.root
-        self.fs = backend.fs
+        self.client = backend.obstore
         # Build the chunk writers' and previews' client now, at start-up, not during the first request.
         _ = backend.worker_store
 
@@ -85,15 +86,10 @@ class JobStore:
         """The URL of a job's array."""
         return self.backend.array_url(job_id)
 
-    def _path(self, *parts: str) -> str:
-        return "/".join([self.backend.fs_root, *parts])
-
     def exists(self, job_id: str) -> bool:
-        """True if anything at all is stored under the job's array path."""
-        self.fs.invalidate_cache()
-        # SeaweedFS lists a prefix whose objects were deleted as an empty directory for a while.
-        found = self.fs.find(self._path(f"{job_id}.zarr"), detail=True)
-        return any(info["type"] != "directory" for info in found.values())
+        """True if any object at all is stored under the job's array path."""
+        listed = obstore.list(self.client, f"{job_id}.zarr", chunk_size=1)
+        return any(batch for batch in listed)
 
     def publish(self, job_id: str, kwargs: dict[str, Any], document: dict[str, Any]) -> None:
         """Write the array's zarr.json with the job document: the last write of a job, never over another."""
@@ -103,16 +99,14 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         """Delete every object under the job's array path, its zarr.json first (readers stop at once)."""
-        path = self._path(f"{job_id}.zarr")
-        for target, recursive in ((f"{path}/{METADATA_KEY}", False), (path, True)):
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(target, recursive=recursive)
-        self.fs.invalidate_cache()
+        with contextlib.suppress(FileNotFoundError):
+            obstore.delete(self.client, f"{job_id}.zarr/{METADATA_KEY}")
+        self.backend.delete_tree(f"{job_id}.zarr")
 
     def read(self, job_id: str) -> dict[str, Any] | None:
         """The job document in a published (complete) array's attributes, or None."""
         try:
-            raw = self.fs.cat_file(self._path(f"{job_id}.zarr", METADATA_KEY))
+            raw = bytes(obstore.get(self.client, f"{job_id}.zarr/{METADATA_KEY}").bytes())
         except FileNotFoundError:
             return None
         document = json.loads(raw).get("attributes", {}).get("gateway")
@@ -124,6 +118,6 @@ class JobStore:
 
     def check_writable(self) -> None:
         """Write and delete a small probe object; raise if the store cannot be written."""
-        path = self._path(f".readyz-{uuid.uuid4().hex}")
-        self.backend.probe_fs.pipe_file(path, b"ok")
-        self.backend.probe_fs.rm_file(path)
+        key = f".readyz-{uuid.uuid4().hex}"
+        obstore.put(self.backend.probe_obstore, key, b"ok")
+        obstore.delete(self.backend.probe_obstore, key)

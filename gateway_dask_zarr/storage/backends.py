@@ -1,26 +1,24 @@
 """Storage backends: one class per STORE_URL scheme (s3, file, memory), found by `parse_storage(url)`.
 
-Each backend owns its options, the zarr store the chunk writers use, the filesystems of the
-app's own I/O and its readiness probe, the words for its errors, and its timing bounds. A new
-scheme is one class here and one line in BACKENDS (docs/architecture.md).
+Each backend owns its one store client (obstore: the app's own reads, lists, writes and
+deletes, and the zarr store of the chunk writers and previews on top of it), its readiness
+probe's client, the words for its errors, and its timing bounds. A new scheme is one class
+here and one line in BACKENDS (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-import botocore.exceptions
-import fsspec
 import obstore.exceptions
 import obstore.store
 from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-from zarr.storage import FsspecStore, LocalStore, ObjectStore
+from zarr.storage import ObjectStore
 
 # A dead or hung endpoint must fail a request in seconds, not botocore's 60 s default; five
 # attempts (four backed-off retries, at most 15 s of sleep) ride out a throttling burst
@@ -59,75 +57,55 @@ class StorageBackend:
         """The URL of a job's array."""
         return f"{self.root}/{job_id}.zarr"
 
-    def options(self) -> dict[str, Any]:
-        """fsspec options for the root; never credentials, which come from the environment."""
-        return {}
-
-    def probe_options(self) -> dict[str, Any]:
-        """The options of the readiness probe's filesystem: one short attempt."""
-        return self.options()
-
+    # (Declared before `obstore`: below it, that name in an annotation is the property.)
     @cached_property
-    def fs(self) -> fsspec.AbstractFileSystem:
-        """The fsspec filesystem of the app's own listing, reading and deleting."""
-        return fsspec.filesystem(self.scheme, **self.options())
-
-    @cached_property
-    def fs_root(self) -> str:
-        """The root as a path of `fs` (the URL without its scheme, as fsspec spells it)."""
-        return str(fsspec.core.url_to_fs(self.root, **self.options())[1])
-
-    @cached_property
-    def probe_fs(self) -> fsspec.AbstractFileSystem:
-        """The filesystem the readiness probe writes through."""
-        return fsspec.filesystem(self.scheme, **self.probe_options())
-
-    @cached_property
-    def worker_store(self) -> Store:
-        """The zarr store of the chunk writers (and previews), rooted at the root; one per process."""
-        return FsspecStore.from_url(self.root, storage_options=self.options())
-
-    def array_store(self, job_id: str) -> Store:
-        """A store rooted at the job's array, so zarr writes no parent group's zarr.json."""
-        base = self.worker_store
-        assert isinstance(base, FsspecStore)
-        return FsspecStore(fs=base.fs, path=f"{base.path}/{job_id}.zarr")
+    def probe_obstore(self) -> obstore.store.ObjectStore:
+        """The client the readiness probe writes through (S3: one short attempt)."""
+        return self.obstore
 
     @cached_property
     def obstore(self) -> obstore.store.ObjectStore:
-        """An obstore store rooted at the root (put(mode="create"), list(prefix), get, delete)."""
+        """The backend's one store client, rooted at the root (put(mode="create"), list(prefix), get, delete)."""
         raise NotImplementedError
 
-    def describe(self, exc: BaseException) -> str | None:
-        """A sentence for a storage error a person can act on, or None if it is not this backend's."""
-        return None
+    @cached_property
+    def worker_store(self) -> Store:
+        """The zarr store of the chunk writers (and previews) on the one client; one per process."""
+        return ObjectStore(self.obstore)
+
+    def array_store(self, job_id: str) -> Store:
+        """A store rooted at the job's array, so zarr writes no parent group's zarr.json (bench/steps.py)."""
+        raise NotImplementedError
+
+    def delete_tree(self, prefix: str) -> None:
+        """Delete every object under `prefix` (a folder under the root)."""
+        keys = [m["path"] for batch in obstore.list(self.obstore, prefix, chunk_size=1000) for m in batch]
+        for start in range(0, len(keys), 1000):
+            obstore.delete(self.obstore, keys[start : start + 1000])
 
     def put_new(self, key: str, body: bytes) -> bool:
-        """Write `key` (under the root) unless it exists, as zarr does; False when it exists."""
-        store = self.worker_store
-        if sync(store.exists(key)):
+        """Write `key` (under the root) unless it exists: one conditional create; False when it exists."""
+        try:
+            obstore.put(self.obstore, key, body, mode="create")
+        except obstore.exceptions.AlreadyExistsError:
             return False
-        sync(store.set(key, default_buffer_prototype().buffer.from_bytes(body)))
         return True
 
     def presigned_get(self, key: str, expires_s: int, endpoint_url: str | None = None) -> str | None:
         """A URL anyone may GET `key` (under the root) from for `expires_s` seconds, or None: this backend has none."""
         return None
 
+    def describe(self, exc: BaseException) -> str | None:
+        """A sentence for a storage error a person can act on, or None if it is not this backend's."""
+        return None
+
 
 class S3Backend(StorageBackend):
-    """s3://bucket/prefix on any S3 (AWS, Ceph, MinIO, SeaweedFS): obstore for chunks, s3fs for the rest."""
+    """s3://bucket/prefix on any S3 (AWS, Ceph, MinIO, SeaweedFS), through obstore's S3 client."""
 
     scheme = "s3"
     put_bound_s = float(S3_PUT_BOUND_S)
-    # botocore's errors for a request that never got an answer (the app's s3fs), and
-    # obstore's words for it (the workers' chunk PUTs: its errors say it only in text).
-    UNREACHABLE_TYPES = (
-        botocore.exceptions.EndpointConnectionError,
-        botocore.exceptions.ConnectTimeoutError,
-        botocore.exceptions.ReadTimeoutError,
-        botocore.exceptions.ConnectionClosedError,
-    )
+    # obstore's words for a request that never got an answer (its errors say it only in text).
     UNREACHABLE_WORDS = ("error sending request", "operation timed out", "timed out")
 
     @classmethod
@@ -136,7 +114,7 @@ class S3Backend(StorageBackend):
         return None if urlparse(url).netloc else f"an s3:// URL needs a bucket, got {url!r}"
 
     def options(self) -> dict[str, Any]:
-        """s3fs options: the timeouts and retries above, no payload hashing (chunks carry crc32c)."""
+        """s3fs options with the same bounds, for fsspec readers of this store (bench's s3fs rows, tests)."""
         config = {
             "retries": {"max_attempts": S3_MAX_ATTEMPTS, "mode": "adaptive"},
             "connect_timeout": S3_CONNECT_TIMEOUT_S,
@@ -151,37 +129,28 @@ class S3Backend(StorageBackend):
             options["endpoint_url"] = self.endpoint_url
         return options
 
-    def probe_options(self) -> dict[str, Any]:
-        """One short attempt, so /readyz answers in seconds."""
-        quick = {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5}
-        return {**self.options(), "config_kwargs": quick}
-
-    @cached_property
-    def probe_fs(self) -> fsspec.AbstractFileSystem:
-        """s3fs with its own retries (on timeouts, on top of botocore's) off."""
-        fs = super().probe_fs
-        fs.retries = 1
-        return fs
-
-    def _s3store(self, url: str) -> obstore.store.S3Store:
-        """An obstore S3 client rooted at a URL: measured faster than s3fs per PUT (bench/)."""
+    def _s3store(self, url: str, quick: bool = False) -> obstore.store.S3Store:
+        """An obstore S3 client rooted at a URL (measured faster than s3fs per PUT, bench/); `quick`: one short try."""
         parsed = urlparse(url)
         endpoint = self.endpoint_url
+        attempts, connect_s, request_s = (
+            (1, 2, 5) if quick else (S3_MAX_ATTEMPTS, S3_CONNECT_TIMEOUT_S, S3_REQUEST_TIMEOUT_S)
+        )
         return obstore.store.S3Store(
             parsed.netloc,
             prefix=parsed.path.strip("/") or None,
             endpoint=endpoint,
-            # As with s3fs above: chunks carry their own crc32c, so the body is not hashed again.
+            # Chunks carry their own crc32c, so the body is not hashed again.
             unsigned_payload=True,
-            # The same bounds as botocore's: a dead endpoint fails a job within a minute. The
-            # whole-request timeout is longer than a read timeout: a chunk may be 256 MiB.
+            # A dead endpoint fails a job within a minute. The whole-request timeout is longer
+            # than a read timeout: a chunk may be 256 MiB.
             client_options={
-                "connect_timeout": timedelta(seconds=S3_CONNECT_TIMEOUT_S),
-                "timeout": timedelta(seconds=S3_REQUEST_TIMEOUT_S),
+                "connect_timeout": timedelta(seconds=connect_s),
+                "timeout": timedelta(seconds=request_s),
                 "allow_http": bool(endpoint and endpoint.startswith("http://")),
             },
             retry_config={
-                "max_retries": S3_MAX_ATTEMPTS - 1,
+                "max_retries": attempts - 1,
                 "retry_timeout": timedelta(seconds=S3_RETRY_TIMEOUT_S),
                 "backoff": {
                     "init_backoff": timedelta(milliseconds=100),
@@ -192,30 +161,18 @@ class S3Backend(StorageBackend):
         )
 
     @cached_property
-    def worker_store(self) -> Store:
-        """obstore's S3 client; credentials and region come from the environment (AWS_*)."""
-        return ObjectStore(self.obstore)
+    def probe_obstore(self) -> obstore.store.S3Store:
+        """One short attempt, so /readyz answers in seconds."""
+        return self._s3store(self.root, quick=True)
+
+    @cached_property
+    def obstore(self) -> obstore.store.S3Store:
+        """obstore's S3 client rooted at the root; credentials and region come from the environment (AWS_*)."""
+        return self._s3store(self.root)
 
     def array_store(self, job_id: str) -> Store:
         """An obstore client at the array (no botocore set-up, which held the GIL for about a second per job)."""
         return ObjectStore(self._s3store(self.array_url(job_id)))
-
-    @cached_property
-    def obstore(self) -> obstore.store.S3Store:
-        """obstore's S3 client rooted at the root."""
-        return self._s3store(self.root)
-
-    def put_new(self, key: str, body: bytes) -> bool:
-        """One conditional PUT through the process's own S3 client; False when the key exists.
-
-        zarr.create_array on a new obstore client per job cost the app about 27 ms of CPU a
-        job (building the client), and it reads before it writes (bench/steps.py, py-spy).
-        """
-        try:
-            obstore.put(self.obstore, key, body, mode="create")
-        except obstore.exceptions.AlreadyExistsError:
-            return False
-        return True
 
     def presigned_get(self, key: str, expires_s: int, endpoint_url: str | None = None) -> str:
         """A SigV4 query-signed GET URL on `endpoint_url` (the one readers reach; default the app's); signed locally."""
@@ -233,10 +190,9 @@ class S3Backend(StorageBackend):
 
     def describe(self, exc: BaseException) -> str | None:
         """An unreachable endpoint, in words that say what to check."""
-        name = type(exc).__name__
-        if isinstance(exc, self.UNREACHABLE_TYPES) or any(w in str(exc) for w in self.UNREACHABLE_WORDS):
+        if any(w in str(exc) for w in self.UNREACHABLE_WORDS):
             return (
-                f"the object store could not be reached ({name}); "
+                f"the object store could not be reached ({type(exc).__name__}); "
                 "check that it is up and S3_ENDPOINT_URL is right, then submit the job again"
             )
         return None
@@ -260,14 +216,13 @@ class FileBackend(StorageBackend):
         """The root's local path."""
         return urlparse(self.root).path
 
-    @cached_property
-    def worker_store(self) -> Store:
-        """zarr's LocalStore at the root."""
-        return LocalStore(self.path)
-
     def array_store(self, job_id: str) -> Store:
-        """zarr's LocalStore at the array."""
-        return LocalStore(f"{self.path}/{job_id}.zarr")
+        """An obstore LocalStore at the array."""
+        return ObjectStore(obstore.store.LocalStore(f"{self.path}/{job_id}.zarr", mkdir=True))
+
+    def delete_tree(self, prefix: str) -> None:
+        """Remove the folder, its emptied subfolders with it (objects deleted one by one would leave them)."""
+        shutil.rmtree(f"{self.path}/{prefix}", ignore_errors=True)
 
     @cached_property
     def obstore(self) -> obstore.store.LocalStore:
@@ -280,7 +235,7 @@ _MEMORY_LOCK = threading.Lock()
 
 
 class MemoryBackend(StorageBackend):
-    """memory://name: in this process only, for tests."""
+    """memory://name: in this process only, for tests; its workers are threads of this process (in_process_workers)."""
 
     scheme = "memory"
     in_process_workers = True
