@@ -199,7 +199,7 @@ class Soak:
             with suppress(GatewayError):
                 assert gateway.get(job_id).status not in ("complete",), job_id  # a deleted job stays gone
         backend = parse_storage(f"s3://{BUCKET}", self.s3.endpoint_url)
-        records, store = Records(backend.obstore), JobStore(backend)
+        records, store = Records(backend), JobStore(backend)
         # Once every failed attempt's late writes can have landed (its frees_at), the sweep a replica makes.
         ended = [r for r in (records.read(i) for i in live) if r and r["status"] != "complete"]
         bound = max([r.get("frees_at") or 0 for r in ended], default=0)

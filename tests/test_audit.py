@@ -48,8 +48,8 @@ def test_check_finds_planted_inconsistencies_repair_fixes_them_and_a_second_chec
     for job_id in ("kept", "failing"):
         response = client.get(f"/submit_job/{job_id}?shape=200,200&chunks=100,100&seed=5")
         assert response.status_code == 200, response.get_json()
-    store = parts(app).service.store.backend.obstore
-    records = Records(store)
+    records = Records(parts(app).service.store.backend)
+    store = records.store
     code, report = check(s3)
     assert (code, report["findings"]) == (0, [])
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import obstore
 import pytest
-from obstore.store import LocalStore, MemoryStore
 
 from gateway_dask_zarr.errors import Busy, TooLarge
 from gateway_dask_zarr.jobs import Job, JobManager, Records
@@ -18,7 +18,7 @@ from gateway_dask_zarr.jobs.quota import Quota
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import ConfigError, Settings
 from gateway_dask_zarr.storage.arrays import JobStore
-from gateway_dask_zarr.storage.backends import parse_storage
+from gateway_dask_zarr.storage.backends import MemoryBackend, parse_storage
 
 pytestmark = pytest.mark.fast
 SMALL = JobRequest((100, 100), (100, 100), "float32", 1)  # 40,000 bytes
@@ -64,7 +64,7 @@ def test_without_auth_every_caller_is_anonymous_and_only_the_service_wide_bound_
     backend = parse_storage(url)
     for auth, per_user in (("none", None), ("token", 2)):
         settings = Settings(store_url=url, auth=auth, max_active_jobs=3, max_active_jobs_per_user=2)
-        jobs = JobManager(settings, ReadyCluster(), JobStore(backend), Records(backend.obstore))  # type: ignore[arg-type]
+        jobs = JobManager(settings, ReadyCluster(), JobStore(backend), Records(backend))  # type: ignore[arg-type]
         assert jobs.admission.max_per_user == per_user
         jobs.close()
     admission = Admission(max_active=3, max_per_user=None, cluster=ReadyCluster())  # type: ignore[arg-type]
@@ -91,9 +91,16 @@ def test_the_per_user_limit_and_the_quota_are_validated_settings() -> None:
         Settings.from_env({"STORAGE_QUOTA_BYTES": "lots"})
 
 
+class NoClient(MemoryBackend):
+    """A backend whose client fails every request (it has none)."""
+
+    obstore = None
+
+
 @pytest.fixture(params=["memory", "file"])
 def records(request: pytest.FixtureRequest, tmp_path: Path) -> Records:
-    return Records(MemoryStore() if request.param == "memory" else LocalStore(tmp_path, mkdir=True))
+    url = f"memory://records-{uuid.uuid4().hex}" if request.param == "memory" else f"file://{tmp_path}"
+    return Records(parse_storage(url))
 
 
 def record(job_id: str, owner: str, request: JobRequest = SMALL, **fields: Any) -> dict[str, Any]:
@@ -132,13 +139,13 @@ def test_the_quota_refuses_with_the_figures_and_lets_the_claim_through_below_it(
     with quota.room_for("ann", 50_000), quota.room_for("bob", LARGE.nbytes):
         pass
     # Off: no store request at all (a store that fails every request still admits).
-    with Quota(0, Records(None)).room_for("ann", 10**15):
+    with Quota(0, Records(NoClient("memory://none"))).room_for("ann", 10**15):
         pass
 
 
 def test_a_failed_jobs_clean_up_stops_counting_it(tmp_path: Path) -> None:
     backend = parse_storage(f"file://{tmp_path}/store")
-    records = Records(backend.obstore)
+    records = Records(backend)
     job = Job("f", LARGE, "ann", deadline=time.time())
     records.claim(job.record())
     assert records.usage("ann") == 4_000_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any
 
 import obstore
 import pytest
-from obstore.store import LocalStore, MemoryStore
 
 from gateway_dask_zarr.errors import Conflict
 from gateway_dask_zarr.jobs import Job, JobManager, Records
@@ -38,7 +38,8 @@ def record(job_id: str, owner: str = "ann", created: datetime | None = None, **f
 
 @pytest.fixture(params=["memory", "file"])
 def records(request: pytest.FixtureRequest, tmp_path: Path) -> Records:
-    return Records(MemoryStore() if request.param == "memory" else LocalStore(tmp_path, mkdir=True))
+    url = f"memory://records-{uuid.uuid4().hex}" if request.param == "memory" else f"file://{tmp_path}"
+    return Records(parse_storage(url))
 
 
 def test_a_claim_is_exclusive_and_a_loser_writes_nothing(records: Records) -> None:
@@ -117,7 +118,7 @@ def manager(tmp_path: Path) -> Any:
     url = f"file://{tmp_path}/store"
     settings = Settings(store_url=url, cleanup_grace_s=1)
     backend = parse_storage(url)
-    jobs = JobManager(settings, None, JobStore(backend), Records(backend.obstore))  # type: ignore[arg-type]
+    jobs = JobManager(settings, None, JobStore(backend), Records(backend))  # type: ignore[arg-type]
     yield jobs
     jobs.close()
 

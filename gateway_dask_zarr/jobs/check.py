@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: set STORE_URL (and S3_ENDPOINT_URL) to the store the service uses", file=sys.stderr)
         return USAGE
     backend = parse_storage(settings.store_url, settings.s3_endpoint_url)
-    records, store = Records(backend.obstore), JobStore(backend)
+    records, store = Records(backend), JobStore(backend)
     audit = Audit(records, store, settings.cleanup_grace_s if args.grace is None else args.grace)
     repair = Repair(records, store)
     try:

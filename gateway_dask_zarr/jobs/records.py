@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import obstore
 from obstore.exceptions import AlreadyExistsError
-from obstore.store import LocalStore
 
 from gateway_dask_zarr.errors import Conflict, StoreUnavailable, describe
+from gateway_dask_zarr.storage.backends import StorageBackend
 
 PREFIX = "_jobs"
 RECORDS = f"{PREFIX}/records"
@@ -110,13 +110,12 @@ def store_errors() -> Iterator[None]:
 
 
 class Records:
-    """Job records, the newest-first index and delete requests, on an obstore store rooted at STORE_URL."""
+    """Job records, the newest-first index and delete requests, on the backend's client (rooted at STORE_URL)."""
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        # S3 and memory stores list keys in order; a local filesystem lists a directory in
-        # its own order, so there the whole directory is read and sorted (local, so cheap).
-        self.listed_in_order = not isinstance(store, LocalStore)
+    def __init__(self, backend: StorageBackend) -> None:
+        self.store = backend.obstore
+        # Where a listing comes unsorted (a local directory), the whole directory is read and sorted.
+        self.listed_in_order = backend.lists_in_order
 
     # -- one record -------------------------------------------------------------------
 

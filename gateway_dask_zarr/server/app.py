@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, cluster: ClusterManager | No
             raise
         owned.append(cluster)
     store = JobStore(backend)
-    jobs = JobManager(settings, cluster, store, Records(backend.obstore))
+    jobs = JobManager(settings, cluster, store, Records(backend))
     if settings.retention_days:
         owned.append(Retention(jobs, jobs.records, settings.retention_days).start())
     service = Service(settings, cluster, store, jobs, public_endpoint or endpoint, owned)

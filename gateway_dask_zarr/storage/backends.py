@@ -42,6 +42,8 @@ class StorageBackend:
     in_process_workers: ClassVar[bool] = False
     # The longest a chunk write begun before a job's deadline can still land after it.
     put_bound_s: ClassVar[float] = 0.0
+    # A LIST gives keys in order (S3, memory); a local directory lists in its own order.
+    lists_in_order: ClassVar[bool] = True
 
     def __init__(self, url: str, endpoint_url: str | None = None) -> None:
         self.root = url.rstrip("/")
@@ -202,6 +204,7 @@ class FileBackend(StorageBackend):
     """file:///path: a persistent local store (one machine, or a shared file system)."""
 
     scheme = "file"
+    lists_in_order = False
 
     @classmethod
     def url_problem(cls, url: str) -> str | None:
