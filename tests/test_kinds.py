@@ -69,10 +69,15 @@ def tensorstore_read(document: dict[str, Any]) -> np.ndarray:
 def test_rechunk_of_2d_and_3d_arrays_equals_the_input_chunk_by_chunk_with_provenance(client: Any) -> None:
     plain = finished(client, {"shape": [300, 250], "chunks": [100, 100], "seed": 3})
     cube = finished(client, {"shape": [40, 30, 20], "chunks": [10, 10, 10], "dtype": "float64", "seed": 4})
+    sharded = finished(client, {"shape": [300, 250], "chunks": [50, 50], "shards": [100, 100], "seed": 8})
     for source, body in (
         (plain, {"chunks": [300, 50]}),
+        # Bands of 3 output chunks (90 wide) across the input's 100-wide chunks, the last one 70 wide.
+        (plain, {"chunks": [150, 30]}),
         (plain, {"chunks": [50, 50], "shards": [100, 150]}),
         (cube, {"chunks": [40, 15, 7]}),
+        # A sharded input: each band's region read one shard at a time.
+        (sharded, {"chunks": [300, 10]}),
     ):
         doc = finished(client, {"kind": "rechunk", "input": source["id"], **body})
         assert doc["kind"] == "rechunk" and doc["shape"] == source["shape"] and doc["dtype"] == source["dtype"]
