@@ -27,7 +27,7 @@ from gateway_dask_zarr.grid import BlockIndex, block_index, block_selection, gri
 from gateway_dask_zarr.jobs import plan_tasks
 from gateway_dask_zarr.jobs.resume import request_of
 from gateway_dask_zarr.kinds.base import Kind
-from gateway_dask_zarr.kinds.rechunk import RECHUNK, CopyBands, bound
+from gateway_dask_zarr.kinds.rechunk import BAND_MAX_BYTES, RECHUNK, CopyBands, bound
 from gateway_dask_zarr.kinds.registry import KINDS
 from gateway_dask_zarr.kinds.verify import mismatched
 from gateway_dask_zarr.params import CHUNKS, DTYPE, SHAPE, JobRequest
@@ -208,6 +208,23 @@ def small_rechunk(client: Any, settings: Any) -> tuple[dict[str, Any], JobReques
     source = finished(client, SMALL_INPUT)
     request = replace(JobRequest.parse(SMALL_OUTPUT, settings), kind="rechunk", input=source["id"])
     return source, request, RECHUNK.band(request, source)
+
+
+@pytest.mark.fast
+def test_a_rechunk_band_is_the_output_units_sharing_input_units_within_its_most_bytes() -> None:
+    columns = JobRequest((20000, 10000), (20000, 50), "float64", None, kind="rechunk")
+    assert RECHUNK.band(columns, {"chunks": [1000, 1000], "shards": None}) == (20000, 1000)
+    # Sharded input: its shards are what a read fetches; no input known: one output unit.
+    assert RECHUNK.band(columns, {"chunks": [100, 100], "shards": [1000, 1500]}) == (20000, 1500)
+    assert RECHUNK.band(columns, None) == (20000, 50)
+    # Output units as wide as the input's or wider along every axis: one unit a band.
+    squares = JobRequest((20000, 10000), (2000, 2000), "float64", None, kind="rechunk")
+    assert RECHUNK.band(squares, {"chunks": [1000, 1000], "shards": None}) == (2000, 2000)
+    # 20 columns of 80 MB would be 1.6 GB: halved until within BAND_MAX_BYTES (3 columns).
+    tall = JobRequest((200000, 10000), (200000, 50), "float64", None, kind="rechunk")
+    band = RECHUNK.band(tall, {"chunks": [1000, 1000], "shards": None})
+    assert band == (200000, 150) and math.prod(band) * 8 <= BAND_MAX_BYTES
+    assert [len(task) for task in plan_tasks(tall, 3, band)] == [1] * 67
 
 
 def test_a_rechunk_band_reads_each_input_chunk_once(client: Any, settings: Any) -> None:
