@@ -12,9 +12,9 @@ from typing import Any
 import obstore
 import pytest
 
-from gateway_dask_zarr.errors import Conflict
+from gateway_dask_zarr.errors import Conflict, StoreUnavailable
 from gateway_dask_zarr.jobs import Job, JobManager, Records
-from gateway_dask_zarr.jobs.records import index_name
+from gateway_dask_zarr.jobs.records import index_name, store_errors
 from gateway_dask_zarr.jobs.retention import Retention
 from gateway_dask_zarr.jobs.runner import Cleanups
 from gateway_dask_zarr.params import JobRequest
@@ -193,3 +193,10 @@ def test_retention_deletes_old_finished_jobs_once_per_slot(manager: JobManager, 
 def test_the_default_clean_up_bound_is_the_s3_clients_longest_put() -> None:
     assert Settings().cleanup_grace_s == S3_PUT_BOUND_S
     assert Settings.from_env({"CLEANUP_GRACE_S": "3", "RETENTION_DAYS": "30"}).cleanup_grace_s == 3
+
+
+def test_a_failed_record_request_is_store_unavailable_in_the_backends_words() -> None:
+    unreachable = pytest.raises(StoreUnavailable, match=r"could not be reached.*S3_ENDPOINT_URL")
+    with unreachable as caught, store_errors(parse_storage("s3://bucket")):
+        raise OSError("error sending request for url")
+    assert caught.value.retry_after == 10

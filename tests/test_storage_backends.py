@@ -103,3 +103,12 @@ def test_the_obstore_of_a_backend_is_rooted_at_its_root(tmp_path: Path, scheme: 
     obstore.delete(backend.obstore, "_jobs/a")
     if scheme == "file":
         assert (tmp_path / "_jobs").is_dir() and not (tmp_path / "_jobs" / "a").exists()
+
+
+def test_a_failed_store_request_is_one_sentence_in_the_backends_words() -> None:
+    backend = S3Backend("s3://bucket")
+    assert backend.sentence(OSError("error sending request for url")).startswith(
+        "the object store could not be reached"
+    )
+    said = backend.sentence(ValueError("odd\nmore"))
+    assert said == "the object store cannot be used now (ValueError: odd); try again shortly"

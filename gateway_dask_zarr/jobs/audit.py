@@ -33,6 +33,7 @@ from gateway_dask_zarr.jobs.records import (
 from gateway_dask_zarr.jobs.resume import request_of
 from gateway_dask_zarr.kinds.verify import mismatched
 from gateway_dask_zarr.storage.arrays import METADATA_KEY, JobStore
+from gateway_dask_zarr.storage.backends import StorageBackend
 from gateway_dask_zarr.worker.blocks import block_data
 
 ARRAY = ".zarr/"
@@ -70,16 +71,16 @@ def unit_keys(record: dict[str, Any]) -> set[str]:
 class StoreReads:
     """What an audit reads from the store, counted: one LIST of every key, then JSON documents by key."""
 
-    def __init__(self, store: Any) -> None:
-        self.store = store  # the records' obstore store, rooted at the store's root
+    def __init__(self, backend: StorageBackend) -> None:
+        self.backend = backend
         self.listed = 0
         self.read = 0
 
     def listing(self) -> dict[str, float]:
         """Every key under the root with its last-modified time (epoch seconds)."""
         keys: dict[str, float] = {}
-        with store_errors():
-            for batch in obstore.list(self.store, None, chunk_size=1000):
+        with store_errors(self.backend):
+            for batch in obstore.list(self.backend.obstore, None, chunk_size=1000):
                 for meta in batch:
                     keys[meta["path"]] = meta["last_modified"].timestamp()
         self.listed = len(keys)
@@ -88,7 +89,7 @@ class StoreReads:
     def documents(self, keys: list[str]) -> list[dict[str, Any] | None]:
         """JSON documents at keys, concurrently; None where one is missing or not JSON."""
         self.read += len(keys)
-        return read_json(self.store, keys)
+        return read_json(self.backend, keys)
 
 
 class Audit:
@@ -99,7 +100,7 @@ class Audit:
         self.store = store
         self.grace_s = grace_s
         self.started = time.time()
-        self.reads = StoreReads(records.store)
+        self.reads = StoreReads(records.backend)
 
     def _young(self, modified: float) -> bool:
         return self.started - modified < self.grace_s

@@ -55,7 +55,7 @@ class Leases:
     def _create(self, job_id: str, slot: int) -> bool:
         """Own one slot: True if this replica made it now or before."""
         key = self._key(job_id, slot)
-        with store_errors():
+        with store_errors(self.records.backend):
             try:
                 obstore.put(self.store, key, self.holder.encode(), mode="create")
                 return True
@@ -88,7 +88,7 @@ class Leases:
         """Hand a job back: its slots deleted, so another replica may take it at once."""
         with self._lock:
             self._newest.pop(job_id, None)
-        with store_errors():
+        with store_errors(self.records.backend):
             keys = [m["path"] for batch in obstore.list(self.store, f"{JOB_LEASES}/{job_id}/") for m in batch]
         self.records.delete_keys(keys)
 
@@ -99,7 +99,7 @@ class Leases:
 
     def active(self) -> list[str]:
         """The ids of the queued and running jobs in the store (one LIST per 1000)."""
-        with store_errors():
+        with store_errors(self.records.backend):
             return [
                 m["path"].rsplit("/", 1)[-1] for batch in obstore.list(self.store, f"{ACTIVE_MARKS}/") for m in batch
             ]

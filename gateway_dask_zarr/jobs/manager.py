@@ -87,7 +87,7 @@ class JobManager:
         return job
 
     def _has_objects(self, job_id: str) -> bool:
-        with store_errors():
+        with store_errors(self.store.backend):
             return self.store.exists(job_id)
 
     def get(self, job_id: str, viewer: str | None) -> dict[str, Any] | None:
@@ -134,7 +134,7 @@ class JobManager:
         again = self.records.read(job_id)
         if again is None or again["attempt"] != record["attempt"]:
             return None
-        with store_errors():
+        with store_errors(self.store.backend):
             self.store.delete(job_id)
         self.records.remove(record)
         return None
@@ -172,7 +172,7 @@ def shown(record: dict[str, Any], store: JobStore, grace_s: float) -> dict[str, 
     """A record's job document; for one whose runner stopped, what its array says (published, else failed)."""
     if not stale(record, grace_s):
         return document_of(record)
-    with store_errors():
+    with store_errors(store.backend):
         published = store.read(record["id"])
     if published is not None:
         return {**document_of(record), **published, "owner": record["owner"]}

@@ -31,7 +31,7 @@ import numpy as np
 import obstore
 from obstore.exceptions import AlreadyExistsError
 
-from gateway_dask_zarr.errors import Conflict, StoreUnavailable, describe
+from gateway_dask_zarr.errors import Conflict, StoreUnavailable
 from gateway_dask_zarr.storage.backends import StorageBackend
 
 PREFIX = "_jobs"
@@ -78,12 +78,12 @@ def _entries(record: dict[str, Any]) -> list[str]:
     return [f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)]
 
 
-def read_json(store: Any, keys: list[str]) -> list[dict[str, Any] | None]:
+def read_json(backend: StorageBackend, keys: list[str]) -> list[dict[str, Any] | None]:
     """The JSON objects at keys, read concurrently, in order; None where one is missing or not a JSON object."""
 
     async def one(key: str) -> dict[str, Any] | None:
         try:
-            result = await obstore.get_async(store, key)
+            result = await obstore.get_async(backend.obstore, key)
             value = json.loads(bytes(await result.bytes_async()))
         except (FileNotFoundError, ValueError):
             return None
@@ -92,27 +92,26 @@ def read_json(store: Any, keys: list[str]) -> list[dict[str, Any] | None]:
     async def every() -> list[dict[str, Any] | None]:
         return await asyncio.gather(*(one(k) for k in keys))
 
-    with store_errors():
+    with store_errors(backend):
         return asyncio.run(every())
 
 
 @contextmanager
-def store_errors() -> Iterator[None]:
-    """Turn a failed store request into StoreUnavailable with a sentence a person can act on."""
+def store_errors(backend: StorageBackend) -> Iterator[None]:
+    """Turn a failed store request into StoreUnavailable, in the backend's sentence for it."""
     try:
         yield
     except Conflict:
         raise
     except Exception as exc:
-        raise StoreUnavailable(
-            f"the object store cannot be used now ({describe(exc)}); try again shortly", retry_after=10
-        ) from None
+        raise StoreUnavailable(backend.sentence(exc), retry_after=10) from None
 
 
 class Records:
     """Job records, the newest-first index and delete requests, on the backend's client (rooted at STORE_URL)."""
 
     def __init__(self, backend: StorageBackend) -> None:
+        self.backend = backend
         self.store = backend.obstore
         # Where a listing comes unsorted (a local directory), the whole directory is read and sorted.
         self.listed_in_order = backend.lists_in_order
@@ -122,7 +121,7 @@ class Records:
     def claim(self, record: dict[str, Any]) -> None:
         """Create a new job's record and index entries; Conflict if the id is taken (nothing written then)."""
         body = json.dumps(record).encode()
-        with store_errors():
+        with store_errors(self.backend):
             try:
                 obstore.put(self.store, f"{RECORDS}/{record['id']}.json", body, mode="create")
             except AlreadyExistsError:
@@ -143,12 +142,12 @@ class Records:
 
     def write(self, record: dict[str, Any]) -> None:
         """Replace a record (only its runner, or the replica deleting it, writes one)."""
-        with store_errors():
+        with store_errors(self.backend):
             obstore.put(self.store, f"{RECORDS}/{record['id']}.json", json.dumps(record).encode())
 
     def read(self, job_id: str) -> dict[str, Any] | None:
         """A job's record, or None."""
-        with store_errors():
+        with store_errors(self.backend):
             try:
                 return json.loads(bytes(obstore.get(self.store, f"{RECORDS}/{job_id}.json").bytes()))
             except FileNotFoundError:
@@ -165,7 +164,7 @@ class Records:
 
     def usage(self, owner: str) -> int:
         """The bytes of the owner's queued, running and complete jobs: one LIST per 1000 jobs, no record read."""
-        with store_errors():
+        with store_errors(self.backend):
             return sum(
                 int(meta["path"].rsplit("/", 1)[-1].split("-", 1)[0])
                 for batch in obstore.list(self.store, _usage_dir(owner), chunk_size=1000)
@@ -173,7 +172,7 @@ class Records:
             )
 
     def delete_keys(self, keys: list[str]) -> None:
-        with store_errors():
+        with store_errors(self.backend):
             try:
                 obstore.delete(self.store, keys)
             except FileNotFoundError:
@@ -186,12 +185,12 @@ class Records:
 
     def request_delete(self, job_id: str) -> None:
         """Ask whoever runs (or cleans up) the job to delete it when it can."""
-        with store_errors(), suppress(AlreadyExistsError):
+        with store_errors(self.backend), suppress(AlreadyExistsError):
             obstore.put(self.store, f"{DELETES}/{job_id}", b"", mode="create")
 
     def delete_requested(self, job_id: str) -> bool:
         """True if someone asked for the job to be deleted."""
-        with store_errors():
+        with store_errors(self.backend):
             try:
                 obstore.head(self.store, f"{DELETES}/{job_id}")
                 return True
@@ -204,7 +203,7 @@ class Records:
         """Up to `limit` index names, newest first, after the cursor `before`: about limit/1000 LISTs."""
         directory = f"{INDEX}/all" if owner is None else _owner_dir(owner)
         names: list[str] = []
-        with store_errors():
+        with store_errors(self.backend):
             stream = obstore.list(
                 self.store, directory, offset=f"{directory}/{before}" if before else None, chunk_size=limit
             )
@@ -216,7 +215,7 @@ class Records:
 
     def read_many(self, names: list[str]) -> list[dict[str, Any]]:
         """The records of index names, concurrently, in order; an entry whose record is gone is skipped."""
-        found = read_json(self.store, [f"{RECORDS}/{name.split('-', 1)[1]}.json" for name in names])
+        found = read_json(self.backend, [f"{RECORDS}/{name.split('-', 1)[1]}.json" for name in names])
         return [r for r, name in zip(found, names, strict=True) if r is not None and index_name(r) == name]
 
     def index_older_than(self, cutoff: datetime, limit: int) -> list[str]:
@@ -228,7 +227,7 @@ class Records:
 
     def take_lease(self, name: str, slot: str, holder: str) -> bool:
         """Claim `name` for a time slot; exactly one caller per slot gets True. Older slots are forgotten."""
-        with store_errors():
+        with store_errors(self.backend):
             try:
                 obstore.put(self.store, f"{LEASES}/{name}/{slot}", holder.encode(), mode="create")
             except AlreadyExistsError:

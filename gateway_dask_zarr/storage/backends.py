@@ -20,6 +20,8 @@ import obstore.store
 from zarr.abc.store import Store
 from zarr.storage import ObjectStore
 
+from gateway_dask_zarr.errors import describe
+
 # A dead or hung endpoint must fail a request in seconds, not botocore's 60 s default; five
 # attempts (four backed-off retries, at most 15 s of sleep) ride out a throttling burst
 # while a stopped store still fails a job within a minute.
@@ -100,6 +102,10 @@ class StorageBackend:
     def describe(self, exc: BaseException) -> str | None:
         """A sentence for a storage error a person can act on, or None if it is not this backend's."""
         return None
+
+    def sentence(self, exc: BaseException) -> str:
+        """A failed store request as the sentence a person reads: this backend's words, else the error's own line."""
+        return self.describe(exc) or f"the object store cannot be used now ({describe(exc)}); try again shortly"
 
 
 class S3Backend(StorageBackend):
