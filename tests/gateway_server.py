@@ -8,14 +8,12 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
-import requests
-from serve import free_port
+from serve import free_port, spawn_logged, wait_answering
 
 from gateway_dask_zarr.cluster.backends import forget_loop
 
@@ -67,27 +65,10 @@ class GatewayServer:
             GATEWAY_CLUSTER_MAX_WORKERS=str(self.max_workers),
             TMPDIR=str(self.workdir),
         )
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "dask-gateway-server"), "-f", str(CONFIG)],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"dask-gateway-server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if requests.get(f"{self.address}/api/health", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"dask-gateway-server did not answer within {timeout} s:\n{self.log()}")
-            time.sleep(0.2)
+        args = [str(BIN / "dask-gateway-server"), "-f", str(CONFIG)]
+        self.process = spawn_logged(args, self.log_path, cwd=self.workdir, env=env)
+        wait_answering(self.process, f"{self.address}/api/health", timeout, self.log, self.stop)
+        return self
 
     def log(self) -> str:
         """The server's log so far."""

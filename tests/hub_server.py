@@ -10,14 +10,13 @@ import secrets
 import signal
 import subprocess
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import requests
 from gateway_server import BIN, ROOT
-from serve import free_port
+from serve import free_port, spawn_logged, wait_answering
 from werkzeug.serving import make_server
 
 from gateway_dask_zarr.settings import Settings
@@ -114,29 +113,11 @@ class HubServer:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "CONFIGPROXY_"))}
         env["PATH"] = f"{NODE_BIN}{os.pathsep}{env.get('PATH', '')}"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "jupyterhub"), "-f", str(config)],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                # Through the proxy: both the hub and its proxy answer.
-                if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"jupyterhub did not answer within {timeout} s:\n{self.log()}")
-            time.sleep(0.2)
+        args = [str(BIN / "jupyterhub"), "-f", str(config)]
+        self.process = spawn_logged(args, self.log_path, cwd=self.workdir, env=env, start_new_session=True)
+        # Through the proxy: both the hub and its proxy answer.
+        wait_answering(self.process, f"{self.url}/hub/api/", timeout, self.log, self.stop)
+        return self
 
     def log(self) -> str:
         """The hub's (and its proxy's) log so far."""

@@ -40,6 +40,23 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def spawn_logged(args: Sequence[str], log_path: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `args` with its output (stdout and stderr) in `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **popen)
+
+
+def wait_answering(process: subprocess.Popen[Any], url: str, timeout: float, log: Any, stop: Any) -> None:
+    """Poll `url` until it answers 200; else `stop()` and RuntimeError with `log()` (it exited, or `timeout` passed)."""
+    deadline = time.monotonic() + timeout
+    while http_status(url) != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            why = f"exited with {process.returncode}" if process.poll() is not None else f"no answer in {timeout} s"
+            stop()
+            raise RuntimeError(f"{process.args[0]}: {why}:\n{log()}")
+        time.sleep(0.2)
+
+
 class Served:
     """A child process serving HTTP on 127.0.0.1:{port}, waited on until `ready_path` answers 200."""
 
@@ -111,6 +128,25 @@ class Served:
 def gunicorn(env: Mapping[str, str], log_path: Path, **kwargs: Any) -> Served:
     """`gunicorn -c gunicorn.conf.py app:app`, as `make run` starts it, ready when /readyz is 200."""
     return Served(GUNICORN, env, log_path, **kwargs)
+
+
+class Replica:
+    """A replica of the app under gunicorn on a shared bucket, with its own LocalCluster; started again by start()."""
+
+    def __init__(self, name: str, store_url: str, endpoint: str, log_dir: Path, **env: str) -> None:
+        self.name, self.log_dir, self.starts = name, log_dir, 0
+        self.env = {**os.environ, "STORE_URL": store_url, "S3_ENDPOINT_URL": endpoint, **env}
+        self.start()
+
+    def start(self) -> None:
+        """Start it (again): each start's log is its own file, {name}-{start}.log."""
+        self.starts += 1
+        self.served = gunicorn(self.env, self.log_dir / f"{self.name}-{self.starts}.log", timeout=240)
+        self.url = self.served.url
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job's document as this replica answers it."""
+        return requests.get(f"{self.url}/jobs/{job_id}", timeout=120).json()
 
 
 def user_env() -> dict[str, str]:

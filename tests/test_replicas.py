@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 import s3fs
+import serve
 from helpers import assert_verified, wait_for
-from serve import gunicorn
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
@@ -28,27 +27,17 @@ GRACE_S = 5  # replica A's CLEANUP_GRACE_S: more than a hung PUT takes to land a
 HANG_S = TIMEOUT_S + 1
 
 
-class Replica:
-    """`gunicorn -c gunicorn.conf.py app:app` on a free port, with its own LocalCluster, on the shared bucket."""
+class Replica(serve.Replica):
+    """A replica with two workers on the shared bucket, stopped gracefully by stop()."""
 
     def __init__(self, name: str, endpoint: str, log_dir: Path, **env: str) -> None:
-        self.name, self.log_dir, self.starts = name, log_dir, 0
-        self.env = {**os.environ, "STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": endpoint, "N_WORKERS": "2", **env}
-        self.start()
-
-    def start(self) -> None:
-        self.starts += 1
-        self.served = gunicorn(self.env, self.log_dir / f"{self.name}-{self.starts}.log", timeout=240)
-        self.url = self.served.url
+        super().__init__(name, f"s3://{BUCKET}", endpoint, log_dir, N_WORKERS="2", **env)
 
     def stop(self) -> None:
         self.served.close(90)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=120, **kwargs)
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self.get(f"/jobs/{job_id}").json()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from collections.abc import Iterator
 from contextlib import suppress
@@ -14,8 +13,8 @@ import psutil
 import pytest
 import requests
 import s3fs
+import serve
 from helpers import assert_verified, wait_for
-from serve import gunicorn
 from stand_ins import FaultProxy
 
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
@@ -25,24 +24,11 @@ LEASE_S = 2
 HELD_S = 8.0  # replica A's chunk PUTs are held this long: its job is mid-way when it goes
 
 
-class Replica:
-    """A gunicorn app with its own LocalCluster on the shared bucket."""
+class Replica(serve.Replica):
+    """A replica with one worker and short leases on the shared bucket."""
 
     def __init__(self, name: str, endpoint: str, log_dir: Path) -> None:
-        self.name, self.log_dir, self.starts = name, log_dir, 0
-        self.env = {
-            **os.environ,
-            "STORE_URL": f"s3://{BUCKET}",
-            "S3_ENDPOINT_URL": endpoint,
-            "N_WORKERS": "1",
-            "LEASE_S": str(LEASE_S),
-        }
-        self.start()
-
-    def start(self) -> None:
-        self.starts += 1
-        self.served = gunicorn(self.env, self.log_dir / f"{self.name}-{self.starts}.log", timeout=240)
-        self.url = self.served.url
+        super().__init__(name, f"s3://{BUCKET}", endpoint, log_dir, N_WORKERS="1", LEASE_S=str(LEASE_S))
 
     def kill(self) -> None:
         """SIGKILL every process of the replica at once, as a node loss does."""
@@ -51,9 +37,6 @@ class Replica:
             with suppress(psutil.NoSuchProcess):
                 process.send_signal(signal.SIGKILL)
         self.served.process.wait(30)
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        return requests.get(f"{self.url}/jobs/{job_id}", timeout=60).json()
 
     def running(self) -> Replica:
         """This replica, started again if a test before stopped it (so the last test's stop costs no start)."""
