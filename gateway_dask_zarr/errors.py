@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-# An S3 error response's code and message, as obstore and botocore quote it inside a long text.
+# An S3 error response's code and message, as obstore (or botocore) quotes it inside a long text.
 S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
 
 

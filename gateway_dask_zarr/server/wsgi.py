@@ -12,7 +12,7 @@ from gateway_dask_zarr.storage.embedded import writer_credentials
 settings = Settings.from_env()
 if settings.embedded_s3:
     # The embedded store accepts only its own writer's credentials (generated on its first
-    # start, kept in DATA_DIR): obstore and botocore read them from the environment, in this
+    # start, kept in DATA_DIR): obstore reads them from the environment, in this
     # process and in the Dask worker processes it starts (they inherit it). So they replace
     # any AWS_* already set, and a session token or profile would only get in their way.
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):

@@ -1,7 +1,7 @@
 """The deterministic block rule and the writer of chunks and shards that runs on Dask workers.
 
 Importable on a worker: no Flask, no app state. Credentials come from the worker's own
-environment (obstore and botocore read AWS_*), never from the task's arguments.
+environment (obstore reads AWS_*), never from the task's arguments.
 """
 
 from __future__ import annotations
