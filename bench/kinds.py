@@ -1,4 +1,4 @@
-"""Issue 24's rows: the 1.6 GB rechunk against the store's copy floor, its reduce against the GET floor, worker memory.
+"""Issue 24's rows: the 1.6 GB rechunk and reduce against their floors, worker memory, a default job beside them.
 
 Alone: `python -m bench.kinds` (its own SeaweedFS and app); `make bench` runs the same rows.
 """
@@ -18,6 +18,7 @@ import requests
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import StorePath
 
+from bench.load import run_jobs
 from bench.stack import ROOT, PeakRSS, app_processes, gunicorn_app, rss, seaweed
 from gateway_dask_zarr.jobs.runner import MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT
 from gateway_dask_zarr.kinds.rechunk import bound
@@ -29,6 +30,7 @@ from gateway_dask_zarr.worker.blocks import put_object
 INPUT = {"shape": [20000, 10000], "chunks": [1000, 1000], "dtype": "float64", "seed": 24}
 RECHUNK = {"kind": "rechunk", "chunks": [20000, 50]}
 REDUCE = {"kind": "reduce", "op": "mean", "axes": [0]}
+DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
 CHUNK_BYTES = 1000 * 1000 * 8
 # One band of the rechunk: the 20 output chunks (20000 x 50) of one input-chunk column.
 BAND_BYTES = 20000 * 1000 * 8
@@ -85,6 +87,23 @@ def floor(endpoint: str, job_id: str, copy: bool) -> float:
     return asyncio.run(_floor(endpoint, job_id, copy))
 
 
+def beside(url: str, input_id: str, reps: int = 5) -> dict[str, Any]:
+    """Default jobs on the idle cluster, then beside the rechunk (its tasks are bands of 160 MB, not 8 MB chunks)."""
+    idle = run_jobs(url, DEFAULT, 1, reps).latencies
+    accepted = requests.post(f"{url}/jobs", json={**RECHUNK, "input": input_id}, timeout=30)
+    accepted.raise_for_status()
+    link = f"{url}{accepted.json()['links']['self']}"
+    while requests.get(link, timeout=30).json()["status"] == "queued":
+        time.sleep(0.1)
+    near = run_jobs(url, DEFAULT, 1, reps).latencies
+    still_running = requests.get(link, timeout=30).json()["status"] == "running"
+    while requests.get(link, timeout=30).json()["status"] in ("queued", "running"):
+        time.sleep(0.5)
+    requests.delete(link, timeout=120)
+    ratio = statistics.median(near) / statistics.median(idle)
+    return {"idle_s": idle, "beside_s": near, "ratio": ratio, "measured_beside": still_running}
+
+
 def task_bound() -> int:
     """rechunk.bound() for this rechunk: one band, 8 MB input chunks, 8 MB output chunks at the runner's concurrency."""
     concurrency = max(1, min(MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT // CHUNK_BYTES))
@@ -111,8 +130,11 @@ def measure(url: str, endpoint: str, workers: list[psutil.Process]) -> dict[str,
         reduced = run(url, {**REDUCE, "input": source["id"]})
         reduces.append(reduced["seconds"])
         requests.delete(f"{url}/jobs/{reduced['id']}", timeout=120)
+    log("default jobs idle, then beside the rechunk, 5 each")
+    fairness = beside(url, source["id"])
     requests.delete(f"{url}/jobs/{source['id']}", timeout=120)
     return {
+        "beside": fairness,
         "bytes": nbytes,
         "rechunk_s": rechunks,
         "copy_floor_s": copies,

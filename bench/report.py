@@ -74,6 +74,11 @@ def _fair_rows(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _shares(floors: list[float], jobs: list[float]) -> str:
+    """Each round's share of its floor's rate, as percentages."""
+    return ", ".join(f"{100 * f / j:.0f}%" for f, j in zip(floors, jobs, strict=True))
+
+
 def _kinds_rows(r: dict[str, Any]) -> list[str]:
     """Issue 24: the 1.6 GB rechunk against the copy floor, its reduce against the GET floor, worker memory."""
     k = r.get("kinds")
@@ -87,7 +92,7 @@ def _kinds_rows(r: dict[str, Any]) -> list[str]:
             f"median {statistics.median(k['rechunk_s']):.2f} s (" + ", ".join(f"{x:.2f}" for x in k["rechunk_s"]) + ")",
             f"copy floor {statistics.median(k['copy_floor_s']):.2f} s (GET + PUT of its 200 chunks of 8 MB, "
             "obstore, 32 at once, one process)",
-            f"{100 * k['rechunk_share']:.0f}%",
+            f"{100 * k['rechunk_share']:.0f}% (rounds {_shares(k['copy_floor_s'], k['rechunk_s'])})",
             ">= 50%",
             k["rechunk_share"] >= 0.5,
         ),
@@ -95,7 +100,7 @@ def _kinds_rows(r: dict[str, Any]) -> list[str]:
             f"reduce: mean over axis 0 of the same array, {rounds} rounds",
             f"median {statistics.median(k['reduce_s']):.2f} s (" + ", ".join(f"{x:.2f}" for x in k["reduce_s"]) + ")",
             f"GET floor {statistics.median(k['get_floor_s']):.2f} s (its 200 chunks, obstore, 32 at once)",
-            f"{100 * k['reduce_share']:.0f}%",
+            f"{100 * k['reduce_share']:.0f}% (rounds {_shares(k['get_floor_s'], k['reduce_s'])})",
             "",
             None,
         ),
@@ -107,6 +112,24 @@ def _kinds_rows(r: dict[str, Any]) -> list[str]:
             "<= the bound",
             max(k["worker_growth_mb"]) <= k["bound_mb"],
         ),
+        *_beside_rows(k.get("beside")),
+    ]
+
+
+def _beside_rows(b: dict[str, Any] | None) -> list[str]:
+    """The cost of the rechunk's bands to a default job beside it (a task is a band of 160 MB)."""
+    if not b:
+        return []
+    return [
+        _row(
+            f"default job while the rechunk runs / default job idle, {len(b['idle_s'])} each",
+            f"p50 {statistics.median(b['beside_s']):.3f} s beside it"
+            + ("" if b["measured_beside"] else " (the rechunk had ended)"),
+            f"p50 {statistics.median(b['idle_s']):.3f} s idle",
+            f"{b['ratio']:.2f}x",
+            "",
+            None,
+        )
     ]
 
 
