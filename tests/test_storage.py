@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import obstore
 import pytest
 import zarr
 from helpers import assert_verified
@@ -41,11 +42,18 @@ def test_memory_store_for_tests(make_app: Any) -> None:
 
     app = create_app(Settings(store_url="memory://gateway-tests", n_workers=2))
     try:
-        doc = app.test_client().get("/run?seed=4&shape=200,200&chunks=100,100").get_json()
+        client = app.test_client()
+        doc = client.get("/run?seed=4&shape=200,200&chunks=100,100").get_json()
         assert doc["url"] == f"memory://gateway-tests/{doc['id']}.zarr"
         # memory:// is this process's obstore MemoryStore, reached through its backend (not fsspec's memory).
         array = zarr.open_array(parse_storage("memory://gateway-tests").worker_store, path=f"{doc['id']}.zarr")
         assert doc["status"] == "complete" and mismatched_blocks(array, 4) == []
+        # Zarr over HTTP reads the same store: zarr.json served, a chunk streamed (memory has no presigned URLs).
+        meta = client.get(f"/jobs/{doc['id']}/zarr/zarr.json")
+        assert meta.status_code == 200 and meta.get_json()["attributes"]["gateway"]["id"] == doc["id"]
+        chunk = client.get(f"/jobs/{doc['id']}/zarr/c/1/0")
+        stored = obstore.get(parse_storage("memory://gateway-tests").obstore, f"{doc['id']}.zarr/c/1/0").bytes()
+        assert chunk.status_code == 200 and chunk.data == bytes(stored)
     finally:
         parts(app).service.close()
         parse_storage("memory://gateway-tests").delete_tree("")
