@@ -50,7 +50,6 @@ class StorageBackend:
     def __init__(self, url: str, endpoint_url: str | None = None) -> None:
         self.root = url.rstrip("/")
         self.endpoint_url = endpoint_url
-        self._signers: dict[str | None, obstore.store.S3Store] = {}
 
     @classmethod
     def url_problem(cls, url: str) -> str | None:
@@ -115,6 +114,11 @@ class S3Backend(StorageBackend):
     put_bound_s = float(S3_PUT_BOUND_S)
     # obstore's words for a request that never got an answer (its errors say it only in text).
     UNREACHABLE_WORDS = ("error sending request", "operation timed out", "timed out")
+
+    def __init__(self, url: str, endpoint_url: str | None = None) -> None:
+        super().__init__(url, endpoint_url)
+        # One signing client per endpoint readers reach (the host is part of the signature).
+        self._signers: dict[str | None, obstore.store.S3Store] = {}
 
     @classmethod
     def url_problem(cls, url: str) -> str | None:
