@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,15 @@ class Served:
                 self.process.wait()
         return self.process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL the process and every process under it at once, as a node loss does."""
+        if self.process.poll() is None:
+            root = psutil.Process(self.process.pid)
+            for process in [root, *root.children(recursive=True)]:
+                with suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
     def __enter__(self) -> Served:
         return self
 
@@ -143,6 +152,10 @@ class Replica:
         self.starts += 1
         self.served = gunicorn(self.env, self.log_dir / f"{self.name}-{self.starts}.log", timeout=240)
         self.url = self.served.url
+
+    def kill(self) -> None:
+        """SIGKILL every process of the replica at once, as a node loss does."""
+        self.served.kill()
 
     def job(self, job_id: str) -> dict[str, Any]:
         """A job's document as this replica answers it."""

@@ -79,14 +79,9 @@ class Replica:
 
     def kill(self) -> None:
         """SIGKILL every process of the replica, as a node loss does."""
-        if self.served is None:
-            return
-        root = psutil.Process(self.served.process.pid)
-        for process in [root, *root.children(recursive=True)]:
-            with suppress(psutil.NoSuchProcess):
-                process.send_signal(signal.SIGKILL)
-        self.served.process.wait(30)
-        self.served = None
+        if self.served is not None:
+            self.served.kill()
+            self.served = None
 
     def kill_worker(self) -> bool:
         """SIGKILL one Dask worker process (a leaf that multiprocessing spawned); its nanny starts another."""

@@ -58,9 +58,10 @@ def replicas(own_s3: EmbeddedS3, hangs: FaultProxy, tmp_path_factory: pytest.Tem
         try:
             yield a, b
         finally:
-            b.stop()
+            # Nothing is checked of their ends: killed, not stopped (a graceful stop takes seconds).
+            b.kill()
     finally:
-        a.stop()
+        a.kill()
 
 
 @pytest.fixture
