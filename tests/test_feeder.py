@@ -103,10 +103,10 @@ def test_a_job_alone_holds_one_task_per_thread_and_the_next_goes_as_one_ends() -
     assert [f.name for f in large.ends(time.monotonic() + 5)] == ["L0", "L1", "L2", "L3", "L4"]
 
 
-def test_a_new_owners_job_takes_the_next_free_slots_until_owners_hold_as_many() -> None:
+def test_a_new_owners_job_takes_the_next_free_slots_and_owners_share_them_while_both_have_jobs() -> None:
     the_feeder, client = fed(4)
     the_feeder.add(client.feed("L", 100, "alice"))
-    the_feeder.add(client.feed("S", 3, "bob"))
+    the_feeder.add(small := client.feed("S", 3, "bob"))
     assert client.running() == ["L0", "L1", "L2", "L3"]  # no slot is taken back
     client.end_first("L")
     client.end_first("L")
@@ -116,7 +116,10 @@ def test_a_new_owners_job_takes_the_next_free_slots_until_owners_hold_as_many() 
     client.end_first("S")
     assert client.running() == ["L3", "S1", "L4", "S2"]
     client.end_first("S")
-    assert client.running() == ["L3", "L4", "S2", "L5"]  # bob has nothing left to feed
+    client.end_first("S")
+    assert client.running() == ["L3", "L4"]  # bob's job is publishing: alice keeps to her half meanwhile
+    the_feeder.stop(small)
+    assert client.running() == ["L3", "L4", "L5", "L6"]
 
 
 def test_an_owners_jobs_take_turns_and_owners_take_turns_among_equals() -> None:

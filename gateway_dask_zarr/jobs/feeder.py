@@ -1,15 +1,16 @@
-"""Sharing the one cluster between jobs: short tasks, a bounded number in flight, owners served round-robin.
+"""Sharing the one cluster between jobs: short tasks, a bounded number in flight, owners served in turn.
 
-A job's tasks do not all reach the scheduler at once. The Feeder keeps about one task per
-worker thread in flight over all the running jobs (SLOTS_PER_THREAD; the thread count is
-read again every RESIZE_S, so workers added by adapt get work), and each time a task ends it
-gives the free slot to the next owner in turn (round-robin by owner, then by that owner's
-jobs). A task writes at most TASK_MAX_BYTES, so a slot frees every fraction of a second: a
-new default job's tasks reach a worker within about one task's time, and while it runs the
-large job holds fewer slots (less contention for the store and the cores). A job alone
-holds every slot, so it keeps the store's bandwidth, and its progress moves with every task
-that ends. A job's tasks also carry a Dask priority that falls with its size: a worker holding
-tasks of two jobs starts the smaller job's first.
+A job's tasks do not all reach the scheduler at once. The Feeder keeps one task per worker
+thread in flight over all the running jobs (SLOTS_PER_THREAD; the thread count is read again
+every RESIZE_S, so a lost or added worker changes the budget), and each time a task ends it
+gives the free slot to the owner with the fewest tasks in flight (equals in turn; then that
+owner's jobs in turn). While several owners have jobs, none holds more than an equal share
+of the slots. A task writes at most TASK_MAX_BYTES, so a slot frees every fraction of a
+second: a new default job's first task reaches a worker within about one task's time, and
+while it runs the large job holds at most half the slots. A job alone holds every slot, so
+it keeps the store's bandwidth, and its progress moves with every task that ends. A job's
+tasks also carry a Dask priority that falls with its size (a worker holding tasks of two
+jobs starts the smaller job's first).
 
 With adaptive scaling (WORKERS_MAX > WORKERS_MIN) the feeder holds nothing back: Dask's
 adaptive target follows the scheduler's backlog, which a bounded feed would hide (the cluster
@@ -109,12 +110,14 @@ class Feeder:
         self._owners: dict[str, deque[Feed]] = {}
         self._in_flight = 0
         self._held: Counter[str] = Counter()  # tasks in flight per owner
+        self._active: Counter[str] = Counter()  # jobs added and not stopped, per owner
         self.threads = 1
         self._sized = -math.inf
 
     def add(self, feed: Feed) -> None:
         """Feed a job's tasks from now on."""
         with self._lock:
+            self._active[feed.owner] += 1
             # First in the turns: those waiting already have had one.
             feeds = self._owners.pop(feed.owner, deque())
             feeds.appendleft(feed)
@@ -138,6 +141,9 @@ class Feeder:
         """Under the lock: the feed gets no more slots, and gives back those it holds."""
         feed.stopped = True
         self._count(feed, -feed.in_flight)
+        self._active[feed.owner] -= 1
+        if self._active[feed.owner] <= 0:
+            del self._active[feed.owner]
 
     def _count(self, feed: Feed, tasks: int) -> None:
         """Under the lock: `tasks` more in flight for the feed, its owner and in all (an owner at 0 is forgotten)."""
@@ -164,10 +170,20 @@ class Feeder:
             self._fill()
 
     def _fill(self) -> None:
-        """Submit waiting tasks while slots are free: each to the owner with the fewest in flight, then its next job."""
-        # min() takes the first of equals, and an owner served goes to the end: equals take turns.
-        while self._owners and self._in_flight < self.threads * self.slots_per_thread:
-            owner = min(self._owners, key=self._held.__getitem__)
+        """Submit waiting tasks while slots are free: each to the owner with the fewest in flight, then its next job.
+
+        While several owners have jobs, none holds more than an equal share of the slots, even
+        when another leaves its share unused for a moment (its job is between tasks, or claiming
+        and publishing): those moments are when a small job meets a large one.
+        """
+        slots = self.threads * self.slots_per_thread
+        share = slots / max(1, len(self._active))  # held < share: at most ceil(share) each
+        while self._in_flight < slots:
+            # min() takes the first of equals, and an owner served goes to the end: equals take turns.
+            owners = [owner for owner in self._owners if self._held[owner] < share]
+            if not owners:
+                return
+            owner = min(owners, key=self._held.__getitem__)
             feeds = self._owners.pop(owner)
             feed = feeds.popleft()
             self._send(feed)
