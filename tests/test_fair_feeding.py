@@ -13,8 +13,9 @@ from gateway_dask_zarr.worker.verify import mismatched_blocks
 
 # The issue's large job: 20000 x 10000 float64 in 1000 x 1000 chunks (1.6 GB, 200 chunks of 8 MB).
 LARGE = {"shape": [20000, 10000], "chunks": [1000, 1000], "dtype": "float64", "seed": 21}
-# Before issue 21 the default job took 83x its idle latency beside it; short tasks and priorities bring it near 1-3x.
-MAX_RATIO = 15.0
+# Before issue 21 the default job took 83x its idle latency beside it; all tasks at once with
+# priorities, 4.9x here; the feeder (one task per thread, owners sharing), 4.7x on 2 shared cores.
+MAX_RATIO = 10.0
 
 
 def default_job_s(client: Any) -> float:
@@ -35,10 +36,11 @@ def test_a_default_job_completes_while_a_large_job_of_another_user_runs(make_app
     accepted = alice.post("/jobs", json=LARGE)
     assert accepted.status_code == 202, accepted.get_json()
     link = accepted.get_json()["links"]["self"]
-    wait_for(lambda: alice.get(link).get_json()["progress"]["done"] > 0, timeout=120)
+    done = wait_for(lambda: alice.get(link).get_json()["progress"]["done"], timeout=120)
     busy = statistics.median(default_job_s(bob) for _ in range(3))
-    # Measured beside the large job: it was still running when the last default job ended.
-    assert alice.get(link).get_json()["status"] == "running"
+    # Measured beside the large job: it was still running when the last default job ended, and moving.
+    meanwhile = alice.get(link).get_json()
+    assert meanwhile["status"] == "running" and meanwhile["progress"]["done"] > done
     assert busy / idle <= MAX_RATIO, f"default job {busy:.3f} s beside the large job, {idle:.3f} s idle"
     ended = lambda: (d := alice.get(link).get_json())["status"] not in ("queued", "running") and d  # noqa: E731
     large = wait_for(ended, timeout=300)
