@@ -144,6 +144,18 @@ def test_a_stopped_job_frees_its_slots_at_once_and_gets_no_more() -> None:
     assert [f.name for f in client.sent] == ["L0", "L1", "S0", "S1"]
 
 
+def test_a_cancelled_task_stops_its_jobs_feed_and_frees_its_slots() -> None:
+    # A DELETE or a hand-back cancels what was submitted: the slots it frees go to others, not to more of it.
+    the_feeder, client = fed(2)
+    the_feeder.add(client.feed("L", 10, "alice"))
+    the_feeder.add(client.feed("S", 4, "bob"))
+    next(f for f in client.sent if f.name == "L0").end("cancelled")
+    assert client.running() == ["L1", "S0", "S1"]  # L1's slot is free at once: its runner cancels it
+    next(f for f in client.sent if f.name == "L1").end("cancelled")
+    client.end_first("S")
+    assert client.running() == ["S1", "S2"]
+
+
 def test_the_budget_follows_the_clusters_threads() -> None:
     the_feeder, client = fed(2)
     the_feeder.add(client.feed("L", 10, "alice"))

@@ -127,15 +127,18 @@ class Feeder:
     def stop(self, feed: Feed) -> None:
         """Submit no more of a job's tasks; its slots are free at once (its runner cancels what is in flight)."""
         with self._lock:
-            if feed.stopped:
-                return
-            self._release(feed)
-            feeds = self._owners.get(feed.owner)
-            if feeds is not None and feed in feeds:
-                feeds.remove(feed)
-                if not feeds:
-                    del self._owners[feed.owner]
-            self._fill()
+            if not feed.stopped:
+                self._stop(feed)
+                self._fill()
+
+    def _stop(self, feed: Feed) -> None:
+        """Under the lock: stop() without the refill."""
+        self._release(feed)
+        feeds = self._owners.get(feed.owner)
+        if feeds is not None and feed in feeds:
+            feeds.remove(feed)
+            if not feeds:
+                del self._owners[feed.owner]
 
     def _release(self, feed: Feed) -> None:
         """Under the lock: the feed gets no more slots, and gives back those it holds."""
@@ -208,7 +211,12 @@ class Feeder:
         """A done callback (Dask's callback thread): free the slot, feed the next task, tell the job's runner."""
         feed.on_end(index, future)
         with self._lock:
-            if not feed.stopped:
+            if feed.stopped:
+                pass
+            elif future.status == "finished":
                 self._count(feed, -1)
-                self._fill()
+            else:
+                # Cancelled (a DELETE, a hand-back, a lost cluster) or failed: its runner ends the job.
+                self._stop(feed)
+            self._fill()
         feed.put(future)
