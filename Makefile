@@ -60,8 +60,11 @@ lint: install-test
 	$(PY) scripts/check_sizes.py
 	$(VENV)/bin/lint-imports
 
+# Test files run on PYTEST_WORKERS processes, each file's tests on one of them (its module
+# fixtures are made once); PYTEST_WORKERS=0 runs them in this process, one after another.
+PYTEST_WORKERS ?= 2
 test: install install-test lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The tests that need no cluster and no server (marked `fast`): seconds.
 test-fast: install install-test
