@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -94,7 +94,11 @@ class Rechunk(Kind):
 
     name = "rechunk"
     help = "Copy an input job's array to new chunks (and shards)."
-    parameters = (INPUT, CHUNKS, SHARDS)
+    parameters = (
+        INPUT,
+        replace(CHUNKS, help="The new chunk shape: as many lengths as the input's shape (required)."),
+        SHARDS,
+    )
 
     def build(self, given: dict[str, Any], settings: Settings, source: InputArray | None) -> JobRequest:
         """The input's shape and dtype with the given chunks and shards."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -110,7 +110,12 @@ class Reduce(Kind):
 
     name = "reduce"
     help = "Reduce an input job's array (min, max, sum, mean, std) over axes, keeping them with length 1."
-    parameters = (INPUT, OP, AXES, CHUNKS)
+    parameters = (
+        INPUT,
+        OP,
+        AXES,
+        replace(CHUNKS, help="The result's chunk shape; if omitted, the input's, 1 along the reduced axes."),
+    )
     rtol = 1e-4
 
     def build(self, given: dict[str, Any], settings: Settings, source: InputArray | None) -> JobRequest:

@@ -201,7 +201,8 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
         "info": {
             "title": "gateway-dask-zarr",
             "version": __version__,
-            "description": "Dask workers write random Zarr arrays to S3.",
+            "description": "Dask workers write Zarr arrays to S3: random arrays (the default kind) "
+            "and arrays derived from them (rechunk, reduce).",
         },
         "paths": {**_run_paths(), **_list_paths(), **_one_job_paths(), **zarr_paths(), **_service_paths()},
         "components": _components(),
