@@ -12,10 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 import requests
@@ -160,6 +160,21 @@ class Replica:
     def job(self, job_id: str) -> dict[str, Any]:
         """A job's document as this replica answers it."""
         return requests.get(f"{self.url}/jobs/{job_id}", timeout=120).json()
+
+
+R = TypeVar("R", bound="Replica")
+
+
+@contextmanager
+def replica_pair(make_a: Callable[[], R], make_b: Callable[[], R]) -> Iterator[tuple[R, R]]:
+    """Replicas A and B, made in turn; both killed at the end, whatever happened (nothing is
+    checked of their ends, and a graceful stop takes seconds)."""
+    with ExitStack() as stack:
+        a = make_a()
+        stack.callback(a.kill)
+        b = make_b()
+        stack.callback(b.kill)
+        yield a, b
 
 
 def user_env() -> dict[str, str]:

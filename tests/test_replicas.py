@@ -52,16 +52,11 @@ def hangs(own_s3: EmbeddedS3) -> Iterator[FaultProxy]:
 def replicas(own_s3: EmbeddedS3, hangs: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Replica A (through `hangs`, JOB_TIMEOUT_S and CLEANUP_GRACE_S short) and replica B (straight to the store)."""
     logs = tmp_path_factory.mktemp("replicas")
-    a = Replica("a", hangs.url, logs, JOB_TIMEOUT_S=str(TIMEOUT_S), CLEANUP_GRACE_S=str(GRACE_S))
-    try:
-        b = Replica("b", own_s3.endpoint_url, logs)
-        try:
-            yield a, b
-        finally:
-            # Nothing is checked of their ends: killed, not stopped (a graceful stop takes seconds).
-            b.kill()
-    finally:
-        a.kill()
+    with serve.replica_pair(
+        lambda: Replica("a", hangs.url, logs, JOB_TIMEOUT_S=str(TIMEOUT_S), CLEANUP_GRACE_S=str(GRACE_S)),
+        lambda: Replica("b", own_s3.endpoint_url, logs),
+    ) as both:
+        yield both
 
 
 @pytest.fixture

@@ -45,16 +45,10 @@ def held(own_s3: EmbeddedS3) -> Iterator[FaultProxy]:
 @pytest.fixture(scope="module")
 def replicas(own_s3: EmbeddedS3, held: FaultProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     logs = tmp_path_factory.mktemp("takeover")
-    a = Replica("a", held.url, logs)
-    try:
-        b = Replica("b", own_s3.endpoint_url, logs)
-        try:
-            yield a, b
-        finally:
-            # Nothing is checked of their ends: killed, not stopped (a graceful stop takes seconds).
-            b.kill()
-    finally:
-        a.kill()
+    with serve.replica_pair(
+        lambda: Replica("a", held.url, logs), lambda: Replica("b", own_s3.endpoint_url, logs)
+    ) as both:
+        yield both
 
 
 @pytest.fixture
