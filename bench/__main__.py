@@ -24,7 +24,7 @@ from bench import fair, jobs_list, kinds, zarr_http
 from bench.floor import put_cpu, put_seconds, s3
 from bench.load import run_jobs
 from bench.report import markdown
-from bench.stack import ROOT, CpuMeter, PeakRSS, app_processes, gunicorn_app, rss, seaweed
+from bench.stack import ROOT, CpuMeter, PeakRSS, app_on_seaweed, app_processes, rss
 from gateway_dask_zarr.storage.embedded import BUCKET
 
 RESULTS = ROOT / "bench" / "results"
@@ -204,56 +204,50 @@ def healthz_under_load(url: str, endpoint: str, clients: int = 50) -> dict[str, 
 def measure(results: dict[str, Any]) -> None:
     """Every row on one SeaweedFS and one app (gunicorn, LocalCluster), each against its floor in alternation."""
     log("starting SeaweedFS and the app (gunicorn, LocalCluster of 3 workers) on it")
-    with seaweed(RESULTS / "weed.log") as weed:
+    with app_on_seaweed(RESULTS) as (weed, app):
         endpoint = weed.endpoint_url
-        app_log = RESULTS / "app.log"
-        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": endpoint, **weed.credentials}
-        app = gunicorn_app(app_log, **store)
-        try:
-            run_jobs(app.url, DEFAULT, 1, 3)
-            floor_run(endpoint, 100, SMALL)
-            app_process, workers = app_processes(app.process.pid)
-            watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
-            assert weed.process is not None
-            # "bench" is this process: the HTTP client of the jobs, the S3 client of the floors.
-            meter = CpuMeter(
-                {
-                    "app": [app_process],
-                    "workers": workers,
-                    "store": [psutil.Process(weed.process.pid)],
-                    "bench": [psutil.Process()],
-                }
-            )
-            results["rss_app_start_mb"] = rss(app_process) / MB
-            clear_bucket(endpoint)
-            log(f"default job: {REPS} sequential GET /run, each followed by its floor (100 PUTs of 40 kB)")
-            results["default"] = default_job(app.url, endpoint, meter)
-            clear_bucket(endpoint)
-            log("jobs/s: 4 clients x 12 jobs against 4 floor streams x 3 floors, 3 rounds")
-            results["throughput"] = throughput(app.url, endpoint)
-            log("/healthz every 20 ms while 50 clients run jobs (retrying after Retry-After)")
-            results["healthz"] = healthz_under_load(app.url, endpoint)
-            with PeakRSS(watched) as default_rss:
-                run_jobs(app.url, DEFAULT, 1, 5)
-            results["rss_app_default_mb"] = default_rss.peak["app"] / MB
-            clear_bucket(endpoint)
-            log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 5 rounds, RSS sampled")
-            results["large"] = large_job(app.url, endpoint, watched)
-            log("a default job beside the 1.6 GB job (issue 21) against the same job idle, 5 each")
-            results["fair"] = fair.measure(app.url)
-            clear_bucket(endpoint)
-            log("issue 24: the 1.6 GB rechunk against its copy floor, its reduce against the GET floor, 3 rounds")
-            results["kinds"] = kinds.measure(app.url, endpoint, workers)
-            clear_bucket(endpoint)
-            log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
-            results["many"] = many_chunks(app.url, endpoint, watched, app_log)
-            clear_bucket(endpoint)
-            log("a 512 MiB array read through /jobs/<id>/zarr/ and straight from S3, 3 rounds, app RSS and bytes sent")
-            results["zarr_http"] = zarr_http.measure(app.url, endpoint, app_process)
-            results["rss_app_end_mb"] = rss(app_process) / MB
-        finally:
-            log("stopping the app and SeaweedFS")
-            app.close()
+        run_jobs(app.url, DEFAULT, 1, 3)
+        floor_run(endpoint, 100, SMALL)
+        app_process, workers = app_processes(app.process.pid)
+        watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
+        assert weed.process is not None
+        # "bench" is this process: the HTTP client of the jobs, the S3 client of the floors.
+        meter = CpuMeter(
+            {
+                "app": [app_process],
+                "workers": workers,
+                "store": [psutil.Process(weed.process.pid)],
+                "bench": [psutil.Process()],
+            }
+        )
+        results["rss_app_start_mb"] = rss(app_process) / MB
+        clear_bucket(endpoint)
+        log(f"default job: {REPS} sequential GET /run, each followed by its floor (100 PUTs of 40 kB)")
+        results["default"] = default_job(app.url, endpoint, meter)
+        clear_bucket(endpoint)
+        log("jobs/s: 4 clients x 12 jobs against 4 floor streams x 3 floors, 3 rounds")
+        results["throughput"] = throughput(app.url, endpoint)
+        log("/healthz every 20 ms while 50 clients run jobs (retrying after Retry-After)")
+        results["healthz"] = healthz_under_load(app.url, endpoint)
+        with PeakRSS(watched) as default_rss:
+            run_jobs(app.url, DEFAULT, 1, 5)
+        results["rss_app_default_mb"] = default_rss.peak["app"] / MB
+        clear_bucket(endpoint)
+        log("large job 8000x8000 float64 (64 chunks of 8 MB) against its floor, 5 rounds, RSS sampled")
+        results["large"] = large_job(app.url, endpoint, watched)
+        log("a default job beside the 1.6 GB job (issue 21) against the same job idle, 5 each")
+        results["fair"] = fair.measure(app.url)
+        clear_bucket(endpoint)
+        log("issue 24: the 1.6 GB rechunk against its copy floor, its reduce against the GET floor, 3 rounds")
+        results["kinds"] = kinds.measure(app.url, endpoint, workers)
+        clear_bucket(endpoint)
+        log(f"many chunks: 10000x10000 float32 in 32x32 chunks ({MANY_CHUNKS}) and its floor, once")
+        results["many"] = many_chunks(app.url, endpoint, watched, app.log_path)
+        clear_bucket(endpoint)
+        log("a 512 MiB array read through /jobs/<id>/zarr/ and straight from S3, 3 rounds, app RSS and bytes sent")
+        results["zarr_http"] = zarr_http.measure(app.url, endpoint, app_process)
+        results["rss_app_end_mb"] = rss(app_process) / MB
+        log("stopping the app and SeaweedFS")
 
 
 def machine() -> dict[str, Any]:

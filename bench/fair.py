@@ -14,8 +14,7 @@ from typing import Any
 import requests
 
 from bench.load import run_jobs
-from bench.stack import ROOT, app_processes, gunicorn_app, seaweed
-from gateway_dask_zarr.storage.embedded import BUCKET
+from bench.stack import ROOT, app_on_seaweed, app_processes
 
 DEFAULT = {"shape": "1000,1000", "chunks": "100,100", "dtype": "float32"}
 # The issue's large job: 20000 x 10000 float64 in 1000 x 1000 chunks (1.6 GB, 200 chunks of 8 MB).
@@ -56,20 +55,13 @@ def main() -> None:
     """Its own SeaweedFS and app: the large job against its floor, then this row; print both as JSON."""
     from bench.__main__ import large_job  # here: bench/__main__.py imports this module
 
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    with seaweed(results / "weed-fair.log") as weed:
-        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": weed.endpoint_url, **weed.credentials}
-        app = gunicorn_app(results / "app-fair.log", **store)
-        try:
-            run_jobs(app.url, DEFAULT, 1, 3)
-            app_process, workers = app_processes(app.process.pid)
-            watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
-            large = large_job(app.url, weed.endpoint_url, watched, rounds=3)
-            share = large["mb_per_s"] / large["floor_mb_per_s"]
-            figures = {"large_share": share, "large": large, "fair": measure(app.url)}
-        finally:
-            app.close()
+    with app_on_seaweed(ROOT / "bench" / "results", "fair") as (weed, app):
+        run_jobs(app.url, DEFAULT, 1, 3)
+        app_process, workers = app_processes(app.process.pid)
+        watched = {"app": app_process, **{f"worker-{i}": w for i, w in enumerate(workers)}}
+        large = large_job(app.url, weed.endpoint_url, watched, rounds=3)
+        share = large["mb_per_s"] / large["floor_mb_per_s"]
+        figures = {"large_share": share, "large": large, "fair": measure(app.url)}
     print(json.dumps(figures, indent=2))
 
 

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 from bench.__main__ import DEFAULT, HealthProbe, clear_bucket, percentile, run_jobs
-from bench.stack import gunicorn_app, seaweed
-from gateway_dask_zarr.storage.embedded import BUCKET
+from bench.stack import app_on_seaweed
 
 # The same load as `healthz_under_load`, from a process of its own (no GIL shared with the probe).
 CHILD = (
@@ -31,24 +30,19 @@ def summary(name: str, latencies: list[float]) -> str:
 
 def main() -> None:
     """Start SeaweedFS and the app as the bench does; probe /healthz idle, then under each load."""
-    with tempfile.TemporaryDirectory() as tmp, seaweed(Path(tmp) / "weed.log") as weed:
-        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": weed.endpoint_url, **weed.credentials}
-        app = gunicorn_app(Path(tmp) / "app.log", **store)
-        try:
-            run_jobs(app.url, DEFAULT, 1, 3)
-            with HealthProbe(app.url) as idle:
-                time.sleep(10)
-            print(summary("idle", idle.latencies), flush=True)
-            with HealthProbe(app.url) as here:
-                run_jobs(app.url, DEFAULT, 50, 100)
-            print(summary("50 clients in this process", here.latencies), flush=True)
-            clear_bucket(weed.endpoint_url)
-            with HealthProbe(app.url) as child:
-                subprocess.run([sys.executable, "-c", CHILD, app.url], check=True)
-            print(summary("50 clients in a child process", child.latencies), flush=True)
-            clear_bucket(weed.endpoint_url)
-        finally:
-            app.close()
+    with tempfile.TemporaryDirectory() as tmp, app_on_seaweed(Path(tmp)) as (weed, app):
+        run_jobs(app.url, DEFAULT, 1, 3)
+        with HealthProbe(app.url) as idle:
+            time.sleep(10)
+        print(summary("idle", idle.latencies), flush=True)
+        with HealthProbe(app.url) as here:
+            run_jobs(app.url, DEFAULT, 50, 100)
+        print(summary("50 clients in this process", here.latencies), flush=True)
+        clear_bucket(weed.endpoint_url)
+        with HealthProbe(app.url) as child:
+            subprocess.run([sys.executable, "-c", CHILD, app.url], check=True)
+        print(summary("50 clients in a child process", child.latencies), flush=True)
+        clear_bucket(weed.endpoint_url)
 
 
 if __name__ == "__main__":

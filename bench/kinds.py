@@ -19,7 +19,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import StorePath
 
 from bench.load import run_jobs
-from bench.stack import ROOT, PeakRSS, app_processes, gunicorn_app, rss, seaweed
+from bench.stack import ROOT, PeakRSS, app_on_seaweed, app_processes, rss
 from gateway_dask_zarr.jobs.runner import MAX_TASK_CONCURRENCY, TASK_BYTES_IN_FLIGHT
 from gateway_dask_zarr.kinds.rechunk import bound
 from gateway_dask_zarr.storage.backends import S3Backend
@@ -149,16 +149,9 @@ def measure(url: str, endpoint: str, workers: list[psutil.Process]) -> dict[str,
 
 def main() -> None:
     """This module's rows alone: a SeaweedFS and the app, as `make bench` starts them; the JSON on stdout."""
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    with seaweed(results / "weed-kinds.log") as weed:
-        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": weed.endpoint_url, **weed.credentials}
-        app = gunicorn_app(results / "app-kinds.log", **store)
-        try:
-            _, workers = app_processes(app.process.pid)
-            figures = measure(app.url, weed.endpoint_url, workers)
-        finally:
-            app.close()
+    with app_on_seaweed(ROOT / "bench" / "results", "kinds") as (weed, app):
+        _, workers = app_processes(app.process.pid)
+        figures = measure(app.url, weed.endpoint_url, workers)
     print(json.dumps(figures, indent=2))
     check(figures)
 

@@ -50,6 +50,20 @@ def gunicorn_app(log: Path, **env: str) -> Served:
     return gunicorn(bench_env(LOG_LEVEL="INFO", **env), log)
 
 
+@contextmanager
+def app_on_seaweed(log_dir: Path, name: str = "") -> Iterator[tuple[EmbeddedS3, Served]]:
+    """A SeaweedFS and the app on its bucket, as `make bench` starts them; logs weed{-name}.log, app{-name}.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{name}" if name else ""
+    with seaweed(log_dir / f"weed{suffix}.log") as weed:
+        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": weed.endpoint_url, **weed.credentials}
+        app = gunicorn_app(log_dir / f"app{suffix}.log", **store)
+        try:
+            yield weed, app
+        finally:
+            app.close()
+
+
 def app_processes(master: int) -> tuple[psutil.Process, list[psutil.Process]]:
     """The gunicorn worker (the app, with the LocalCluster's scheduler in it) and its Dask worker processes."""
     app = psutil.Process(master).children()[0]

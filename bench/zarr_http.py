@@ -21,8 +21,7 @@ import psutil
 import requests
 import zarr
 
-from bench.stack import ROOT, PeakRSS, app_processes, gunicorn_app, rss, seaweed
-from gateway_dask_zarr.storage.embedded import BUCKET
+from bench.stack import ROOT, PeakRSS, app_on_seaweed, app_processes, rss
 
 # 8192 x 16384 float32 = 512 MiB in 128 chunks of 4 MiB.
 JOB = {"shape": [8192, 16384], "chunks": [1024, 1024], "dtype": "float32", "seed": 3}
@@ -132,15 +131,8 @@ def measure(app_url: str, endpoint: str, app: psutil.Process) -> dict[str, Any]:
 
 def main() -> None:
     """Its own SeaweedFS and app; print the figures as JSON."""
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    with seaweed(results / "weed-zarr-http.log") as weed:
-        store = {"STORE_URL": f"s3://{BUCKET}", "S3_ENDPOINT_URL": weed.endpoint_url, **weed.credentials}
-        app = gunicorn_app(results / "app-zarr-http.log", **store)
-        try:
-            figures = measure(app.url, weed.endpoint_url, app_processes(app.process.pid)[0])
-        finally:
-            app.close()
+    with app_on_seaweed(ROOT / "bench" / "results", "zarr-http") as (weed, app):
+        figures = measure(app.url, weed.endpoint_url, app_processes(app.process.pid)[0])
     print(json.dumps(figures, indent=2))
 
 
