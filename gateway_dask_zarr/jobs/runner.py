@@ -66,13 +66,18 @@ def plan_tasks(request: JobRequest, n_workers: int, band: tuple[int, ...] | None
     return feeder.split([range(start, min(start + size, n)) for start in range(0, n, size)], band_bytes)
 
 
+def job_array_kwargs(request: JobRequest, settings: Settings) -> dict[str, Any]:
+    """The zarr.create_array arguments of a job's array (shards included) with this service's compressor."""
+    return array_kwargs(request.shape, request.chunks, request.dtype, settings.compressor, request.shards)
+
+
 def plan_job(job: Job, store: JobStore, settings: Settings) -> tuple[ArrayTarget, list[range], list[int]]:
     """A job's task target, its tasks (ranges of bands, jobs.runner.plan_tasks) and the chunks in each."""
     request = job.request
     kind = KINDS[request.kind]
     # A derived kind plans by its input's layout (one small GET of the input's zarr.json).
     band = kind.band(request, store.read(request.input) if request.input else None)
-    kwargs = array_kwargs(request.shape, request.chunks, request.dtype, settings.compressor, request.shards)
+    kwargs = job_array_kwargs(request, settings)
     target = ArrayTarget(
         root_url=store.root,
         endpoint_url=store.backend.endpoint_url,
@@ -111,10 +116,6 @@ class Runner:
         """Run a claimed job (holding an admission slot) in the background."""
         self.tracker.running[job.id] = job
         self._pool.submit(self._run, job)
-
-    def _array_kwargs(self, request: JobRequest) -> dict[str, Any]:
-        """The zarr.create_array arguments of a job's array (shards included) with this service's compressor."""
-        return array_kwargs(request.shape, request.chunks, request.dtype, self.settings.compressor, request.shards)
 
     def _run(self, job: Job) -> None:
         started = time.monotonic()
@@ -166,7 +167,7 @@ class Runner:
         document = {**job.document(), "status": "complete"}
         del document["progress"]
         try:
-            self.store.publish(job.id, self._array_kwargs(request), document)
+            self.store.publish(job.id, job_array_kwargs(request, self.settings), document)
         except ContainsArrayError:
             # A taken-over job's earlier attempt published the same array (deterministic chunks).
             if job.attempts == 1 or self.store.read(job.id) is None:
