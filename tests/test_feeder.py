@@ -103,23 +103,54 @@ def test_a_job_alone_holds_one_task_per_thread_and_the_next_goes_as_one_ends() -
     assert [f.name for f in large.ends(time.monotonic() + 5)] == ["L0", "L1", "L2", "L3", "L4"]
 
 
-def test_a_new_owners_job_takes_the_next_free_slots_and_owners_share_them_while_both_have_jobs() -> None:
+def test_owners_of_long_jobs_share_the_slots_while_both_have_jobs() -> None:
     the_feeder, client = fed(4)
     the_feeder.add(client.feed("L", 100, "alice"))
-    the_feeder.add(small := client.feed("S", 3, "bob"))
+    the_feeder.add(other := client.feed("M", 6, "bob"))  # more tasks than slots: not short
     assert client.running() == ["L0", "L1", "L2", "L3"]  # no slot is taken back
     client.end_first("L")
     client.end_first("L")
-    assert client.running() == ["L2", "L3", "S0", "S1"]  # bob had fewer in flight both times
+    assert client.running() == ["L2", "L3", "M0", "M1"]  # bob had fewer in flight both times
     client.end_first("L")
-    assert client.running() == ["L3", "S0", "S1", "L4"]  # alice had fewer: owners share the slots
-    client.end_first("S")
-    assert client.running() == ["L3", "S1", "L4", "S2"]
-    client.end_first("S")
-    client.end_first("S")
+    assert client.running() == ["L3", "M0", "M1", "L4"]  # alice had fewer: owners share the slots
+    client.end_first("M")
+    assert client.running() == ["L3", "M1", "L4", "M2"]
+    for _ in range(4):
+        client.end_first("M")
+    client.end_first("M")
     assert client.running() == ["L3", "L4"]  # bob's job is publishing: alice keeps to her half meanwhile
-    the_feeder.stop(small)
+    the_feeder.stop(other)
     assert client.running() == ["L3", "L4", "L5", "L6"]
+
+
+def test_a_short_job_takes_every_slot_as_it_frees_and_the_long_job_resumes_when_it_stops() -> None:
+    the_feeder, client = fed(3)
+    the_feeder.add(client.feed("L", 100, "alice"))
+    the_feeder.add(short := client.feed("S", 3, "bob"))  # one task a slot: short
+    assert client.running() == ["L0", "L1", "L2"]
+    for _ in range(3):
+        client.end_first("L")
+    assert client.running() == ["S0", "S1", "S2"]  # the long job's tasks drained; none was sent meanwhile
+    for _ in range(3):
+        client.end_first("S")
+    assert client.running() == []  # the short job publishes with the store to itself
+    the_feeder.stop(short)
+    assert client.running() == ["L3", "L4", "L5"]
+
+
+def test_while_short_jobs_keep_coming_a_long_job_still_gets_a_slot_every_long_every_s() -> None:
+    the_feeder, client = fed(2)
+    the_feeder.add(client.feed("L", 100, "alice"))
+    the_feeder.add(client.feed("S", 2, "bob"))
+    the_feeder.add(client.feed("T", 2, "carol"))
+    client.end_first("L")
+    client.end_first("L")
+    assert client.running() == ["T0", "S0"]
+    the_feeder._long_fed -= feeder.LONG_EVERY_S  # a second went by with the long job held back
+    client.end_first("S")
+    assert client.running() == ["T0", "L2"]  # one slot for it, then short jobs first again
+    client.end_first("T")
+    assert client.running() == ["L2", "T1"]
 
 
 def test_an_owners_jobs_take_turns_and_owners_take_turns_among_equals() -> None:

@@ -6,11 +6,18 @@ every RESIZE_S, so a lost or added worker changes the budget), and each time a t
 gives the free slot to the owner with the fewest tasks in flight (equals in turn; then that
 owner's jobs in turn). While several owners have jobs, none holds more than an equal share
 of the slots. A task writes at most TASK_MAX_BYTES, so a slot frees every fraction of a
-second: a new default job's first task reaches a worker within about one task's time, and
-while it runs the large job holds at most half the slots. A job alone holds every slot, so
-it keeps the store's bandwidth, and its progress moves with every task that ends. A job's
-tasks also carry a Dask priority that falls with its size (a worker holding tasks of two
-jobs starts the smaller job's first).
+second.
+
+Short jobs first: a job with no more tasks than there are slots (the default job: one task
+a worker) is short. While a short job runs, longer jobs get no new slot: the tasks they have
+in flight end (each within a fraction of a second), and the short job then has the workers
+and the store to itself. Its own store requests (claim, publish, final record) would
+otherwise queue behind the longer jobs' PUTs: beside the 1.6 GB job, a default job took 5x
+its idle time with equal shares, and 2.5x this way (docs/performance.md). A longer job
+resumes as soon as no short job runs, and while short jobs keep coming it still gets a slot
+every LONG_EVERY_S, so its progress never stops. A job alone holds every slot, so it keeps
+the store's bandwidth. A job's tasks also carry a Dask priority that falls with its size (a
+worker holding tasks of two jobs starts the smaller job's first).
 
 With adaptive scaling (WORKERS_MAX > WORKERS_MIN) the feeder holds nothing back: Dask's
 adaptive target follows the scheduler's backlog, which a bounded feed would hide (the cluster
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 TASK_MAX_BYTES = 8 * 2**20
 # Tasks in flight over all jobs, per worker thread.
 SLOTS_PER_THREAD = 1
+# While short jobs run, a longer job still gets a slot this often (it is never held back for good).
+LONG_EVERY_S = 1.0
 # How often the budget follows the cluster's thread count, and how long asking may take.
 RESIZE_S = 1.0
 RESIZE_TIMEOUT_S = 2.0
@@ -111,6 +120,8 @@ class Feeder:
         self._in_flight = 0
         self._held: Counter[str] = Counter()  # tasks in flight per owner
         self._active: Counter[str] = Counter()  # jobs added and not stopped, per owner
+        self._feeds: set[Feed] = set()  # jobs added and not stopped
+        self._long_fed = -math.inf  # when a longer job last got a slot
         self.threads = 1
         self._sized = -math.inf
 
@@ -118,6 +129,7 @@ class Feeder:
         """Feed a job's tasks from now on."""
         with self._lock:
             self._active[feed.owner] += 1
+            self._feeds.add(feed)
             # First in the turns: those waiting already have had one.
             feeds = self._owners.pop(feed.owner, deque())
             feeds.appendleft(feed)
@@ -143,6 +155,7 @@ class Feeder:
     def _release(self, feed: Feed) -> None:
         """Under the lock: the feed gets no more slots, and gives back those it holds."""
         feed.stopped = True
+        self._feeds.discard(feed)
         self._count(feed, -feed.in_flight)
         self._active[feed.owner] -= 1
         if self._active[feed.owner] <= 0:
@@ -175,25 +188,44 @@ class Feeder:
     def _fill(self) -> None:
         """Submit waiting tasks while slots are free: each to the owner with the fewest in flight, then its next job.
 
-        While several owners have jobs, none holds more than an equal share of the slots, even
-        when another leaves its share unused for a moment (its job is between tasks, or claiming
-        and publishing): those moments are when a small job meets a large one.
+        Only the jobs _allowed() names take slots. While several owners have such jobs, none
+        holds more than an equal share of the slots, even when another leaves its share unused
+        for a moment (its job is between tasks, or claiming and publishing): those moments are
+        when a small job meets a large one.
         """
         slots = self.threads * self.slots_per_thread
-        share = slots / max(1, len(self._active))  # held < share: at most ceil(share) each
         while self._in_flight < slots:
+            allowed = self._allowed(slots)
+            share = slots / max(1, len({feed.owner for feed in allowed}))  # held < share: at most ceil(share) each
             # min() takes the first of equals, and an owner served goes to the end: equals take turns.
-            owners = [owner for owner in self._owners if self._held[owner] < share]
+            owners = [
+                owner
+                for owner, feeds in self._owners.items()
+                if self._held[owner] < share and any(feed in allowed for feed in feeds)
+            ]
             if not owners:
                 return
             owner = min(owners, key=self._held.__getitem__)
             feeds = self._owners.pop(owner)
-            feed = feeds.popleft()
+            feed = next(feed for feed in feeds if feed in allowed)
+            feeds.remove(feed)
+            if feed.n > slots:
+                self._long_fed = time.monotonic()
             self._send(feed)
             if feed.pending:
                 feeds.append(feed)
             if feeds:
                 self._owners[owner] = feeds
+
+    def _allowed(self, slots: float) -> set[Feed]:
+        """Under the lock: the jobs that may take a free slot now (short jobs first; see the module's docstring)."""
+        short = {feed for feed in self._feeds if feed.n <= slots}
+        if not short:
+            return self._feeds
+        longer = {feed for feed in self._feeds - short if feed.pending}
+        if longer and time.monotonic() - self._long_fed >= LONG_EVERY_S:
+            return longer
+        return short
 
     def _send(self, feed: Feed) -> None:
         index = len(feed.futures)
