@@ -18,8 +18,9 @@ from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 @pytest.fixture
 def held_chunks(s3: EmbeddedS3) -> Iterator[FaultProxy]:
-    """Each chunk PUT held 50 ms: a job of small chunks lasts seconds on any machine, at little cost."""
-    proxy = FaultProxy(s3.endpoint_url, delay_share=1.0, delay_s=0.05, only="/c/").start()
+    """Each chunk PUT held 150 ms: a job of small chunks lasts seconds on any machine, at little cost."""
+    # At 50 ms an idle machine wrote the 1600 chunks in 2.3 s (about 35 PUTs at once): 4 polls.
+    proxy = FaultProxy(s3.endpoint_url, delay_share=1.0, delay_s=0.15, only="/c/").start()
     yield proxy
     proxy.stop()
 
@@ -28,7 +29,7 @@ def test_a_1600_chunk_job_polled_every_half_second_shows_progress_moving(
     make_app: Any, settings: Settings, held_chunks: FaultProxy
 ) -> None:
     client = make_app(settings, s3_endpoint_url=held_chunks.url).test_client()
-    # 1600 chunks of 40 kB, each PUT held 50 ms: seconds of work, so polls every 0.5 s see it move.
+    # 1600 chunks of 40 kB, each PUT held 150 ms: seconds of work, so polls every 0.5 s see it move.
     body = {"shape": [4000, 4000], "chunks": [100, 100], "dtype": "float32", "seed": 25}
     job = client.post("/jobs", json=body).get_json()
     seen: list[int] = []
