@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -19,8 +20,14 @@ from gateway_dask_zarr.worker.blocks import put_object
 Meter = Callable[[], dict[str, float]]
 
 
+@functools.cache
 def s3(endpoint_url: str) -> s3fs.S3FileSystem:
-    """A synchronous s3fs filesystem on the endpoint (credentials from the environment)."""
+    """A synchronous s3fs filesystem on the endpoint (credentials from the environment), one for the bench's life.
+
+    One, not one per call: s3fs closes a collected filesystem's session on whatever asyncio loop
+    is running at the time (a floor's asyncio.run), not on fsspec's own, and aiohttp then prints
+    "Task exception was never retrieved ... attached to a different loop".
+    """
     return s3fs.S3FileSystem(
         skip_instance_cache=True, use_listings_cache=False, **S3Backend("s3://", endpoint_url).options()
     )
