@@ -123,7 +123,15 @@ def test_owners_of_long_jobs_share_the_slots_while_both_have_jobs() -> None:
     assert client.running() == ["L3", "L4", "L5", "L6"]
 
 
-def test_a_short_job_takes_every_slot_as_it_frees_and_the_long_job_resumes_when_it_stops() -> None:
+def running_within(client: StandInClient, seconds: float) -> list[str]:
+    """What runs once the feeder's anticipation timer has had `seconds` to fire (polled)."""
+    deadline = time.monotonic() + seconds
+    while not client.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return client.running()
+
+
+def test_a_short_job_takes_every_slot_as_it_frees_and_the_long_job_resumes_after_it() -> None:
     the_feeder, client = fed(3)
     the_feeder.add(client.feed("L", 100, "alice"))
     the_feeder.add(short := client.feed("S", 3, "bob"))  # one task a slot: short
@@ -134,8 +142,37 @@ def test_a_short_job_takes_every_slot_as_it_frees_and_the_long_job_resumes_when_
     for _ in range(3):
         client.end_first("S")
     assert client.running() == []  # the short job publishes with the store to itself
+    stopped = time.monotonic()
     the_feeder.stop(short)
-    assert client.running() == ["L3", "L4", "L5"]
+    assert client.running() == []  # anticipating the next short job
+    assert running_within(client, 10 * feeder.ANTICIPATE_S) == ["L3", "L4", "L5"]  # the timer, no task end
+    assert time.monotonic() - stopped >= feeder.ANTICIPATE_S
+
+
+def test_the_next_short_job_within_anticipate_s_finds_every_slot_free() -> None:
+    the_feeder, client = fed(3)
+    the_feeder.add(client.feed("L", 100, "alice"))
+    the_feeder.add(first := client.feed("S", 3, "bob"))
+    for _ in range(3):
+        client.end_first("L")
+    for _ in range(3):
+        client.end_first("S")
+    the_feeder._long_fed = time.monotonic()  # so that no LONG_EVERY_S slot falls due within this test
+    the_feeder.stop(first)
+    the_feeder.add(client.feed("T", 3, "bob"))  # bob's notebook asks for the next small array
+    assert client.running() == ["T0", "T1", "T2"]  # at once: no long task to drain first
+    time.sleep(2 * feeder.ANTICIPATE_S)  # the first job's timer fires: T still runs, so L waits
+    assert client.running() == ["T0", "T1", "T2"]
+
+
+def test_a_short_job_alone_leaves_no_anticipation_behind() -> None:
+    the_feeder, client = fed(3)
+    the_feeder.add(short := client.feed("S", 3, "bob"))
+    for _ in range(3):
+        client.end_first("S")
+    the_feeder.stop(short)
+    the_feeder.add(client.feed("L", 100, "alice"))  # no longer job waited: it starts at once
+    assert client.running() == ["L0", "L1", "L2"]
 
 
 def test_while_short_jobs_keep_coming_a_long_job_still_gets_a_slot_every_long_every_s() -> None:

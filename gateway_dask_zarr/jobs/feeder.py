@@ -14,8 +14,10 @@ in flight end (each within a fraction of a second), and the short job then has t
 and the store to itself. Its own store requests (claim, publish, final record) would
 otherwise queue behind the longer jobs' PUTs: beside the 1.6 GB job, a default job took 5x
 its idle time with equal shares, and 2.5x this way (docs/performance.md). A longer job
-resumes as soon as no short job runs, and while short jobs keep coming it still gets a slot
-every LONG_EVERY_S, so its progress never stops. A job alone holds every slot, so it keeps
+resumes ANTICIPATE_S after the last short job ends (the next of a notebook's loop of small
+jobs, or another user's, finds the workers free rather than held by a longer job's tasks
+just started: the anticipatory scheduling of disk schedulers), and while short jobs keep
+coming it still gets a slot every LONG_EVERY_S, so its progress never stops. A job alone holds every slot, so it keeps
 the store's bandwidth. A job's tasks also carry a Dask priority that falls with its size (a
 worker holding tasks of two jobs starts the smaller job's first).
 
@@ -46,6 +48,9 @@ TASK_MAX_BYTES = 8 * 2**20
 SLOTS_PER_THREAD = 1
 # While short jobs run, a longer job still gets a slot this often (it is never held back for good).
 LONG_EVERY_S = 1.0
+# After the last short job ends, longer jobs wait this long for the next one: more than the
+# few tens of milliseconds between a client's job and its next here, less than a task's time.
+ANTICIPATE_S = 0.2
 # How often the budget follows the cluster's thread count, and how long asking may take.
 RESIZE_S = 1.0
 RESIZE_TIMEOUT_S = 2.0
@@ -66,6 +71,21 @@ def split(batches: list[range], unit_bytes: int) -> list[range]:
 def priority(array_bytes: int) -> int:
     """The Dask priority of a job's tasks (higher runs first): one step lower for every doubling of the array's size."""
     return -math.ceil(math.log2(max(1, array_bytes)))
+
+
+def allowed_now(feeds: set[Feed], slots: float, short_left: float, long_fed: float) -> set[Feed]:
+    """The jobs that may take a free slot now (short jobs first; see the module's docstring).
+
+    `short_left`: when a short job last stopped; `long_fed`: when a longer job last got a slot.
+    """
+    now = time.monotonic()
+    short = {feed for feed in feeds if feed.n <= slots}
+    if not short and now - short_left >= ANTICIPATE_S:
+        return feeds
+    longer = {feed for feed in feeds - short if feed.pending}
+    if longer and now - long_fed >= LONG_EVERY_S:
+        return longer
+    return short
 
 
 class Feed:
@@ -122,6 +142,7 @@ class Feeder:
         self._active: Counter[str] = Counter()  # jobs added and not stopped, per owner
         self._feeds: set[Feed] = set()  # jobs added and not stopped
         self._long_fed = -math.inf  # when a longer job last got a slot
+        self._short_left = -math.inf  # when a short job last stopped
         self.threads = 1
         self._sized = -math.inf
 
@@ -154,6 +175,12 @@ class Feeder:
 
     def _release(self, feed: Feed) -> None:
         """Under the lock: the feed gets no more slots, and gives back those it holds."""
+        if feed.n <= self.threads * self.slots_per_thread and any(f.pending for f in self._feeds - {feed}):
+            self._short_left = time.monotonic()
+            # Nothing else may free a slot when the anticipation ends: a timer fills then.
+            timer = threading.Timer(ANTICIPATE_S, self.refill)
+            timer.daemon = True  # a stopping process does not wait for it
+            timer.start()
         feed.stopped = True
         self._feeds.discard(feed)
         self._count(feed, -feed.in_flight)
@@ -185,6 +212,11 @@ class Feeder:
             self.threads = max(1, threads)
             self._fill()
 
+    def refill(self) -> None:
+        """Give free slots to waiting tasks now (an anticipation ended)."""
+        with self._lock:
+            self._fill()
+
     def _fill(self) -> None:
         """Submit waiting tasks while slots are free: each to the owner with the fewest in flight, then its next job.
 
@@ -195,7 +227,7 @@ class Feeder:
         """
         slots = self.threads * self.slots_per_thread
         while self._in_flight < slots:
-            allowed = self._allowed(slots)
+            allowed = allowed_now(self._feeds, slots, self._short_left, self._long_fed)
             share = slots / max(1, len({feed.owner for feed in allowed}))  # held < share: at most ceil(share) each
             # min() takes the first of equals, and an owner served goes to the end: equals take turns.
             owners = [
@@ -216,16 +248,6 @@ class Feeder:
                 feeds.append(feed)
             if feeds:
                 self._owners[owner] = feeds
-
-    def _allowed(self, slots: float) -> set[Feed]:
-        """Under the lock: the jobs that may take a free slot now (short jobs first; see the module's docstring)."""
-        short = {feed for feed in self._feeds if feed.n <= slots}
-        if not short:
-            return self._feeds
-        longer = {feed for feed in self._feeds - short if feed.pending}
-        if longer and time.monotonic() - self._long_fed >= LONG_EVERY_S:
-            return longer
-        return short
 
     def _send(self, feed: Feed) -> None:
         index = len(feed.futures)
