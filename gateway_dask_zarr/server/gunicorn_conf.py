@@ -82,6 +82,20 @@ def post_worker_init(worker: Any) -> None:
 
     signal.signal(signal.SIGTERM, handle_term)
 
+    # gthread's handle_quit shuts its thread pool down (under the pool's lock, not reentrant)
+    # before worker_int runs: the master's SIGQUIT that follows a Ctrl-C's SIGINT, handled
+    # inside that lock, would deadlock the worker until the master's SIGKILL. So the next
+    # ones are ignored first.
+    on_quit = worker.handle_quit
+
+    def handle_quit(sig: int, frame: Any) -> None:
+        for other in (signal.SIGINT, signal.SIGQUIT):
+            signal.signal(other, _ignore)
+        on_quit(sig, frame)
+
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, handle_quit)
+
 
 _close_lock = threading.Lock()
 
@@ -100,13 +114,11 @@ def _close_service(worker: Any) -> None:
 
 
 def worker_int(worker: Any) -> None:
-    """On the first SIGINT or SIGQUIT, ignore the next ones until the worker has closed the service.
+    """Say what a Ctrl-C stops (post_worker_init's handle_quit already ignores the next signals).
 
     Ctrl-C reaches the worker from the terminal and, at once, as the master's SIGQUIT: a second
     signal while the first unwinds would skip worker_exit, leaving SeaweedFS's socket files.
     """
-    for sig in (signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, _ignore)
     worker.log.info("stopping: %s", STOPPING)
 
 
