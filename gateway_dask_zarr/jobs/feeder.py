@@ -8,18 +8,19 @@ owner's jobs in turn). While several owners have jobs, none holds more than an e
 of the slots. A task writes at most TASK_MAX_BYTES, so a slot frees every fraction of a
 second.
 
-Short jobs first: a job with no more tasks than there are slots (the default job: one task
-a worker) is short. While a short job runs, longer jobs get no new slot: the tasks they have
+Short jobs first: a job with no more tasks than there are slots (the default job: one task a
+worker) is short. While a short job runs, longer jobs get no new slot: the tasks they have
 in flight end (each within a fraction of a second), and the short job then has the workers
 and the store to itself. Its own store requests (claim, publish, final record) would
 otherwise queue behind the longer jobs' PUTs: beside the 1.6 GB job, a default job took 5x
-its idle time with equal shares, and 2.5x this way (docs/performance.md). A longer job
-resumes ANTICIPATE_S after the last short job ends (the next of a notebook's loop of small
-jobs, or another user's, finds the workers free rather than held by a longer job's tasks
-just started: the anticipatory scheduling of disk schedulers), and while short jobs keep
-coming it still gets a slot every LONG_EVERY_S, so its progress never stops. A job alone holds every slot, so it keeps
-the store's bandwidth. A job's tasks also carry a Dask priority that falls with its size (a
-worker holding tasks of two jobs starts the smaller job's first).
+its idle time with equal shares, 2.25x this way, and 1.07x with the anticipation below
+(docs/performance.md). A longer job resumes ANTICIPATE_S after the last short job ends (the
+next of a notebook's loop of small jobs, or another user's, finds the workers free rather
+than held by a longer job's tasks just started: the anticipatory scheduling of disk
+schedulers), and while short jobs keep coming it still gets a slot every LONG_EVERY_S, so
+its progress never stops. A job alone holds every slot, so it keeps the store's bandwidth. A
+job's tasks also carry a Dask priority that falls with its size (a worker holding tasks of
+two jobs starts the smaller job's first).
 
 With adaptive scaling (WORKERS_MAX > WORKERS_MIN) the feeder holds nothing back: Dask's
 adaptive target follows the scheduler's backlog, which a bounded feed would hide (the cluster
