@@ -13,7 +13,7 @@ import obstore
 import zarr
 from conftest import BUCKET
 
-from gateway_dask_zarr.jobs.records import INDEX, Records, usage_key
+from gateway_dask_zarr.jobs.records import INDEX, Records, index_name, usage_key
 from gateway_dask_zarr.server.parts import parts
 from gateway_dask_zarr.storage.embedded import EmbeddedS3
 from gateway_dask_zarr.worker.verify import mismatched_blocks
@@ -71,6 +71,10 @@ def test_check_finds_planted_inconsistencies_repair_fixes_them_and_a_second_chec
     wrong_usage = usage_key({**kept, "shape": [1, 1]})
     obstore.put(store, wrong_usage, b"")
     obstore.put(store, f"{INDEX}/all/0000000000000-nobody", b"")
+    # A claim the store failed part-way (its client got a 503): a queued record, one index entry, no active mark.
+    halfway = {**kept, "id": "halfway", "status": "queued"}
+    obstore.put(store, "_jobs/records/halfway.json", json.dumps(halfway).encode())
+    obstore.put(store, f"{INDEX}/all/{index_name(halfway)}", b"")
 
     code, report = check(s3)
     assert code == 1
@@ -81,8 +85,9 @@ def test_check_finds_planted_inconsistencies_repair_fixes_them_and_a_second_chec
         "usage_mismatch": {"kept"},
         "usage_missing": {"kept"},
         "index_without_record": {"nobody"},
+        "unfinished_claim": {"halfway"},
     }
-    assert report["documents_read"] == 3  # two records and one zarr.json: no chunk was read
+    assert report["documents_read"] == 4  # three records and one zarr.json: no chunk was read
 
     code, report = check(s3, "--repair", "--verify")
     assert code == 0
@@ -95,6 +100,7 @@ def test_check_finds_planted_inconsistencies_repair_fixes_them_and_a_second_chec
     array = zarr.open_array(parts(app).service.store.backend.worker_store, path="kept.zarr", mode="r")
     assert mismatched_blocks(array, 5) == []
     assert client.get("/jobs/kept").get_json()["status"] == "complete"
+    assert client.get("/jobs/halfway").status_code == 404
     listed = {m["path"] for batch in obstore.list(store, None) for m in batch}
     assert not any(k.startswith(("ghost.zarr/", "failing.zarr/")) for k in listed)
 

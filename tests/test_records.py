@@ -14,6 +14,7 @@ import pytest
 
 from gateway_dask_zarr.errors import Conflict, StoreUnavailable
 from gateway_dask_zarr.jobs import Job, JobManager, Records
+from gateway_dask_zarr.jobs.audit import Audit, Repair
 from gateway_dask_zarr.jobs.records import index_name, store_errors
 from gateway_dask_zarr.jobs.retention import Retention
 from gateway_dask_zarr.jobs.runner import Cleanups
@@ -57,6 +58,35 @@ def test_a_claim_is_exclusive_and_a_loser_writes_nothing(records: Records) -> No
     assert raised.value.code == "job_exists"
     assert keys(records.store) == before
     assert records.read("x")["owner"] == "ann"
+
+
+def test_a_claim_the_store_fails_part_way_is_undone_or_left_for_the_sweeper(
+    records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_empty = records.put_empty
+
+    def store_stops(keys: list[str]) -> None:
+        put_empty(keys[:1])  # the store stops after the first entry, before the active mark
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(records, "put_empty", store_stops)
+    with pytest.raises(StoreUnavailable):
+        records.claim(record("x"))
+    assert keys(records.store) == []  # its caller was told the store failed: no job exists
+
+    # The store stays down for the undo too: the record and an entry stay, without an active mark.
+    monkeypatch.setattr(records, "remove", lambda record: store_stops([]))
+    with pytest.raises(StoreUnavailable):
+        records.claim(record("y"))
+    monkeypatch.undo()
+    assert records.read("y") is not None
+    store = JobStore(records.backend)
+    findings = Audit(records, store, 0).findings()
+    assert [(f.kind, f.subject) for f in findings] == [("unfinished_claim", "y")]
+    assert Repair(records, store)(findings[0]) == "removed its record and entries"
+    assert keys(records.store) == [] and Audit(records, store, 0).findings() == []
+    records.claim(record("y", owner="bob"))  # the id is free again
+    assert Audit(records, store, 0).findings() == []
 
 
 def test_of_sixteen_concurrent_claims_exactly_one_wins(records: Records) -> None:

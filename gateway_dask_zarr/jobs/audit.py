@@ -8,6 +8,8 @@ rewritten by a repair from the deterministic rule (docs/reliability.md).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from gateway_dask_zarr.jobs.records import (
     RECORDS,
     USAGE,
     Records,
+    entries,
     index_name,
     now_iso,
     read_json,
@@ -133,6 +136,13 @@ class Audit:
         self, record: dict[str, Any], objects: dict[str, float], listing: dict[str, float], verify: bool
     ) -> list[Finding]:
         job_id, status = record["id"], record["status"]
+        if status in ACTIVE and f"{ACTIVE_MARKS}/{job_id}" not in listing:
+            # Only a claim writes a record before its mark; a runner removes the mark after the final record.
+            if self._young(listing[f"{RECORDS}/{job_id}.json"]):
+                return []
+            keys = tuple(k for k in entries(record) if k in listing)
+            detail = f"{status}, and no active mark: its submission failed part-way (its client was told so)"
+            return [Finding("unfinished_claim", job_id, detail, keys)]
         found: list[Finding] = []
         name = index_name(record)
         for key in (f"{INDEX}/all/{name}", f"{INDEX}/owner/{record['owner'].encode().hex()}/{name}"):
@@ -183,7 +193,12 @@ class Audit:
     def _entries(self, records: dict[str, dict[str, Any]], listing: dict[str, float]) -> list[Finding]:
         """Index and usage entries and delete requests against the records."""
         found: list[Finding] = []
-        counted = {usage_key(r) for r in records.values() if r["status"] in (*ACTIVE, "complete")}
+        # A claim that did not finish counts against nobody: its entries are removed with it.
+        counted = {
+            usage_key(r)
+            for r in records.values()
+            if r["status"] == "complete" or (r["status"] in ACTIVE and f"{ACTIVE_MARKS}/{r['id']}" in listing)
+        }
         names = {index_name(r) for r in records.values()}
         for key, modified in sorted(listing.items()):
             if self._young(modified):
@@ -231,6 +246,8 @@ class Repair:
             return f"wrote {finding.keys[0]}"
         if kind == "array_without_record":
             return self._orphan(finding)
+        if kind == "unfinished_claim":
+            return self._unclaim(finding)
         if kind in ("failed_attempt_chunks", "orphaned_chunks"):
             if record is None or record["status"] in ACTIVE:
                 return None
@@ -251,18 +268,36 @@ class Repair:
             return "marked failed, its objects deleted"
         return None
 
-    def _orphan(self, finding: Finding) -> str | None:
-        """Delete an array no record references, holding its id's lease if this is a replica."""
-        if self.leases is not None and not self.leases.hold(finding.subject):
-            return None
+    @contextmanager
+    def _holding(self, job_id: str) -> Iterator[bool]:
+        """Hold the id's lease while a repair acts on it, if this is a replica; False if another holds it."""
+        if self.leases is None:
+            yield True
+            return
+        if not self.leases.hold(job_id):
+            yield False
+            return
         try:
-            if self.records.read(finding.subject) is not None:
+            yield True
+        finally:
+            self.leases.release(job_id)
+
+    def _orphan(self, finding: Finding) -> str | None:
+        """Delete an array no record references."""
+        with self._holding(finding.subject) as held:
+            if not held or self.records.read(finding.subject) is not None:
                 return None
             self.store.delete(finding.subject)
-        finally:
-            if self.leases is not None:
-                self.leases.release(finding.subject)
         return f"deleted {len(finding.keys)} objects"
+
+    def _unclaim(self, finding: Finding) -> str | None:
+        """Remove a claim that did not finish: the record and whatever entries it wrote (the id is free after)."""
+        with self._holding(finding.subject) as held:
+            record = self.records.read(finding.subject)
+            if not held or record is None or record["status"] not in ACTIVE or self.records.marked_active(record["id"]):
+                return None
+            self.records.remove(record)
+        return "removed its record and entries"
 
     def _wanted(self, key: str, record: dict[str, Any]) -> bool:
         """True if the record (read again) wants this entry: another replica fixed it meanwhile."""

@@ -74,7 +74,7 @@ def usage_key(record: dict[str, Any]) -> str:
     return f"{_usage_dir(record['owner'])}/{nbytes}-{record['id']}"
 
 
-def _entries(record: dict[str, Any]) -> list[str]:
+def entries(record: dict[str, Any]) -> list[str]:
     """A job's index and usage entries."""
     name = index_name(record)
     return [f"{INDEX}/all/{name}", f"{_owner_dir(record['owner'])}/{name}", usage_key(record)]
@@ -133,7 +133,12 @@ class Records:
     # -- one record -------------------------------------------------------------------
 
     def claim(self, record: dict[str, Any]) -> None:
-        """Create a new job's record and index entries; Conflict if the id is taken (nothing written then)."""
+        """Create a new job's record, then its index entries and active mark; Conflict if the id is taken.
+
+        When the entries cannot be written, the record is removed again: its caller is told the
+        store failed, so the job must not exist. Where even that fails, the sweeper removes the
+        claim that did not finish (jobs/audit.py, `unfinished_claim`).
+        """
         body = json.dumps(record).encode()
         with store_errors(self.backend):
             try:
@@ -144,7 +149,12 @@ class Records:
                     code="job_exists",
                     field="job_id",
                 ) from None
-            self.put_empty([*_entries(record), f"{ACTIVE_MARKS}/{record['id']}"])
+            try:
+                self.put_empty([*entries(record), f"{ACTIVE_MARKS}/{record['id']}"])
+            except Exception:
+                with suppress(StoreUnavailable):
+                    self.remove(record)
+                raise
 
     def put_empty(self, keys: list[str]) -> None:
         """PUT empty objects at once: one round trip to the store, not one per key (a job's claim waits on it)."""
@@ -166,7 +176,7 @@ class Records:
 
     def remove(self, record: dict[str, Any]) -> None:
         """Remove a record's index and usage entries, its delete request, then the record: the id is free after."""
-        self.delete_keys([*_entries(record), f"{DELETES}/{record['id']}", f"{ACTIVE_MARKS}/{record['id']}"])
+        self.delete_keys([*entries(record), f"{DELETES}/{record['id']}", f"{ACTIVE_MARKS}/{record['id']}"])
         self.delete_keys([f"{RECORDS}/{record['id']}.json"])
 
     def forget_usage(self, record: dict[str, Any]) -> None:
@@ -201,9 +211,16 @@ class Records:
 
     def delete_requested(self, job_id: str) -> bool:
         """True if someone asked for the job to be deleted."""
+        return self._exists(f"{DELETES}/{job_id}")
+
+    def marked_active(self, job_id: str) -> bool:
+        """True if the job's active mark exists (its claim finished, and it has not ended)."""
+        return self._exists(f"{ACTIVE_MARKS}/{job_id}")
+
+    def _exists(self, key: str) -> bool:
         with store_errors(self.backend):
             try:
-                obstore.head(self.store, f"{DELETES}/{job_id}")
+                obstore.head(self.store, key)
                 return True
             except FileNotFoundError:
                 return False

@@ -27,6 +27,7 @@ SWEPT = frozenset(
         "index_without_record",
         "mark_without_active_job",
         "delete_without_record",
+        "unfinished_claim",
     }
 )
 
