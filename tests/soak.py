@@ -15,6 +15,7 @@ import argparse
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -25,15 +26,16 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import obstore
 import psutil
 from helpers import S3_CREDENTIALS, assert_verified, discard_store, wait_for
 from serve import Served, gunicorn
 
 from gateway_dask_zarr.client.client import GatewayClient, GatewayError
 from gateway_dask_zarr.jobs.audit import Audit
-from gateway_dask_zarr.jobs.leases import Leases
+from gateway_dask_zarr.jobs.leases import JOB_LEASES, Leases
 from gateway_dask_zarr.jobs.reasons import STOPPED
-from gateway_dask_zarr.jobs.records import Records
+from gateway_dask_zarr.jobs.records import Records, concurrently
 from gateway_dask_zarr.jobs.resume import EXHAUSTED
 from gateway_dask_zarr.jobs.sweeper import Sweeper
 from gateway_dask_zarr.storage.arrays import JobStore
@@ -83,6 +85,15 @@ class Replica:
             self.served.kill()
             self.served = None
 
+    def pids(self) -> set[int]:
+        """The gunicorn master's and its workers' process ids (a lease names its holder's pid)."""
+        if self.served is None:
+            return set()
+        with suppress(psutil.NoSuchProcess):
+            master = psutil.Process(self.served.process.pid)
+            return {master.pid, *(child.pid for child in master.children())}
+        return set()
+
     def kill_worker(self) -> bool:
         """SIGKILL one Dask worker process (a leaf that multiprocessing spawned); its nanny starts another."""
         if self.served is None:
@@ -103,6 +114,7 @@ class Soak:
         self.seconds, self.n_clients = seconds, clients
         self.rng = random.Random(seed)
         self.s3 = EmbeddedS3(workdir / "seaweedfs", BUCKET, credentials=S3_CREDENTIALS).start()
+        self.records = Records(parse_storage(f"s3://{BUCKET}", self.s3.endpoint_url))
         self.replicas = [Replica(name, self.s3, workdir) for name in ("a", "b")]
         self.accepted: dict[str, dict[str, Any]] = {}
         self.deleted: set[str] = set()
@@ -110,6 +122,7 @@ class Soak:
         self.refused = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.ended = 0.0  # when the clients stopped
 
     def _client(self, number: int) -> None:
         rng = random.Random(number)
@@ -138,9 +151,26 @@ class Soak:
                     self.refused += 1
             self._stop.wait(rng.uniform(0.2, 1.0))
 
+    def _running_a_job(self) -> Replica | None:
+        """A replica that holds a job's lease (waiting up to 3 s for one): a stop or kill of it lands mid-job."""
+        store = self.records.store
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            with suppress(Exception):  # the store just restarted, or a job ended meanwhile: look again
+                slots = [m["path"] for batch in obstore.list(store, f"{JOB_LEASES}/") for m in batch]
+                holders = concurrently(lambda key: bytes(obstore.get(store, key).bytes()).decode(), slots)
+                pids = {int(holder.rsplit("-", 2)[1]) for holder in holders}
+                busy = [r for r in self.replicas if r.pids() & pids]
+                if busy:
+                    return self.rng.choice(busy)
+            time.sleep(0.1)
+        return None
+
     def _fault(self) -> None:
         kind = self.rng.choice(FAULTS)
         replica = self.rng.choice(self.replicas)
+        if kind in ("rolling_update", "replica_killed"):
+            replica = self._running_a_job() or replica
         if kind == "rolling_update":
             replica.stop()
             replica.start()
@@ -171,6 +201,7 @@ class Soak:
         self._stop.set()
         for thread in clients:
             thread.join(60)
+        self.ended = time.time()
         return self._settle()
 
     def _settle(self) -> dict[str, Any]:
@@ -197,7 +228,8 @@ class Soak:
         records, store = Records(backend), JobStore(backend)
         # Once every failed attempt's late writes can have landed (its frees_at), the sweep a replica makes.
         ended = [r for r in (records.read(i) for i in live) if r and r["status"] != "complete"]
-        bound = max([r.get("frees_at") or 0 for r in ended], default=0)
+        # and once a lease that a refused claim could not release has lapsed (2 x LEASE_S).
+        bound = max([self.ended + 2 * LEASE_S, *(r.get("frees_at") or 0 for r in ended)])
         wait_for(lambda: time.time() > bound, 2 * TIMEOUT_S + GRACE_S, 0.5)
         swept = Sweeper(records, store, Leases(records, LEASE_S), 0).sweep()
         findings = Audit(records, store, 0).findings()
@@ -233,6 +265,13 @@ def soak(seconds: float, clients: int = 2, seed: int = 1) -> dict[str, Any]:
         run = Soak(seconds, clients, seed, Path(tmp))
         try:
             return run.run()
+        except BaseException:
+            # The replicas' logs say what happened to the job a check is about; the store goes.
+            kept = Path(tempfile.mkdtemp(prefix="soak-logs-"))
+            for log in Path(tmp).glob("*.log"):
+                shutil.copy(log, kept)
+            print(f"soak failed: the replicas' logs are in {kept}", file=sys.stderr)
+            raise
         finally:
             run.close()
 
