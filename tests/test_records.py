@@ -204,6 +204,27 @@ def test_a_failed_record_stays_until_deleted_and_delete_waits_for_its_clean_up(
     assert not chunk.exists() and keys(manager.records.store) == []
 
 
+def test_a_delete_cut_short_leaves_a_cancelled_record_never_a_complete_one_without_its_array(
+    manager: JobManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.records.claim(record("c", status="complete"))
+    chunk = _array(tmp_path, "c")
+
+    def store_lost(keys: list[str]) -> None:
+        raise StoreUnavailable("the object store could not be reached")
+
+    # The array goes, then the store is lost before the record does (or the replica is killed).
+    monkeypatch.setattr(manager.records, "delete_keys", store_lost)
+    with pytest.raises(StoreUnavailable):
+        manager.delete("c", "ann")
+    monkeypatch.undo()
+    assert not chunk.exists()
+    left = manager.get("c", "ann")
+    assert left is not None and left["status"] == "cancelled" and "DELETE" in left["error"]
+    assert manager.delete("c", "ann") is None  # asked again, the delete finishes
+    assert keys(manager.records.store) == []
+
+
 def test_retention_deletes_old_finished_jobs_once_per_slot(manager: JobManager, tmp_path: Path) -> None:
     now = datetime.now(UTC)
     for i, age in enumerate((40, 31, 5)):

@@ -5,12 +5,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from gateway_dask_zarr.jobs.job import Job, job_log
+from gateway_dask_zarr.jobs.reasons import DELETED
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.storage.arrays import JobStore
 
 log = logging.getLogger(__name__)
+
+
+def delete_job(record: dict[str, Any], store: JobStore, records: Records) -> None:
+    """Delete a job no runner acts on: a complete record first becomes cancelled, then its objects go, then the record.
+
+    A delete cut short (its replica killed, the store lost) leaves a cancelled record, which a
+    DELETE again or the sweeper finishes: never a complete record whose array is gone.
+    """
+    if record["status"] == "complete":
+        records.write({**record, "status": "cancelled", "error": DELETED.format(id=record["id"]), "cleanup": "done"})
+    store.delete(record["id"])
+    records.remove(record)
 
 
 class Cleanups:

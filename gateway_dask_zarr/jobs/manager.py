@@ -9,6 +9,7 @@ from typing import Any
 from gateway_dask_zarr.cluster.manager import ClusterManager
 from gateway_dask_zarr.errors import Conflict, InvalidParameter, NotFound
 from gateway_dask_zarr.jobs.admission import Admission
+from gateway_dask_zarr.jobs.cleanup import delete_job
 from gateway_dask_zarr.jobs.ids import check_job_id, new_job_id
 from gateway_dask_zarr.jobs.job import ACTIVE, Job, document_of, stale
 from gateway_dask_zarr.jobs.quota import Quota
@@ -135,8 +136,7 @@ class JobManager:
         if again is None or again["attempt"] != record["attempt"]:
             return None
         with store_errors(self.store.backend):
-            self.store.delete(job_id)
-        self.records.remove(record)
+            delete_job(again, self.store, self.records)
         return None
 
     def on_end(self, listener: Callable[[Job], None]) -> Callable[[], None]:

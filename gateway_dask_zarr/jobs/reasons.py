@@ -12,6 +12,7 @@ from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore
 
 CANCELLED = "the job's tasks were cancelled: the Dask cluster was lost or restarted; submit the job again"
+DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
 STOPPED = "the replica that ran this job stopped before the job ended; submit it again"
 
 

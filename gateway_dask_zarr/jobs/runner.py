@@ -19,11 +19,11 @@ from gateway_dask_zarr.errors import ClusterUnavailable
 from gateway_dask_zarr.grid import chunks_in_units, grid
 from gateway_dask_zarr.jobs import feeder
 from gateway_dask_zarr.jobs.admission import Admission
-from gateway_dask_zarr.jobs.cleanup import Cleanups
+from gateway_dask_zarr.jobs.cleanup import Cleanups, delete_job
 from gateway_dask_zarr.jobs.job import Job, job_log
 from gateway_dask_zarr.jobs.leases import Leases
 from gateway_dask_zarr.jobs.progress import Progress
-from gateway_dask_zarr.jobs.reasons import CANCELLED, reason
+from gateway_dask_zarr.jobs.reasons import CANCELLED, DELETED, reason
 from gateway_dask_zarr.jobs.records import Records
 from gateway_dask_zarr.jobs.tracker import Tracker
 from gateway_dask_zarr.kinds.base import INPUT_DELETED
@@ -43,7 +43,6 @@ MAX_TASK_CONCURRENCY = 16
 # Chunks a task owns before a job is split into more than one task per worker.
 CHUNKS_PER_TASK = 1000
 MAX_TASKS_PER_WORKER = 8
-DELETED = "the job was cancelled: DELETE /jobs/{id} asked for it"
 # How long a closing service waits for its running jobs' final records (gunicorn's graceful
 # timeout must leave time for this and for the cluster's close after it).
 STOP_WAIT_S = 5.0
@@ -180,8 +179,7 @@ class Runner:
         )
         if job.final and self.records.delete_requested(job.id):
             # A DELETE that came while the job ended: it deletes a complete job now.
-            self.store.delete(job.id)
-            self.records.remove(job.record())
+            delete_job(job.record(), self.store, self.records)
 
     def _fail(self, job: Job, why: str, feed: feeder.Feed | None) -> None:
         if job.handed_back:
