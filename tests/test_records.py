@@ -15,6 +15,7 @@ import pytest
 from gateway_dask_zarr.errors import Conflict, StoreUnavailable
 from gateway_dask_zarr.jobs import Job, JobManager, Records
 from gateway_dask_zarr.jobs.audit import Audit, Repair
+from gateway_dask_zarr.jobs.leases import Leases
 from gateway_dask_zarr.jobs.records import index_name, store_errors
 from gateway_dask_zarr.jobs.retention import Retention
 from gateway_dask_zarr.jobs.runner import Cleanups
@@ -168,6 +169,23 @@ def _array(tmp_path: Path, job_id: str) -> Path:
     chunk.parent.mkdir(parents=True, exist_ok=True)
     chunk.write_bytes(b"chunk")
     return chunk
+
+
+def test_a_runner_whose_job_was_taken_over_writes_no_final_record_and_deletes_nothing(
+    manager: JobManager, tmp_path: Path
+) -> None:
+    job = Job("t", REQUEST, "ann", deadline=time.time() + 60)
+    assert manager.leases.hold(job.id)
+    manager.records.claim(job.record())
+    chunk = _array(tmp_path, "t")
+    # The store was out for longer than LEASE_S: this replica's slots lapsed, another took the job.
+    manager.leases.release(job.id)
+    assert Leases(manager.records, 30, holder="other").hold(job.id)
+    taken = {**manager.records.read("t"), "attempts": 2, "attempt": "second"}  # type: ignore[dict-item]
+    manager.records.write(taken)
+    # Then this attempt's tasks fail (the store was out): it leaves the job to the other replica.
+    manager.runner._fail(job, "the object store could not be reached", None)
+    assert job.handed_back and manager.records.read("t") == taken and chunk.exists()
 
 
 def test_a_late_clean_up_leaves_a_later_attempt_alone(manager: JobManager, tmp_path: Path) -> None:

@@ -69,7 +69,9 @@ class Resumer(Periodic):
             if record is None or record["status"] not in ACTIVE:
                 continue  # ended; `check --repair` removes a mark left behind
             if self.leases.hold(job_id):
-                if self._take(record):
+                # Read again under the lease: its runner may have ended it (and released it) meanwhile.
+                record = self.records.read(job_id)
+                if record is not None and record["status"] in ACTIVE and self._take(record):
                     taken.append(job_id)
                 else:
                     self.leases.release(job_id)

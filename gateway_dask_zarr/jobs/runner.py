@@ -158,6 +158,8 @@ class Runner:
     def _complete(self, job: Job, facts: list[dict[str, Any]]) -> None:
         _summarise(job, facts)
         _check_written(job, self.store)
+        if not self._still_held(job):
+            raise ClusterUnavailable("another replica took the job over")
         job.finished = datetime.now(UTC)
         job.stop_clock()
         # A complete job has no error, whatever a lost cluster or a stopping replica set meanwhile.
@@ -181,8 +183,23 @@ class Runner:
             # A DELETE that came while the job ended: it deletes a complete job now.
             delete_job(job.record(), self.store, self.records)
 
+    def _still_held(self, job: Job) -> bool:
+        """Renew the job's lease before a final write: False (handed back) if another replica took the job over.
+
+        While the store was out for longer than LEASE_S, another replica may have taken the job;
+        this attempt then writes no final record and deletes nothing. An unreachable store
+        answers True: no final write can land then anyway, and the tracker retries it.
+        """
+        try:
+            held = self.leases.hold(job.id)
+        except Exception:
+            return True
+        if not held:
+            job.handed_back = True
+        return held
+
     def _fail(self, job: Job, why: str, feed: feeder.Feed | None) -> None:
-        if job.handed_back:
+        if job.handed_back or not self._still_held(job):
             # Not a failure: another replica takes the job over and rewrites its chunks.
             job_log(job).info("job %s handed back after %s", job.id, why)
             return

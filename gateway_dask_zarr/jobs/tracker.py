@@ -75,7 +75,13 @@ class Tracker:
         while not self._closed.wait(PROGRESS_S):
             for job in list(self.unsaved.values()):
                 try:
-                    self.save(job, final=True)
+                    # Renewing its lease keeps the job from a takeover until its final record is in.
+                    if self.leases.hold(job.id):
+                        self.save(job, final=True)
+                    else:
+                        job_log(job).warning(
+                            "job %s: another replica took it over; its final record here is dropped", job.id
+                        )
                     del self.unsaved[job.id]
                 except Exception as exc:
                     job_log(job).debug("job %s: its record still cannot be written: %s", job.id, type(exc).__name__)
