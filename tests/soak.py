@@ -44,7 +44,8 @@ from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 BUCKET = "soak"
 LEASE_S, GRACE_S, TIMEOUT_S = 2, 10, 60
-SHAPES = (([200, 200], [50, 50]), ([200, 200], [50, 50]), ([1000, 1000], [100, 100]))
+# Half small; the rest last a second or more on one worker, so that stops and kills land mid-job.
+SHAPES = (([200, 200], [50, 50]), ([200, 200], [50, 50]), ([1000, 1000], [100, 100]), ([2000, 2000], [100, 100]))
 FAULTS = ("rolling_update", "replica_killed", "worker_killed", "s3_stopped")
 
 
@@ -141,7 +142,6 @@ class Soak:
                     with self._lock:
                         self.deleted.add(victim)
                 else:
-                    # Mostly small jobs, and some that last a second or more, so that faults land mid-job.
                     shape, chunks = rng.choice(SHAPES)
                     job = gateway.submit(shape, chunks, None, rng.randrange(2**32))
                     with self._lock:
