@@ -16,9 +16,9 @@ from gateway_dask_zarr.errors import Conflict, StoreUnavailable
 from gateway_dask_zarr.jobs import Job, JobManager, Records
 from gateway_dask_zarr.jobs.audit import Audit, Repair
 from gateway_dask_zarr.jobs.leases import Leases
-from gateway_dask_zarr.jobs.records import index_name, store_errors
+from gateway_dask_zarr.jobs.records import ACTIVE_MARKS, index_name, store_errors
 from gateway_dask_zarr.jobs.retention import Retention
-from gateway_dask_zarr.jobs.runner import Cleanups
+from gateway_dask_zarr.jobs.runner import Cleanups, job_array_kwargs
 from gateway_dask_zarr.params import JobRequest
 from gateway_dask_zarr.settings import Settings
 from gateway_dask_zarr.storage.arrays import JobStore
@@ -186,6 +186,32 @@ def test_a_runner_whose_job_was_taken_over_writes_no_final_record_and_deletes_no
     # Then this attempt's tasks fail (the store was out): it leaves the job to the other replica.
     manager.runner._fail(job, "the object store could not be reached", None)
     assert job.handed_back and manager.records.read("t") == taken and chunk.exists()
+
+
+def test_a_taken_over_job_whose_earlier_attempt_published_ends_complete_even_failing_or_spent(
+    manager: JobManager,
+) -> None:
+    first = Job("p", REQUEST, "ann", deadline=time.time() + 60)
+    manager.records.claim(first.record())
+    # The first attempt published the array, and its replica was killed before its record said so.
+    published = {**first.document(), "status": "complete", "chunks_written": 4, "bytes_written": 160000}
+    del published["progress"]
+    manager.store.publish("p", job_array_kwargs(REQUEST, manager.settings), published)
+    second = Job("p", REQUEST, "ann", deadline=time.time() + 60, created=first.created, attempts=2)
+    assert manager.leases.hold("p")
+    # The takeover's own attempt fails (the store was out): failing would delete the whole array.
+    manager.runner._fail(second, "the object store could not be reached", None)
+    final = manager.records.read("p")
+    assert final is not None and (final["status"], final["error"], final["chunks_written"]) == ("complete", None, 4)
+    assert manager.store.read("p") is not None
+
+    # The same when its attempts are spent: the resumer ends it complete, not failed.
+    manager.records.write({**first.record(), "status": "running", "attempts": 3})
+    manager.records.put_empty([f"{ACTIVE_MARKS}/p"])
+    assert manager.resumer.run_once() == ["p"]
+    final = manager.records.read("p")
+    assert final is not None and (final["status"], final["error"], final["chunks_written"]) == ("complete", None, 4)
+    assert manager.store.read("p") is not None and not manager.records.marked_active("p")
 
 
 def test_a_late_clean_up_leaves_a_later_attempt_alone(manager: JobManager, tmp_path: Path) -> None:

@@ -112,6 +112,14 @@ class Job:
             "progress": {"done": self.done, "total": self.request.n_chunks},
         }
 
+    def take_published(self, published: dict[str, Any]) -> None:
+        """End complete, as the document an earlier attempt published with its (whole) array says."""
+        self.chunks_written, self.bytes_written = published["chunks_written"], published["bytes_written"]
+        self.stats, self.done, self.error = published.get("stats"), self.request.n_chunks, None
+        self.finished = datetime.now(UTC)
+        self.stop_clock()
+        self.status = "complete"
+
     def cancel_tasks(self) -> None:
         """Cancel the job: its tasks are cancelled and it ends as cancelled."""
         self.cancel.set()

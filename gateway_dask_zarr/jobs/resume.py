@@ -108,7 +108,13 @@ class Resumer(Periodic):
         return True
 
     def _give_up(self, record: dict[str, Any]) -> None:
-        """Fail a job whose attempts are spent; its chunks are deleted once its last attempt's writes have landed."""
+        """End a job whose attempts are spent: complete if its array was published, else failed."""
+        published = self.runner.store.read(record["id"])
+        if published is not None and published.get("created") == record["created"]:
+            # Its last attempt published the array, and its replica stopped before the record said so.
+            self.records.write({**record, **published, "owner": record["owner"]})
+            self.leases.forget(record["id"])
+            return
         error = EXHAUSTED.format(n=MAX_ATTEMPTS)
         frees_at = record["deadline"] + self.runner.settings.cleanup_grace_s
         self.records.write(

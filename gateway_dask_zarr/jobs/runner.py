@@ -203,6 +203,13 @@ class Runner:
             # Not a failure: another replica takes the job over and rewrites its chunks.
             job_log(job).info("job %s handed back after %s", job.id, why)
             return
+        published = _published_earlier(job, self.store)
+        if published is not None:
+            # Its earlier attempt published the array, and its replica stopped before the record said so.
+            job.take_published(published)
+            job_log(job).info("job %s complete: an earlier attempt published it (this one failed: %s)", job.id, why)
+            self.tracker.save_final(job)
+            return
         # A task neither finished nor failed may still be running on a worker, and cancelling
         # cannot stop it: it may PUT chunks until the deadline (worker/blocks.py starts none after it),
         # and a PUT begun then lands within the S3 client's bounds.
@@ -304,6 +311,17 @@ def _summarise(job: Job, facts: list[dict[str, Any]]) -> None:
         "max": max(f["max"] for f in facts),
         "mean": sum(f["sum"] for f in facts) / count,
     }
+
+
+def _published_earlier(job: Job, store: JobStore) -> dict[str, Any] | None:
+    """What an earlier attempt of a taken-over job published with its array, if any (failing would delete it)."""
+    if job.attempts == 1 or job.cancel.is_set():
+        return None
+    try:
+        published = store.read(job.id)
+    except Exception:
+        return None  # the store is out: the job fails (and its clean-up's deletes fail the same way)
+    return published if published is not None and published.get("created") == job.document()["created"] else None
 
 
 def _check_written(job: Job, store: JobStore) -> None:
