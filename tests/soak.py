@@ -44,8 +44,8 @@ from gateway_dask_zarr.storage.embedded import EmbeddedS3
 
 BUCKET = "soak"
 LEASE_S, GRACE_S, TIMEOUT_S = 2, 10, 60
-# Half small; the rest last a second or more on one worker, so that stops and kills land mid-job.
-SHAPES = (([200, 200], [50, 50]), ([200, 200], [50, 50]), ([1000, 1000], [100, 100]), ([2000, 2000], [100, 100]))
+# Half small; a quarter of 1600 chunks, about a second of PUTs on one worker, so that stops and kills land mid-job.
+SHAPES = (([200, 200], [50, 50]), ([200, 200], [50, 50]), ([1000, 1000], [100, 100]), ([1000, 1000], [25, 25]))
 FAULTS = ("rolling_update", "replica_killed", "worker_killed", "s3_stopped")
 
 

@@ -34,8 +34,14 @@ class Tracker:
         return self
 
     def local(self, job_id: str) -> Job | None:
-        """A job whose latest state is in this process's memory, not yet in its record: running or unsaved."""
-        job = self.running.get(job_id) or self.unsaved.get(job_id)
+        """A job whose latest state is only in this process's memory: running, or complete and unsaved.
+
+        An unsaved failure is not shown: while the store is out, another replica may take the
+        job over and finish it, so the record (or the store's 503) says more than this replica knows.
+        """
+        job = self.running.get(job_id)
+        if job is None and (unsaved := self.unsaved.get(job_id)) is not None and unsaved.status == "complete":
+            job = unsaved
         return job if job is not None and not job.final else None
 
     def running_job(self, job_id: str) -> Job | None:
